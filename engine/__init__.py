@@ -1,0 +1,53 @@
+"""nas-engine: an async, event-driven engine for neural architecture search."""
+
+from __future__ import annotations
+
+from engine._context import ensure_frozen as ensure_frozen
+from engine._recipe import RecipeError as RecipeError
+from engine.evaluator import Evaluator as Evaluator
+from engine.evaluator import FunctionEvaluator as FunctionEvaluator
+from engine.evaluator import report_final as report_final
+from engine.evaluator import report_intermediate as report_intermediate
+from engine.mutable import Categorical as Categorical
+from engine.mutable import DuplicateLabelError as DuplicateLabelError
+from engine.mutable import LabeledMutable as LabeledMutable
+from engine.mutable import Mutable as Mutable
+from engine.mutable import MutableDict as MutableDict
+from engine.mutable import MutableList as MutableList
+from engine.mutable import Numerical as Numerical
+from engine.mutable import Sample as Sample
+from engine.mutable import SampleValidationError as SampleValidationError
+from engine.space import BaseModelSpace as BaseModelSpace
+from engine.space import ExecutableModelSpace as ExecutableModelSpace
+from engine.space import Metrics as Metrics
+from engine.space import ModelStatus as ModelStatus
+from engine.space import RawFormatModelSpace as RawFormatModelSpace
+from engine.space import SimplifiedModelSpace as SimplifiedModelSpace
+from engine.space import current_model as current_model
+from engine.space import model_context as model_context
+
+__all__ = (
+    "BaseModelSpace",
+    "Categorical",
+    "DuplicateLabelError",
+    "Evaluator",
+    "ExecutableModelSpace",
+    "FunctionEvaluator",
+    "LabeledMutable",
+    "Metrics",
+    "ModelStatus",
+    "Mutable",
+    "MutableDict",
+    "MutableList",
+    "Numerical",
+    "RawFormatModelSpace",
+    "RecipeError",
+    "Sample",
+    "SampleValidationError",
+    "SimplifiedModelSpace",
+    "current_model",
+    "ensure_frozen",
+    "model_context",
+    "report_final",
+    "report_intermediate",
+)

@@ -1,0 +1,124 @@
+"""Context variables: the sample a model is being built under, and where reports go.
+
+Both are context variables, not module state, so concurrent trials in threads or tasks
+of one process never see each other's sample or reporter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from engine.mutable import LabeledMutable, Mutable, Sample
+
+__all__ = (
+    "Reporter",
+    "current_model",
+    "current_reporter",
+    "ensure_frozen",
+    "model_context",
+    "report_final",
+    "report_intermediate",
+    "use_reporter",
+)
+
+_sample: contextvars.ContextVar[Sample | None] = contextvars.ContextVar(
+    "nas_engine_model_sample", default=None
+)
+
+
+@contextlib.contextmanager
+def model_context(sample: Mapping[str, Any]) -> Iterator[None]:
+    """Build models inside this block as the frozen model that ``sample`` picks."""
+    token = _sample.set(dict(sample))
+    try:
+        yield
+    finally:
+        _sample.reset(token)
+
+
+def current_model() -> Sample | None:
+    """The sample of the enclosing :func:`model_context`, or ``None`` outside one."""
+    return _sample.get()
+
+
+def ensure_frozen(mutable: Any) -> Any:
+    """Inside :func:`model_context`, the value the sample picks for ``mutable``;
+    outside, ``mutable`` itself, so the space can still discover it."""
+    sample = _sample.get()
+    if sample is None or not isinstance(mutable, Mutable):
+        return mutable
+    if isinstance(mutable, LabeledMutable) and mutable.label not in sample:
+        return mutable.freeze({**sample, mutable.label: mutable.default_value()})
+    return mutable.freeze(sample)
+
+
+class Reporter(Protocol):
+    """Where a running model's metrics go: the engine's trial, or the model's Metrics."""
+
+    def intermediate(self, value: float) -> None: ...
+
+    def final(self, value: float) -> None: ...
+
+
+_reporter: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
+    "nas_engine_reporter", default=None
+)
+
+
+@contextlib.contextmanager
+def use_reporter(reporter: Reporter) -> Iterator[None]:
+    token = _reporter.set(reporter)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
+
+
+def current_reporter() -> Reporter | None:
+    return _reporter.get()
+
+
+def check_metric(value: Any) -> float:
+    """``value`` as a float; a clear TypeError for anything that is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            import numbers
+
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                value = float(value)
+            elif hasattr(value, "item") and callable(value.item):  # 0-d tensors, numpy scalars
+                value = float(value.item())
+            else:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"a metric must be a number, got {type(value).__name__} {value!r}"
+            ) from None
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError("a metric must not be NaN")
+    return number
+
+
+def _reporter_or_raise(what: str) -> Reporter:
+    reporter = _reporter.get()
+    if reporter is None:
+        raise RuntimeError(
+            f"{what}() was called outside a running model: call it from an evaluator's "
+            "function while model.execute() or an Engine runs it"
+        )
+    return reporter
+
+
+def report_intermediate(value: Any) -> None:
+    """Report a metric during training (an epoch's accuracy, say)."""
+    _reporter_or_raise("report_intermediate").intermediate(check_metric(value))
+
+
+def report_final(value: Any) -> None:
+    """Report the model's final metric; it wins over the function's return value."""
+    _reporter_or_raise("report_final").final(check_metric(value))

@@ -1,0 +1,140 @@
+"""Recipes: how to rebuild an object in another process (an importable symbol and
+init arguments), as msgspec messages.
+
+A symbol defined in a script run as ``python script.py`` lives in ``__main__``; its
+recipe keeps the script's path, and another process loads that file as a module (its
+``if __name__ == "__main__":`` block does not run there).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+
+__all__ = ("Call", "Recipe", "RecipeError", "Symbol")
+
+_SCRIPT_MODULE = "__nas_engine_main__"
+
+
+class RecipeError(ImportError):
+    """A recipe's symbol cannot be found or imported; the message says which and why."""
+
+
+class Symbol(msgspec.Struct, frozen=True, kw_only=True):
+    """An importable object: ``module`` + ``qualname`` (+ the script path for ``__main__``)."""
+
+    module: str
+    qualname: str
+    path: str | None = None
+
+    @classmethod
+    def of(cls, obj: Any) -> Symbol:
+        """The symbol of a class or function, checked to resolve back to ``obj``."""
+        module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+        if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+            raise RecipeError(
+                f"{obj!r} is not importable (a lambda, a local or a nested function?): "
+                "define it at the top level of a module or script"
+            )
+        path = None
+        if module in ("__main__", _SCRIPT_MODULE, "__mp_main__"):
+            main = sys.modules.get(module)
+            file = getattr(main, "__file__", None)
+            if file is None:
+                raise RecipeError(
+                    f"{qualname} is defined in an interactive session: move it into a module "
+                    "or a script file so other processes can import it"
+                )
+            module, path = "__main__", str(Path(file).resolve())
+        return cls(module=module, qualname=qualname, path=path)
+
+    def resolve(self) -> Any:
+        """Import and return the object; RecipeError says what failed."""
+        target: Any = self._module()
+        for part in self.qualname.split("."):
+            try:
+                target = getattr(target, part)
+            except AttributeError:
+                raise RecipeError(f"{self.display()} not found: module "
+                                  f"{self.module!r} has no {self.qualname!r}") from None
+        return target
+
+    def display(self) -> str:
+        return f"{self.module}:{self.qualname}"
+
+    def _module(self) -> ModuleType:
+        if self.path is not None:
+            main = sys.modules.get("__main__")
+            if getattr(main, "__file__", None) and Path(main.__file__).resolve() == Path(  # type: ignore[union-attr,arg-type]
+                self.path
+            ):
+                return main  # type: ignore[return-value]
+            return _load_script(self.path)
+        try:
+            return importlib.import_module(self.module)
+        except Exception as exc:
+            raise RecipeError(f"cannot import {self.display()}: {exc!r}") from exc
+
+
+def _load_script(path: str) -> ModuleType:
+    loaded = sys.modules.get(_SCRIPT_MODULE)
+    if loaded is not None and getattr(loaded, "__file__", None) == path:
+        return loaded
+    spec = importlib.util.spec_from_file_location(_SCRIPT_MODULE, path)
+    if spec is None or spec.loader is None or not Path(path).is_file():
+        raise RecipeError(f"cannot load script {path!r}: the file is missing")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_SCRIPT_MODULE] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[_SCRIPT_MODULE]
+        raise RecipeError(f"cannot load script {path!r}: {exc!r}") from exc
+    return module
+
+
+class Recipe(msgspec.Struct, frozen=True, kw_only=True):
+    """``symbol(*args, **kwargs)``, as data."""
+
+    symbol: Symbol
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+
+    def build(self) -> Any:
+        return self.symbol.resolve()(*self.args, **self.kwargs)
+
+
+class Call:
+    """``factory(*args, **kwargs)`` in memory. ``factory`` is a live callable, or a
+    :class:`Symbol` that is imported when the call is built (in a worker, say)."""
+
+    __slots__ = ("args", "factory", "kwargs")
+
+    def __init__(
+        self, factory: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self.factory, self.args, self.kwargs = factory, tuple(args), dict(kwargs or {})
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> Call:
+        return cls(recipe.symbol, recipe.args, recipe.kwargs)
+
+    def build(self) -> Any:
+        factory = self.factory.resolve() if isinstance(self.factory, Symbol) else self.factory
+        return factory(*self.args, **self.kwargs)
+
+    def recipe(self) -> Recipe:
+        """This call as data; RecipeError when the factory cannot be imported elsewhere."""
+        symbol = self.factory if isinstance(self.factory, Symbol) else Symbol.of(self.factory)
+        return Recipe(symbol=symbol, args=self.args, kwargs=self.kwargs)
+
+    def display(self) -> str:
+        if isinstance(self.factory, Symbol):
+            return self.factory.display()
+        return str(getattr(self.factory, "__qualname__", self.factory))

@@ -1,0 +1,168 @@
+"""Typed events: one msgspec tagged union, and reusable codecs for it.
+
+Every status change of every model is one event; so are the engine's and the workers'
+life-cycle changes. Each event has ``seq`` (contiguous from 1 within a run), ``time``
+(seconds since the epoch) and a ``kind`` tag. JSON and msgpack round trips give back
+the same types::
+
+    data = encode_json(event)
+    assert decode_json(data) == event
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, TypeAlias
+
+import msgspec
+
+__all__ = (
+    "EVENT_TYPES",
+    "EngineStarted",
+    "EngineStopped",
+    "Event",
+    "EventBase",
+    "InterruptReason",
+    "MetricReported",
+    "ModelEvent",
+    "ModelFailed",
+    "ModelInterrupted",
+    "ModelInvalid",
+    "ModelQueued",
+    "ModelRetrying",
+    "ModelTrained",
+    "TrainingStarted",
+    "WorkerDied",
+    "WorkerStarted",
+    "decode_json",
+    "decode_msgpack",
+    "encode_json",
+    "encode_msgpack",
+)
+
+
+class InterruptReason(enum.StrEnum):
+    cancelled = "cancelled"  # its handle was cancelled
+    timeout = "timeout"  # it ran past the per-trial timeout
+    shutdown = "shutdown"  # the engine stopped (error, cancellation, wall-time budget)
+
+
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
+    seq: int
+    time: float
+
+
+class ModelEvent(EventBase, frozen=True, kw_only=True):
+    model_id: int
+
+
+class EngineStarted(EventBase, frozen=True, kw_only=True, tag="engine_started"):
+    pool: str
+    capacity: int
+    resumed: bool = False
+
+
+class EngineStopped(EventBase, frozen=True, kw_only=True, tag="engine_stopped"):
+    reason: str  # "finished", "error", "cancelled"
+
+
+class WorkerStarted(EventBase, frozen=True, kw_only=True, tag="worker_started"):
+    worker: str
+    pid: int | None = None
+    gpus: tuple[int, ...] = ()
+
+
+class WorkerDied(EventBase, frozen=True, kw_only=True, tag="worker_died"):
+    worker: str
+    pid: int | None = None
+    exitcode: int | None = None
+    signal: int | None = None
+    reason: str = ""
+
+
+class ModelQueued(ModelEvent, frozen=True, kw_only=True, tag="queued"):
+    """Status ``frozen``: accepted and waiting for a worker."""
+
+    sample: dict[str, Any]
+
+
+class TrainingStarted(ModelEvent, frozen=True, kw_only=True, tag="training"):
+    worker: str
+    attempt: int
+    gpus: tuple[int, ...] = ()
+
+
+class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):
+    """An intermediate metric (the status stays ``training``)."""
+
+    value: float
+    step: int
+
+
+class ModelTrained(ModelEvent, frozen=True, kw_only=True, tag="trained"):
+    final: float
+    duration: float
+
+
+class ModelFailed(ModelEvent, frozen=True, kw_only=True, tag="failed"):
+    error_type: str
+    message: str
+    traceback: str
+    attempt: int
+
+
+class ModelRetrying(ModelEvent, frozen=True, kw_only=True, tag="retrying"):
+    attempt: int  # the attempt that comes next
+    reason: str
+
+
+class ModelInterrupted(ModelEvent, frozen=True, kw_only=True, tag="interrupted"):
+    reason: InterruptReason
+
+
+class ModelInvalid(ModelEvent, frozen=True, kw_only=True, tag="invalid"):
+    message: str
+    paths: tuple[str, ...] = ()
+
+
+Event: TypeAlias = (
+    EngineStarted
+    | EngineStopped
+    | WorkerStarted
+    | WorkerDied
+    | ModelQueued
+    | TrainingStarted
+    | MetricReported
+    | ModelTrained
+    | ModelFailed
+    | ModelRetrying
+    | ModelInterrupted
+    | ModelInvalid
+)
+
+EVENT_TYPES: tuple[type[EventBase], ...] = (
+    EngineStarted, EngineStopped, WorkerStarted, WorkerDied, ModelQueued, TrainingStarted,
+    MetricReported, ModelTrained, ModelFailed, ModelRetrying, ModelInterrupted, ModelInvalid,
+)
+
+_json_encoder = msgspec.json.Encoder()
+_json_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
+
+
+def encode_json(event: EventBase) -> bytes:
+    return _json_encoder.encode(event)
+
+
+def decode_json(data: bytes | str) -> Event:
+    """One event from JSON; msgspec.ValidationError names the bad field (``at $.seq``)."""
+    return _json_decoder.decode(data)
+
+
+def encode_msgpack(event: EventBase) -> bytes:
+    return _msgpack_encoder.encode(event)
+
+
+def decode_msgpack(data: bytes) -> Event:
+    return _msgpack_decoder.decode(data)

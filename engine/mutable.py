@@ -1,0 +1,422 @@
+"""Mutables: the choices a model space is made of.
+
+A *sample* is a flat ``{label: value}`` dict. Every leaf mutable has a label and
+takes its value from the sample; containers (:class:`MutableList`,
+:class:`MutableDict`) only group mutables. Freezing a mutable with a sample gives
+the plain value it stands for.
+
+Exceptions raised here::
+
+    ValueError
+    ├── SampleValidationError   a sample does not fit a space (``paths`` say where)
+    └── DuplicateLabelError     one label bound to two different mutables
+
+``SampleValidationError.paths`` are ordered outermost first: ``["model", "width"]``
+reads "in the model, at label width". A leaf puts its label in; a model space puts
+``model`` or ``evaluator`` in front.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random as _random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from engine._labels import auto_label
+
+__all__ = (
+    "Categorical",
+    "DuplicateLabelError",
+    "LabeledMutable",
+    "Mutable",
+    "MutableDict",
+    "MutableList",
+    "Numerical",
+    "Sample",
+    "SampleValidationError",
+)
+
+Sample: TypeAlias = dict[str, Any]
+
+
+class SampleValidationError(ValueError):
+    """A sample does not fit a space. ``paths`` locate the problem, outermost first."""
+
+    def __init__(self, message: str, paths: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.paths: list[str] = list(paths)
+
+    def prefixed(self, *outer: str) -> SampleValidationError:
+        """Put ``outer`` in front of the paths (called by each enclosing layer)."""
+        self.paths[:0] = outer
+        return self
+
+    def __str__(self) -> str:
+        where = "/".join(self.paths)
+        return f"{self.message} (at {where})" if where else self.message
+
+
+class DuplicateLabelError(ValueError):
+    """One label names two different mutables; give one of them another label."""
+
+
+def _canonical(value: Any) -> Any:
+    """Tuples and lists compare equal after a JSON or msgpack round trip."""
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(_canonical(a) == _canonical(b))
+
+
+class Mutable:
+    """Something that holds choices. Subclasses define leaves or containers."""
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        """Every leaf mutable inside, in definition order (duplicates included)."""
+        raise NotImplementedError
+
+    def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
+        """The reason ``sample`` does not fit, or ``None`` when it does."""
+        for leaf in self.leaf_mutables():
+            error = leaf.check_contains(sample)
+            if error is not None:
+                return error
+        return None
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        """The plain value this mutable stands for under ``sample`` (validated first)."""
+        raise NotImplementedError
+
+    def simplify(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> dict[str, LabeledMutable]:
+        """Leaf mutables keyed by label. Raises DuplicateLabelError on a clash."""
+        found: dict[str, LabeledMutable] = {}
+        for leaf in self.leaf_mutables(is_leaf):
+            known = found.get(leaf.label)
+            if known is None:
+                found[leaf.label] = leaf
+            elif known != leaf:
+                raise DuplicateLabelError(
+                    f"label {leaf.label!r} is bound to two different mutables: "
+                    f"{known!r} and {leaf!r}; give one of them another label"
+                )
+        return found
+
+    def contains(self, sample: Mapping[str, Any]) -> bool:
+        return self.check_contains(sample) is None
+
+    def validate(self, sample: Mapping[str, Any]) -> None:
+        """Raise :class:`SampleValidationError` when ``sample`` does not fit."""
+        error = self.check_contains(sample)
+        if error is not None:
+            raise error
+
+    def default(self, memo: Sample | None = None) -> Any:
+        """Freeze with every leaf at its default; ``memo`` collects the sample."""
+        memo = {} if memo is None else memo
+        for label, leaf in self.simplify().items():
+            memo.setdefault(label, leaf.default_value())
+        return self.freeze(memo)
+
+    def random(
+        self, memo: Sample | None = None, random_state: _random.Random | None = None
+    ) -> Any:
+        """Freeze with every leaf drawn from ``random_state``; ``memo`` collects the sample."""
+        memo = {} if memo is None else memo
+        rng = random_state if random_state is not None else _random.Random()
+        for label, leaf in self.simplify().items():
+            if label not in memo:
+                memo[label] = leaf.random_value(rng)
+        return self.freeze(memo)
+
+    def grid(self, memo: Sample | None = None, granularity: int | None = None) -> Iterator[Any]:
+        """Every combination of the leaves' grid values, frozen, in a fixed order.
+
+        ``memo`` pins labels; after each yield it holds that item's sample.
+        """
+        memo = {} if memo is None else memo
+        pinned = dict(memo)
+        leaves = [leaf for label, leaf in self.simplify().items() if label not in pinned]
+        axes = [leaf.grid_values(granularity) for leaf in leaves]
+        for combo in itertools.product(*axes):
+            memo.clear()
+            memo.update(pinned)
+            memo.update({leaf.label: value for leaf, value in zip(leaves, combo, strict=True)})
+            yield self.freeze(memo)
+
+
+class LabeledMutable(Mutable):
+    """A leaf: one label, one value in the sample."""
+
+    label: str
+
+    def __init__(self, label: str | None) -> None:
+        if label is None:
+            label = auto_label(type(self).__name__.lower())
+        if not isinstance(label, str) or not label:
+            raise TypeError(f"a mutable's label must be a non-empty str, got {label!r}")
+        self.label = label
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        yield self
+
+    def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
+        if self.label not in sample:
+            return SampleValidationError(f"label {self.label!r} is missing from the sample",
+                                         [self.label])
+        reason = self.check_value(sample[self.label])
+        return None if reason is None else SampleValidationError(reason, [self.label])
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        self.validate(sample)
+        return self.normalize(sample[self.label])
+
+    def check_value(self, value: Any) -> str | None:
+        """Why ``value`` is not one this leaf can take, or ``None``."""
+        raise NotImplementedError
+
+    def normalize(self, value: Any) -> Any:
+        """The canonical form of a valid value (what ``freeze`` returns)."""
+        return value
+
+    def default_value(self) -> Any:
+        raise NotImplementedError
+
+    def random_value(self, rng: _random.Random) -> Any:
+        raise NotImplementedError
+
+    def grid_values(self, granularity: int | None = None) -> list[Any]:
+        raise NotImplementedError
+
+
+_MISSING: Any = object()
+
+
+class Categorical(LabeledMutable):
+    """One of ``values``. ``default`` is the first value unless given."""
+
+    def __init__(
+        self, values: Iterable[Any], *, default: Any = _MISSING, label: str | None = None
+    ) -> None:
+        super().__init__(label)
+        label = self.label
+        self.values = list(values)
+        if not self.values:
+            raise ValueError(f"Categorical {label!r} needs at least one value")
+        for i, value in enumerate(self.values):
+            if any(_same_value(value, other) for other in self.values[:i]):
+                raise ValueError(f"Categorical {label!r} lists {value!r} twice")
+        if default is not _MISSING and not self._index(default) >= 0:
+            raise ValueError(f"default {default!r} of {label!r} is not one of {self.values!r}")
+        self.default_ = self.values[0] if default is _MISSING else default
+
+    def _index(self, value: Any) -> int:
+        for i, choice in enumerate(self.values):
+            if _same_value(value, choice):
+                return i
+        return -1
+
+    def check_value(self, value: Any) -> str | None:
+        if self._index(value) < 0:
+            return f"{value!r} is not one of the choices {self.values!r} of {self.label!r}"
+        return None
+
+    def normalize(self, value: Any) -> Any:
+        return self.values[self._index(value)]
+
+    def default_value(self) -> Any:
+        return self.default_
+
+    def random_value(self, rng: _random.Random) -> Any:
+        return rng.choice(self.values)
+
+    def grid_values(self, granularity: int | None = None) -> list[Any]:
+        return list(self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, Categorical)
+            and other.label == self.label
+            and _canonical(other.values) == _canonical(self.values)
+            and _same_value(other.default_, self.default_)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.values!r}, label={self.label!r})"
+
+
+class Numerical(LabeledMutable):
+    """A number in ``[low, high]``; ``log`` samples on a log scale, ``quantize`` rounds to
+    multiples of a step."""
+
+    def __init__(
+        self,
+        low: float,
+        high: float,
+        *,
+        log: bool = False,
+        quantize: float | None = None,
+        default: float | None = None,
+        label: str | None = None,
+    ) -> None:
+        super().__init__(label)
+        label = self.label
+        for name, bound in (("low", low), ("high", high)):
+            if not _is_number(bound) or not math.isfinite(bound):
+                raise TypeError(f"Numerical {label!r}: {name} must be a finite number, "
+                                f"got {bound!r}")
+        if not low < high:
+            raise ValueError(f"Numerical {label!r}: low ({low}) must be below high ({high})")
+        if log and low <= 0:
+            raise ValueError(f"Numerical {label!r}: a log scale needs low > 0, got {low}")
+        if quantize is not None and not (_is_number(quantize) and quantize > 0):
+            raise ValueError(f"Numerical {label!r}: quantize must be a positive number, "
+                             f"got {quantize!r}")
+        self.low, self.high, self.log, self.quantize = low, high, log, quantize
+        if default is not None and self.check_value(default) is not None:
+            raise ValueError(f"Numerical {label!r}: default {default!r} is out of range")
+        self.default_ = default
+
+    def check_value(self, value: Any) -> str | None:
+        if not _is_number(value):
+            return (f"{self.label!r} takes a number, got {type(value).__name__} {value!r}")
+        if not self.low <= value <= self.high:
+            return f"{value!r} is outside [{self.low}, {self.high}] of {self.label!r}"
+        if self.quantize is not None:
+            steps = value / self.quantize
+            if abs(steps - round(steps)) > 1e-6 and value not in (self.low, self.high):
+                return f"{value!r} is not a multiple of {self.quantize} for {self.label!r}"
+        return None
+
+    def _from_quantile(self, q: float) -> float:
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            value = math.exp(lo + q * (hi - lo))
+        else:
+            value = self.low + q * (self.high - self.low)
+        if self.quantize is not None:
+            value = round(value / self.quantize) * self.quantize
+        return min(max(value, self.low), self.high)
+
+    def default_value(self) -> float:
+        return self.default_ if self.default_ is not None else self._from_quantile(0.5)
+
+    def random_value(self, rng: _random.Random) -> float:
+        return self._from_quantile(rng.random())
+
+    def grid_values(self, granularity: int | None = None) -> list[float]:
+        """``2**g - 1`` evenly spaced quantiles (``g`` = granularity, default 1), deduplicated:
+        each granularity keeps the points of the ones before it."""
+        g = 1 if granularity is None else granularity
+        if g < 1:
+            raise ValueError(f"granularity must be >= 1, got {g}")
+        points = (self._from_quantile(k / 2**g) for k in range(1, 2**g))
+        return list(dict.fromkeys(points))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, Numerical)
+            and (other.label, other.low, other.high, other.log, other.quantize, other.default_)
+            == (self.label, self.low, self.high, self.log, self.quantize, self.default_)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        extra = (", log=True" if self.log else "") + (
+            f", quantize={self.quantize}" if self.quantize is not None else "")
+        return f"Numerical({self.low}, {self.high}{extra}, label={self.label!r})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def freeze_value(value: Any, sample: Mapping[str, Any]) -> Any:
+    """``value`` frozen when it is a mutable, unchanged otherwise."""
+    return value.freeze(sample) if isinstance(value, Mutable) else value
+
+
+def leaves_of(values: Iterable[Any]) -> Iterator[LabeledMutable]:
+    for value in values:
+        if isinstance(value, Mutable):
+            yield from value.leaf_mutables()
+
+
+class MutableList(Mutable):
+    """A list whose items may be mutables; freezes to a plain list."""
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self.items = list(items)
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        return leaves_of(self.items)
+
+    def freeze(self, sample: Mapping[str, Any]) -> list[Any]:
+        self.validate(sample)
+        return [freeze_value(item, sample) for item in self.items]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.items[index]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __repr__(self) -> str:
+        return f"MutableList({self.items!r})"
+
+
+class MutableDict(Mutable):
+    """A dict whose values may be mutables; freezes to a plain dict."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self.items: dict[str, Any] = dict(items or {})
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        return leaves_of(self.items.values())
+
+    def freeze(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        self.validate(sample)
+        return {key: freeze_value(value, sample) for key, value in self.items.items()}
+
+    def __getitem__(self, key: str) -> Any:
+        return self.items[key]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.items)
+
+    def keys(self) -> Iterable[str]:
+        return self.items.keys()
+
+    def values(self) -> Iterable[Any]:
+        return self.items.values()
+
+    def __repr__(self) -> str:
+        return f"MutableDict({self.items!r})"

@@ -1,0 +1,373 @@
+"""Model spaces that an engine can execute.
+
+Every model space is a :class:`BaseModelSpace`. The engine runs
+:class:`ExecutableModelSpace` objects, which come in two formats:
+
+- :class:`RawFormatModelSpace` keeps the live model space (and its weights). It never
+  leaves this process.
+- :class:`SimplifiedModelSpace` keeps a recipe (importable symbol + init arguments) and
+  the simplified mutables. A frozen one is a small msgspec message; a worker rebuilds the
+  model from the recipe under :func:`model_context`.
+
+A space starts ``initialized``; :meth:`ExecutableModelSpace.freeze` gives a new
+``frozen`` model, the only kind the engine accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import msgspec
+
+from engine._context import current_model, ensure_frozen, model_context
+from engine._recipe import Call, Recipe, RecipeError
+from engine.evaluator import Evaluator, EvaluatorSpec, FunctionEvaluator
+from engine.mutable import (
+    LabeledMutable,
+    Mutable,
+    MutableDict,
+    Sample,
+    SampleValidationError,
+    freeze_value,
+    leaves_of,
+)
+
+__all__ = (
+    "BaseModelSpace",
+    "ExecutableModelSpace",
+    "Metrics",
+    "ModelStatus",
+    "RawFormatModelSpace",
+    "SimplifiedModelSpace",
+    "current_model",
+    "dump_model",
+    "ensure_frozen",
+    "load_model",
+    "model_context",
+    "ModelMessage",
+    "RecipeError",
+)
+
+
+class ModelStatus(enum.StrEnum):
+    """Where a model is in its life. Only ``frozen`` models go to an engine."""
+
+    Initialized = "initialized"
+    Mutating = "mutating"
+    Frozen = "frozen"
+    Training = "training"
+    Trained = "trained"
+    Failed = "failed"
+    Interrupted = "interrupted"
+    Invalid = "invalid"
+    Retrying = "retrying"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}.{self.name}"
+
+    def frozen(self) -> bool:
+        """A frozen model cannot be mutated any more."""
+        return self not in (ModelStatus.Initialized, ModelStatus.Mutating)
+
+    def completed(self) -> bool:
+        """A completed status does not change any more."""
+        return self in _COMPLETED
+
+
+_COMPLETED = frozenset(
+    {ModelStatus.Trained, ModelStatus.Failed, ModelStatus.Interrupted, ModelStatus.Invalid}
+)
+
+
+class Metrics(msgspec.Struct, kw_only=True):
+    """A model's reported metrics: intermediates in order, and one final value."""
+
+    intermediates: list[float] = msgspec.field(default_factory=list)
+    final: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.intermediates) or self.final is not None
+
+
+def _discover(obj: Any) -> Iterable[LabeledMutable]:
+    return leaves_of(v for k, v in vars(obj).items() if not k.startswith("_"))
+
+
+class BaseModelSpace(Mutable):
+    """A collection of mutables organised as a model.
+
+    A plain subclass keeps mutables in attributes (found by :meth:`leaf_mutables`) and
+    reads them through :func:`ensure_frozen`, so that, built under
+    :func:`model_context`, it holds the chosen values. Each subclass records its init
+    arguments (the recipe :class:`SimplifiedModelSpace` rebuilds it from).
+    """
+
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording(cls.__init__)  # type: ignore[method-assign]
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        return _discover(self)
+
+    def init_call(self) -> Call:
+        """How to build this space again: its class and init arguments."""
+        call = self.__dict__.get("_nas_init_call")
+        return call if isinstance(call, Call) else Call(type(self))
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        """A new instance built under ``model_context(sample)`` from the init call."""
+        self.validate(sample)
+        with model_context(sample):
+            return self.init_call().build()
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "_nas_init_call" not in self.__dict__:  # the outermost __init__ records the call
+            self.__dict__["_nas_init_call"] = Call(type(self), args, kwargs)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+class ExecutableModelSpace(BaseModelSpace):
+    """A model space, or one model frozen from it, that an engine can execute."""
+
+    evaluator: Evaluator | None
+    sample: Sample | None
+
+    def __init__(self, status: ModelStatus = ModelStatus.Initialized) -> None:
+        self.status = status
+        self.metrics = Metrics()
+        self.sample = None
+
+    @property
+    def metric(self) -> float | None:
+        """The final metric, or ``None`` before it is trained (or when it failed)."""
+        return self.metrics.final
+
+    def execute(self) -> Any:
+        """Build the model and run the evaluator on it. Returns the final metric, or an
+        awaitable of it when the evaluator is async."""
+        if self.evaluator is None:
+            raise ValueError("this model has no evaluator: pass one to from_model()")
+        return self.evaluator._execute(self)
+
+    @classmethod
+    def from_model(
+        cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
+    ) -> ExecutableModelSpace:
+        raise NotImplementedError(f"{cls.__name__}.from_model")
+
+    def executable_model(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.executable_model")
+
+    def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
+        error = self._model_mutables().check_contains(sample)
+        if error is not None:
+            return error.prefixed("model")
+        if self.evaluator is not None:
+            error = self.evaluator.check_contains(sample)
+            if error is not None:
+                return error.prefixed("evaluator")
+        known = {leaf.label for leaf in self.leaf_mutables()}
+        for label in sample:
+            if label not in known:
+                return SampleValidationError(
+                    f"unknown label {label!r}: the space's labels are {sorted(known)}", [label])
+        return None
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterable[LabeledMutable]:
+        yield from self._model_mutables().leaf_mutables(is_leaf)
+        if self.evaluator is not None:
+            yield from self.evaluator.leaf_mutables(is_leaf)
+
+    def _model_mutables(self) -> Mutable:
+        raise NotImplementedError
+
+    def _check_initialized(self) -> None:
+        if self.status is not ModelStatus.Initialized:
+            raise RuntimeError(
+                f"cannot freeze a model whose status is {self.status.value}: freeze the "
+                "initialized space it came from"
+            )
+
+    def __str__(self) -> str:
+        if self.sample is None:
+            return repr(self)
+        metrics = f", {self.metrics!r}" if self.metrics else ""
+        return f"{type(self).__name__}({self.sample}{metrics}, {self.status.value!r})"
+
+
+RAW_FORMAT_STAYS = (
+    "a RawFormatModelSpace holds a live model and cannot leave this process: run it with "
+    "InlinePool, or convert the space with SimplifiedModelSpace.from_model"
+)
+
+
+class RawFormatModelSpace(ExecutableModelSpace):
+    """Keeps the live model space; only runs in this process (an ``InlinePool``)."""
+
+    def __init__(self, model_space: BaseModelSpace, evaluator: Evaluator | None) -> None:
+        super().__init__()
+        self.model_space = model_space
+        self.evaluator = evaluator
+        # A frozen model can be large: keep it only while someone else does.
+        self._frozen_model: weakref.ReferenceType[Any] | None = None
+
+    @classmethod
+    def from_model(
+        cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
+    ) -> RawFormatModelSpace:
+        return cls(model_space, evaluator)
+
+    def _model_mutables(self) -> Mutable:
+        return self.model_space
+
+    def freeze(self, sample: Mapping[str, Any]) -> RawFormatModelSpace:
+        self._check_initialized()
+        self.validate(sample)
+        evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
+        model = type(self)(self.model_space, evaluator)
+        model.sample = dict(sample)
+        model.status = ModelStatus.Frozen
+        return model
+
+    def executable_model(self) -> Any:
+        """The frozen model (cached while it is alive elsewhere)."""
+        if not self.status.frozen() or self.sample is None:
+            raise RuntimeError("this model space is not frozen yet: call freeze(sample) first")
+        cached = self._frozen_model() if self._frozen_model is not None else None
+        if cached is None:
+            cached = self.model_space.freeze(self.sample)
+            self._frozen_model = weakref.ref(cached)
+        return cached
+
+    def __getstate__(self) -> Any:
+        raise TypeError(RAW_FORMAT_STAYS)
+
+    def __repr__(self) -> str:
+        space = repr(self.model_space)
+        space = space if len(space) <= 100 else space[:100] + "..."
+        return (f"RawFormatModelSpace(model_space={space}, evaluator={self.evaluator!r}, "
+                f"sample={self.sample!r}, status={self.status!r})")
+
+
+class ModelMessage(msgspec.Struct, frozen=True, kw_only=True, tag="simplified"):
+    """A frozen :class:`SimplifiedModelSpace` as data."""
+
+    model: Recipe
+    evaluator: EvaluatorSpec | None
+    sample: dict[str, Any]
+    status: ModelStatus
+    metrics: Metrics
+
+
+class SimplifiedModelSpace(ExecutableModelSpace):
+    """A recipe plus its simplified mutables; rebuilt from scratch to execute."""
+
+    _encoder: ClassVar[msgspec.msgpack.Encoder] = msgspec.msgpack.Encoder()
+    _decoder: ClassVar[msgspec.msgpack.Decoder[ModelMessage]] = msgspec.msgpack.Decoder(
+        ModelMessage)
+
+    def __init__(
+        self, model: Call, mutables: Mapping[str, Any] | MutableDict,
+        evaluator: Evaluator | None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.mutables = mutables if isinstance(mutables, MutableDict) else MutableDict(mutables)
+        self.evaluator = evaluator
+
+    @classmethod
+    def from_model(
+        cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
+    ) -> SimplifiedModelSpace:
+        if not isinstance(model_space, BaseModelSpace):
+            raise TypeError(f"from_model needs a BaseModelSpace (for example an "
+                            f"engine.nn.ModelSpace), got {type(model_space).__name__}")
+        if evaluator is not None and not isinstance(evaluator, Evaluator):
+            raise TypeError(f"evaluator must be an Evaluator, got {type(evaluator).__name__}")
+        return cls(model_space.init_call(), model_space.simplify(), evaluator)
+
+    def _model_mutables(self) -> Mutable:
+        return self.mutables
+
+    def freeze(self, sample: Mapping[str, Any]) -> SimplifiedModelSpace:
+        self._check_initialized()
+        self.validate(sample)
+        evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
+        # Mutables passed as init arguments take their chosen value in the frozen recipe.
+        call = Call(
+            self.model.factory,
+            tuple(freeze_value(a, sample) for a in self.model.args),
+            {k: freeze_value(v, sample) for k, v in self.model.kwargs.items()},
+        )
+        model = type(self)(call, self.mutables, evaluator)
+        model.sample = dict(sample)
+        model.status = ModelStatus.Frozen
+        return model
+
+    def executable_model(self) -> Any:
+        if self.sample is None:
+            raise RuntimeError("this model space is not frozen yet: call freeze(sample) first")
+        with model_context(self.sample):
+            return self.model.build()
+
+    def dump(self) -> bytes:
+        """This frozen model as a msgpack message; TypeError says what cannot be sent."""
+        if self.sample is None:
+            raise TypeError("only a frozen SimplifiedModelSpace can be dumped: freeze it first")
+        try:
+            recipe = self.model.recipe()
+        except RecipeError as exc:
+            raise TypeError(f"the model space cannot be sent to a worker: {exc}") from None
+        evaluator = self.evaluator.dump() if self.evaluator is not None else None
+        message = ModelMessage(model=recipe, evaluator=evaluator, sample=self.sample,
+                               status=self.status, metrics=self.metrics)
+        try:
+            return self._encoder.encode(message)
+        except TypeError as exc:
+            raise TypeError(f"the model's init arguments cannot be sent to a worker: {exc}; "
+                            "pass plain data (numbers, strings, lists, dicts)") from None
+
+    @classmethod
+    def load(cls, data: bytes) -> SimplifiedModelSpace:
+        """The model :meth:`dump` wrote; the recipe is resolved later, when it is built."""
+        message = cls._decoder.decode(data)
+        evaluator = FunctionEvaluator.load(message.evaluator) if message.evaluator else None
+        model = cls(Call.of(message.model), {}, evaluator)
+        model.sample = dict(message.sample)
+        model.status = message.status
+        model.metrics = message.metrics
+        return model
+
+    def __repr__(self) -> str:
+        return (f"SimplifiedModelSpace(model={self.model.display()}, "
+                f"mutables={self.mutables!r}, evaluator={self.evaluator!r}, "
+                f"sample={self.sample!r}, status={self.status!r})")
+
+
+def dump_model(model: ExecutableModelSpace) -> bytes:
+    """A frozen model as bytes for another process; TypeError when it cannot leave."""
+    if isinstance(model, SimplifiedModelSpace):
+        return model.dump()
+    if isinstance(model, RawFormatModelSpace):
+        raise TypeError(RAW_FORMAT_STAYS)
+    raise TypeError(f"{type(model).__name__} cannot be sent to another process")
+
+
+def load_model(data: bytes) -> SimplifiedModelSpace:
+    return SimplifiedModelSpace.load(data)
+

@@ -1,0 +1,83 @@
+"""The pool seam: the one protocol every worker pool implements.
+
+The engine starts a pool with ``await task_group.start(pool.serve, monitor)`` and then
+calls ``run`` at most ``capacity`` times at once, each call in its own task. A pool
+never touches the engine's queue, budgets or events directly: it calls back through
+the :class:`Trial` it was given (on the event-loop thread) and raises
+:class:`~engine.errors.TrialFailed` or :class:`~engine.errors.WorkerLost`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from engine.space import ExecutableModelSpace
+
+__all__ = ("PoolMonitor", "Trial", "TrialOutput", "WorkerPool")
+
+
+class TrialOutput(msgspec.Struct, kw_only=True):
+    """What a finished run leaves besides its metrics: the worker's captured output."""
+
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Trial(Protocol):
+    """One attempt at one model, as the engine hands it to a pool. Call every method on
+    the event-loop thread."""
+
+    @property
+    def model_id(self) -> int: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+        """The model began executing on ``worker`` (call once, before any report)."""
+
+    def intermediate(self, value: float) -> None:
+        """The model reported an intermediate metric."""
+
+    def final(self, value: float) -> None:
+        """The model reported its final metric (the last call wins)."""
+
+
+class PoolMonitor(Protocol):
+    """Life-cycle callbacks from a pool to the engine, on the event-loop thread."""
+
+    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None: ...
+
+    def worker_died(
+        self, worker: str, pid: int | None, exitcode: int | None, signal: int | None,
+        reason: str,
+    ) -> None: ...
+
+
+class WorkerPool(Protocol):
+    """Runs frozen models, one per worker at a time."""
+
+    @property
+    def name(self) -> str:
+        """A short name for events (``"inline"``, ``"process"``)."""
+
+    @property
+    def capacity(self) -> int:
+        """How many models run at once."""
+
+    def check(self, model: ExecutableModelSpace) -> None:
+        """Raise TypeError or ValueError now, at submit, if this pool cannot run ``model``."""
+
+    async def serve(self, monitor: PoolMonitor, *, task_status: TaskStatus[None]) -> None:
+        """Start the workers, report ready through ``task_status``, and run until cancelled;
+        on the way out (shielded) stop every worker."""
+
+    async def run(self, model: ExecutableModelSpace, trial: Trial) -> TrialOutput:
+        """Execute ``model`` on a free worker; report through ``trial``. Raises TrialFailed
+        or WorkerLost. When cancelled, the model's execution is stopped before this
+        returns (or, inline, abandoned after a grace period) and Cancelled propagates."""
