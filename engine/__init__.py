@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from engine._context import ensure_frozen as ensure_frozen
+from engine._eventlog import Subscription as Subscription
 from engine._recipe import RecipeError as RecipeError
+from engine.engine import Engine as Engine
+from engine.engine import ModelHandle as ModelHandle
+from engine.errors import BudgetExhausted as BudgetExhausted
+from engine.errors import EngineClosed as EngineClosed
+from engine.errors import SubscriberLagged as SubscriberLagged
+from engine.errors import TrialFailed as TrialFailed
+from engine.errors import WorkerLost as WorkerLost
 from engine.evaluator import Evaluator as Evaluator
 from engine.evaluator import FunctionEvaluator as FunctionEvaluator
 from engine.evaluator import report_final as report_final
@@ -25,9 +33,23 @@ from engine.space import RawFormatModelSpace as RawFormatModelSpace
 from engine.space import SimplifiedModelSpace as SimplifiedModelSpace
 from engine.space import current_model as current_model
 from engine.space import model_context as model_context
+from engine.workers._base import TrialOutput as TrialOutput
+from engine.workers._base import WorkerPool as WorkerPool
+from engine.workers.inline import InlinePool as InlinePool
 
 __all__ = (
     "BaseModelSpace",
+    "BudgetExhausted",
+    "Engine",
+    "EngineClosed",
+    "InlinePool",
+    "ModelHandle",
+    "SubscriberLagged",
+    "Subscription",
+    "TrialFailed",
+    "TrialOutput",
+    "WorkerLost",
+    "WorkerPool",
     "Categorical",
     "DuplicateLabelError",
     "Evaluator",

@@ -1,0 +1,127 @@
+"""The engine's event log and its subscriptions.
+
+Policy for slow subscribers: the engine never waits for a subscriber and never drops
+an event silently. It keeps the last ``capacity`` events in memory; every subscription
+is a cursor into that log. A subscriber that falls further behind than that gets
+:class:`~engine.errors.SubscriberLagged` (naming the events it missed) on its next read,
+unless the engine has a journal, from which the missed events are read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+import anyio
+import anyio.lowlevel
+
+from engine.errors import EngineClosed, SubscriberLagged
+from engine.events import Event
+
+__all__ = ("EventLog", "Subscription")
+
+# A subscriber that has events waiting yields to the loop after this many, so a long
+# backlog cannot starve other tasks.
+_YIELD_EVERY = 64
+
+
+class EventLog:
+    """Events in seq order; only the loop thread appends."""
+
+    def __init__(self, capacity: int, first_seq: int = 1) -> None:
+        if capacity < 1:
+            raise ValueError(f"event buffer must hold at least 1 event, got {capacity}")
+        self.capacity = capacity
+        self._events: list[Event] = []
+        self._base = first_seq  # seq of self._events[0]
+        self._waiter: anyio.Event | None = None
+        self.closed = False
+        # Reads events that fell out of memory: (first, last) -> events. Set by a journal.
+        self.backfill: Callable[[int, int], list[Event]] | None = None
+
+    @property
+    def next_seq(self) -> int:
+        return self._base + len(self._events)
+
+    def append(self, event: Event) -> None:
+        self._events.append(event)
+        if len(self._events) >= 2 * self.capacity:
+            drop = len(self._events) - self.capacity
+            del self._events[:drop]
+            self._base += drop
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def get(self, seq: int) -> Event | None:
+        """The event ``seq`` if it is in memory; None if it is not written yet.
+        Raises SubscriberLagged when it fell out of memory and cannot be read back."""
+        index = seq - self._base
+        if index >= len(self._events):
+            return None
+        if index >= 0:
+            return self._events[index]
+        if self.backfill is not None:
+            return self.backfill(seq, seq)[0]
+        raise SubscriberLagged(seq, self._base - 1)
+
+    async def wait(self) -> None:
+        """Return after the next append or close. Cancellation leaves the log unchanged."""
+        if self._waiter is None:
+            self._waiter = anyio.Event()
+        await self._waiter.wait()
+
+    def subscribe(self) -> Subscription:
+        if self.closed:
+            raise EngineClosed("the engine has stopped: subscribe before or while it runs")
+        return Subscription(self, self.next_seq)
+
+
+class Subscription:
+    """An async iterator of every event from the moment it was made, in order.
+    It ends after the engine's last event. Closing it early releases nothing but itself."""
+
+    def __init__(self, log: EventLog, start: int) -> None:
+        self._log = log
+        self._next = start
+        self._streak = 0
+        self._closed = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._closed:
+            event = self._log.get(self._next)
+            if event is not None:
+                self._next += 1
+                self._streak += 1
+                if self._streak >= _YIELD_EVERY:
+                    self._streak = 0
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    await anyio.lowlevel.checkpoint_if_cancelled()
+                return event
+            if self._log.closed:
+                break
+            self._streak = 0
+            await self._log.wait()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,125 @@
+"""InlinePool: runs models in this process.
+
+The only pool that accepts a :class:`~engine.space.RawFormatModelSpace`, and the one
+strategy tests use (no processes, no torch). A blocking ``execute`` runs in a worker
+thread; an async evaluator is awaited on the event loop.
+
+A thread cannot be killed. When a trial running in a thread is cancelled, its next
+``report_intermediate`` / ``report_final`` raises inside it, and the pool waits up to
+``grace`` seconds for the thread to return; after that the thread is abandoned (it
+finishes in the background and its reports are ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio.abc import TaskStatus
+
+from engine._context import use_reporter
+from engine.errors import TrialFailed
+from engine.space import ExecutableModelSpace
+from engine.workers._base import PoolMonitor, Trial, TrialOutput
+
+__all__ = ("InlinePool",)
+
+
+class _TrialStopped(BaseException):
+    """Raised inside a cancelled trial's thread at its next report. A BaseException, so
+    the user's ``except Exception`` does not swallow it."""
+
+
+class _ThreadReporter:
+    def __init__(self, trial: Trial, stop: threading.Event) -> None:
+        self._trial, self._stop = trial, stop
+
+    def _send(self, method: Any, value: float) -> None:
+        if self._stop.is_set():
+            raise _TrialStopped
+        anyio.from_thread.run_sync(method, value)
+
+    def intermediate(self, value: float) -> None:
+        self._send(self._trial.intermediate, value)
+
+    def final(self, value: float) -> None:
+        self._send(self._trial.final, value)
+
+
+class InlinePool:
+    """``workers`` models at a time, in this process."""
+
+    name = "inline"
+
+    def __init__(self, workers: int = 1, *, grace: float = 5.0) -> None:
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"InlinePool needs workers >= 1, got {workers!r}")
+        self._workers = workers
+        self._free = [f"inline-{i}" for i in reversed(range(workers))]
+        self._grace = grace
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def capacity(self) -> int:
+        return self._workers
+
+    def check(self, model: ExecutableModelSpace) -> None:
+        if model.evaluator is None:
+            raise ValueError("this model has no evaluator: pass one to from_model()")
+
+    async def serve(self, monitor: PoolMonitor, *, task_status: TaskStatus[None]) -> None:
+        self._limiter = anyio.CapacityLimiter(self._workers)
+        for name in reversed(self._free):
+            monitor.worker_started(name, os.getpid(), ())
+        task_status.started()
+        await anyio.sleep_forever()
+
+    async def run(self, model: ExecutableModelSpace, trial: Trial) -> TrialOutput:
+        worker = self._free.pop()
+        try:
+            trial.started(worker)
+            if model.evaluator is not None and model.evaluator.is_async():
+                await self._run_async(model, trial)
+            else:
+                await self._run_thread(model, trial)
+        finally:
+            self._free.append(worker)
+        return TrialOutput()
+
+    async def _run_async(self, model: ExecutableModelSpace, trial: Trial) -> None:
+        try:
+            with use_reporter(trial):
+                await model.execute()
+        except Exception as exc:
+            raise TrialFailed.from_exception(exc) from None
+
+    async def _run_thread(self, model: ExecutableModelSpace, trial: Trial) -> None:
+        stop, finished = threading.Event(), threading.Event()
+        reporter = _ThreadReporter(trial, stop)
+
+        def work() -> BaseException | None:
+            try:
+                with use_reporter(reporter):
+                    model.execute()
+            except _TrialStopped:
+                return None
+            except Exception as exc:
+                return exc
+            finally:
+                finished.set()
+            return None
+
+        try:
+            error = await anyio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=self._limiter)
+        except anyio.get_cancelled_exc_class():
+            stop.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(finished.wait, self._grace)
+            raise
+        if error is not None:
+            raise TrialFailed.from_exception(error)
