@@ -1,0 +1,117 @@
+"""Engine overhead figures, one JSON object per line: {"figure", "value", "unit"}.
+
+Run: python benchmarks/engine_overhead.py [--quick]
+
+Ratios are measured against a baseline in the same run (the machines are shared and
+noisy); absolute rates are printed for context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the _*_figures helpers
+
+import engine as e
+from engine import Engine, InlinePool
+
+
+class NoOpSpace(e.BaseModelSpace):
+    def __init__(self) -> None:
+        self.x = e.ensure_frozen(e.Numerical(0.0, 1.0, label="x"))
+
+
+def noop(model: NoOpSpace) -> float:
+    return 0.0
+
+
+async def chatty(model: NoOpSpace, reports: int) -> float:
+    for i in range(reports):
+        e.report_intermediate(i)
+        if i % 256 == 0:
+            await anyio.lowlevel.checkpoint()
+    return 0.0
+
+
+def emit(figure: str, value: float, unit: str, **extra: Any) -> None:
+    print(json.dumps({"figure": figure, "value": round(value, 4), "unit": unit, **extra}),
+          flush=True)
+
+
+async def drain(subscription: e.Subscription, counter: list[int]) -> None:
+    async for _ in subscription:
+        counter[0] += 1
+
+
+async def inline_trials_per_s(trials: int) -> float:
+    space = e.SimplifiedModelSpace.from_model(NoOpSpace(), e.FunctionEvaluator(noop))
+    models = [space.freeze({"x": i / trials}) for i in range(trials)]
+    seen = [0]
+    async with anyio.create_task_group() as tg:
+        engine = Engine(InlinePool(4), queue_size=64)
+        tg.start_soon(drain, engine.subscribe(), seen)
+        start = time.perf_counter()
+        async with engine:
+            for model in models:
+                await engine.submit(model)
+        elapsed = time.perf_counter() - start
+    return trials / elapsed
+
+
+async def events_per_s(reports: int) -> float:
+    space = e.SimplifiedModelSpace.from_model(
+        NoOpSpace(), e.FunctionEvaluator(chatty, reports=reports))
+    counters = [[0], [0], [0]]
+    async with anyio.create_task_group() as tg:
+        engine = Engine(InlinePool(1), event_buffer=reports + 64)
+        for counter in counters:
+            tg.start_soon(drain, engine.subscribe(), counter)
+        start = time.perf_counter()
+        async with engine:
+            await (await engine.submit(space.freeze({"x": 0.5})))
+    elapsed = time.perf_counter() - start  # every subscriber has received every event
+    total = counters[0][0]
+    if any(c[0] != total for c in counters) or total < reports:
+        raise RuntimeError(f"subscribers disagree: {[c[0] for c in counters]}")
+    return total / elapsed
+
+
+async def main(quick: bool) -> None:
+    figures: list[tuple[str, Callable[[], Awaitable[float]], str]] = [
+        ("inline_trials_per_s", lambda: inline_trials_per_s(500 if quick else 3000), "trials/s"),
+        ("events_per_s", lambda: events_per_s(50_000 if quick else 300_000), "events/s"),
+    ]
+    for name, measure, unit in figures:
+        emit(name, await measure(), unit)
+    for name, unit, loader in _optional_figures(quick):
+        emit(name, await loader(), unit)
+
+
+def _optional_figures(quick: bool) -> list[tuple[str, str, Callable[[], Awaitable[float]]]]:
+    """Figures of the process pool and the store, where those parts exist."""
+    found: list[tuple[str, str, Callable[[], Awaitable[float]]]] = []
+    try:
+        import _process_figures as proc
+    except ImportError:
+        proc = None
+    if proc is not None:
+        found += [("overhead_ratio", "ratio", proc.overhead_ratio),
+                  ("utilization", "fraction", proc.utilization)]
+    return found
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts (for CI smoke)")
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    args = parser.parse_args()
+    anyio.run(main, args.quick, backend=args.backend)
