@@ -99,8 +99,9 @@ def check_metric(value: Any) -> float:
                 f"a metric must be a number, got {type(value).__name__} {value!r}"
             ) from None
     number = float(value)
-    if math.isnan(number):
-        raise ValueError("a metric must not be NaN")
+    if not math.isfinite(number):
+        # JSON has no NaN or infinity: such a metric could not be journaled or sent.
+        raise ValueError(f"a metric must be a finite number, got {number!r}")
     return number
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 import msgspec
 
-__all__ = ("Call", "Recipe", "RecipeError", "Symbol")
+from engine.mutable import Mutable
+
+__all__ = ("Call", "Recipe", "RecipeError", "Symbol", "check_plain_data")
 
 _SCRIPT_MODULE = "__nas_engine_main__"
 
@@ -36,6 +38,21 @@ class Symbol(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, obj: Any) -> Symbol:
         """The symbol of a class or function, checked to resolve back to ``obj``."""
+        symbol = cls._locate(obj)
+        try:
+            resolved = symbol.resolve()
+        except RecipeError as exc:
+            raise RecipeError(f"{obj!r} cannot be imported back: {exc}") from None
+        if resolved is not obj:
+            raise RecipeError(
+                f"{symbol.display()} is not {obj!r} (a bound method, or a name rebound after "
+                "definition?): pass a class or function defined at the top level of a module "
+                "or script"
+            )
+        return symbol
+
+    @classmethod
+    def _locate(cls, obj: Any) -> Symbol:
         module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
         if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
             raise RecipeError(
@@ -86,9 +103,12 @@ def _load_script(path: str) -> ModuleType:
     loaded = sys.modules.get(_SCRIPT_MODULE)
     if loaded is not None and getattr(loaded, "__file__", None) == path:
         return loaded
+    if not Path(path).is_file():
+        raise RecipeError(f"cannot load script {path!r}: the file is missing (moved or "
+                          "deleted since the model was dumped?)")
     spec = importlib.util.spec_from_file_location(_SCRIPT_MODULE, path)
-    if spec is None or spec.loader is None or not Path(path).is_file():
-        raise RecipeError(f"cannot load script {path!r}: the file is missing")
+    if spec is None or spec.loader is None:
+        raise RecipeError(f"cannot load script {path!r}: it is not a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[_SCRIPT_MODULE] = module
     try:
@@ -138,3 +158,49 @@ class Call:
         if isinstance(self.factory, Symbol):
             return self.factory.display()
         return str(getattr(self.factory, "__qualname__", self.factory))
+
+
+_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+def check_plain_data(value: Any, what: str) -> None:
+    """Raise TypeError unless ``value`` comes back from msgpack as an equal value of the same
+    kind: None, bool, int, float, str, bytes, and lists, tuples and dicts of them.
+
+    Anything else (a dataclass, a set, an enum, a class) would either fail to encode or
+    arrive in the worker as something else. ``what`` names the value in the message.
+    """
+    problem = _not_plain(value, "")
+    if problem is not None:
+        where, found = problem
+        name = type(found).__name__
+        kind = ("an int outside [-2**63, 2**64)" if isinstance(found, int)
+                else f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}")
+        hint = (" (a mutable inside plain data is never frozen: use MutableList or "
+                "MutableDict)" if isinstance(found, Mutable) else "")
+        raise TypeError(
+            f"{what}{where} is {kind} and cannot be sent to a worker{hint}: "
+            "pass plain data (None, bool, int, float, str, bytes, lists, tuples, dicts)"
+        )
+
+
+def _not_plain(value: Any, where: str) -> tuple[str, Any] | None:
+    """Where the first value that is not plain data sits, and that value."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -(2**63) <= value < 2**64 else (where, value)
+    if isinstance(value, _SCALARS):
+        return None
+    if isinstance(value, list | tuple):
+        items: Any = enumerate(value)
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str | int) or isinstance(key, bool):
+                return f"{where}[{key!r}]", key
+        items = value.items()
+    else:
+        return where, value
+    for key, item in items:
+        problem = _not_plain(item, f"{where}[{key!r}]")
+        if problem is not None:
+            return problem
+    return None

@@ -433,6 +433,7 @@ class Engine:
             handle.output = await self.pool.run(handle.model, trial)
         except TrialFailed as exc:
             trial.open = False
+            handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
             if exc.invalid:
                 self._finish(handle, ModelStatus.Invalid, ModelInvalid,
                              message=exc.message, paths=exc.paths)
@@ -441,6 +442,7 @@ class Engine:
             return
         except WorkerLost as exc:
             trial.open = False
+            handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
             self._failed(handle, "WorkerLost", str(exc), "")
             return
         trial.open = False

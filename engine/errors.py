@@ -35,27 +35,32 @@ class BudgetExhausted(RuntimeError):
 
 
 class WorkerLost(RuntimeError):
-    """A worker died while it ran a trial (crash, ``os._exit``, a signal)."""
+    """A worker died while it ran a trial (crash, ``os._exit``, a signal). ``stdout`` and
+    ``stderr`` hold what the trial had written (empty where the pool cannot capture)."""
 
     def __init__(
         self, message: str, *, worker: str, pid: int | None = None,
         exitcode: int | None = None, signal: int | None = None,
+        stdout: str = "", stderr: str = "",
     ) -> None:
         super().__init__(message)
         self.worker, self.pid, self.exitcode, self.signal = worker, pid, exitcode, signal
+        self.stdout, self.stderr = stdout, stderr
 
 
 class TrialFailed(RuntimeError):
     """The model's execute raised. ``invalid`` is true when it raised
-    SampleValidationError (the model is then ``invalid``, not ``failed``)."""
+    SampleValidationError (the model is then ``invalid``, not ``failed``). ``stdout`` and
+    ``stderr`` hold what the trial had written (empty where the pool cannot capture)."""
 
     def __init__(
         self, error_type: str, message: str, traceback: str = "", *,
-        invalid: bool = False, paths: tuple[str, ...] = (),
+        invalid: bool = False, paths: tuple[str, ...] = (), stdout: str = "", stderr: str = "",
     ) -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type, self.message, self.traceback = error_type, message, traceback
         self.invalid, self.paths = invalid, paths
+        self.stdout, self.stderr = stdout, stderr
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TrialFailed:

@@ -21,8 +21,8 @@ from engine._context import (
     report_intermediate,
     use_reporter,
 )
-from engine._recipe import RecipeError, Symbol
-from engine.mutable import LabeledMutable, Mutable, SampleValidationError, freeze_value, leaves_of
+from engine._recipe import RecipeError, Symbol, check_plain_data
+from engine.mutable import LabeledMutable, Mutable, freeze_value, leaves_of
 
 if TYPE_CHECKING:
     from engine.space import ExecutableModelSpace
@@ -74,12 +74,21 @@ class Evaluator(Mutable):
             return self._execute_async(model, reporter)
         with use_reporter(reporter):
             result = self.evaluate(model.executable_model())
+            if inspect.isawaitable(result):
+                # An awaitable from a function that did not look async: its body runs when
+                # awaited, so the reporter must be in place then, not now.
+                return _finish_async(result, reporter)
             return reporter.finish(result)
 
     async def _execute_async(self, model: ExecutableModelSpace, reporter: _TrialReporter) -> Any:
         with use_reporter(reporter):
             awaitable: Awaitable[Any] = self.evaluate(model.executable_model())
             return reporter.finish(await awaitable)
+
+
+async def _finish_async(awaitable: Awaitable[Any], reporter: _TrialReporter) -> float | None:
+    with use_reporter(reporter):
+        return reporter.finish(await awaitable)
 
 
 class _MetricsReporter:
@@ -129,15 +138,15 @@ class FunctionEvaluator(Evaluator):
         return self.function(model, **self.kwargs)
 
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.function)
+        # A function, a partial of one, or an object with an async __call__.
+        function: Any = self.function
+        return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+            function.__call__)
 
     def leaf_mutables(
         self, is_leaf: Callable[[Mutable], bool] | None = None
     ) -> Iterable[LabeledMutable]:
         return leaves_of(self.kwargs.values())
-
-    def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
-        return super().check_contains(sample)
 
     def freeze(self, sample: Mapping[str, Any]) -> FunctionEvaluator:
         self.validate(sample)
@@ -153,13 +162,7 @@ class FunctionEvaluator(Evaluator):
         except RecipeError as exc:
             raise TypeError(f"the evaluator's function cannot be sent to a worker: {exc}") from None
         for key, value in self.kwargs.items():
-            try:
-                msgspec.msgpack.encode(value)
-            except TypeError as exc:
-                raise TypeError(
-                    f"evaluator argument {key!r} ({type(value).__name__}) cannot be sent to a "
-                    f"worker: {exc}; pass plain data (numbers, strings, lists, dicts) instead"
-                ) from None
+            check_plain_data(value, f"evaluator argument {key!r}")
         return EvaluatorSpec(function=symbol, kwargs=dict(self.kwargs))
 
     @classmethod

@@ -63,6 +63,17 @@ class DuplicateLabelError(ValueError):
     """One label names two different mutables; give one of them another label."""
 
 
+def check_sample_type(sample: Any) -> None:
+    """Raise TypeError unless ``sample`` is a mapping from str labels to values."""
+    if not isinstance(sample, Mapping):
+        raise TypeError(
+            f"a sample must be a dict {{label: value}}, got {type(sample).__name__} {sample!r}"
+        )
+    for label in sample:
+        if not isinstance(label, str):
+            raise TypeError(f"sample labels must be str, got {type(label).__name__} {label!r}")
+
+
 def _canonical(value: Any) -> Any:
     """Tuples and lists compare equal after a JSON or msgpack round trip."""
     if isinstance(value, list | tuple):
@@ -86,8 +97,13 @@ class Mutable:
         raise NotImplementedError
 
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
-        """The reason ``sample`` does not fit, or ``None`` when it does."""
-        for leaf in self.leaf_mutables():
+        """The reason ``sample`` does not fit, or ``None`` when it does.
+
+        Raises TypeError when ``sample`` is not a dict, and DuplicateLabelError when the
+        space binds one label to two different mutables (no sample can fit it then).
+        """
+        check_sample_type(sample)
+        for leaf in self.simplify().values():
             error = leaf.check_contains(sample)
             if error is not None:
                 return error
@@ -133,6 +149,9 @@ class Mutable:
         self, memo: Sample | None = None, random_state: _random.Random | None = None
     ) -> Any:
         """Freeze with every leaf drawn from ``random_state``; ``memo`` collects the sample."""
+        if isinstance(memo, _random.Random):
+            raise TypeError("random() takes the generator as random_state=...: the first "
+                            "argument is the memo dict")
         memo = {} if memo is None else memo
         rng = random_state if random_state is not None else _random.Random()
         for label, leaf in self.simplify().items():
@@ -174,6 +193,7 @@ class LabeledMutable(Mutable):
         yield self
 
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
+        check_sample_type(sample)
         if self.label not in sample:
             return SampleValidationError(f"label {self.label!r} is missing from the sample",
                                          [self.label])
@@ -213,6 +233,9 @@ class Categorical(LabeledMutable):
     ) -> None:
         super().__init__(label)
         label = self.label
+        if isinstance(values, str | bytes | Mapping):
+            raise TypeError(f"Categorical {label!r} takes a list of choices, got "
+                            f"{type(values).__name__} {values!r}")
         self.values = list(values)
         if not self.values:
             raise ValueError(f"Categorical {label!r} needs at least one value")
@@ -324,8 +347,8 @@ class Numerical(LabeledMutable):
         """``2**g - 1`` evenly spaced quantiles (``g`` = granularity, default 1), deduplicated:
         each granularity keeps the points of the ones before it."""
         g = 1 if granularity is None else granularity
-        if g < 1:
-            raise ValueError(f"granularity must be >= 1, got {g}")
+        if not isinstance(g, int) or isinstance(g, bool) or g < 1:
+            raise ValueError(f"granularity must be an int >= 1, got {g!r}")
         points = (self._from_quantile(k / 2**g) for k in range(1, 2**g))
         return list(dict.fromkeys(points))
 

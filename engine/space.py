@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from engine._context import current_model, ensure_frozen, model_context
-from engine._recipe import Call, Recipe, RecipeError
+from engine._recipe import Call, Recipe, RecipeError, check_plain_data
 from engine.evaluator import Evaluator, EvaluatorSpec, FunctionEvaluator
 from engine.mutable import (
     LabeledMutable,
@@ -32,6 +32,7 @@ from engine.mutable import (
     MutableDict,
     Sample,
     SampleValidationError,
+    check_sample_type,
     freeze_value,
     leaves_of,
 )
@@ -126,7 +127,16 @@ class BaseModelSpace(Mutable):
         """A new instance built under ``model_context(sample)`` from the init call."""
         self.validate(sample)
         with model_context(sample):
-            return self.init_call().build()
+            return _frozen_call(self.init_call(), sample).build()
+
+
+def _frozen_call(call: Call, sample: Mapping[str, Any]) -> Call:
+    """``call`` with every mutable argument replaced by the value ``sample`` picks."""
+    return Call(
+        call.factory,
+        tuple(freeze_value(a, sample) for a in call.args),
+        {k: freeze_value(v, sample) for k, v in call.kwargs.items()},
+    )
 
 
 def _recording(init: Callable[..., None]) -> Callable[..., None]:
@@ -172,6 +182,10 @@ class ExecutableModelSpace(BaseModelSpace):
         raise NotImplementedError(f"{type(self).__name__}.executable_model")
 
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
+        """Why ``sample`` does not fit: paths are ``["model", label]`` or
+        ``["evaluator", label]``, or ``[label]`` for a label the space does not have."""
+        check_sample_type(sample)
+        known = self.simplify()  # DuplicateLabelError when model and evaluator clash
         error = self._model_mutables().check_contains(sample)
         if error is not None:
             return error.prefixed("model")
@@ -179,7 +193,6 @@ class ExecutableModelSpace(BaseModelSpace):
             error = self.evaluator.check_contains(sample)
             if error is not None:
                 return error.prefixed("evaluator")
-        known = {leaf.label for leaf in self.leaf_mutables()}
         for label in sample:
             if label not in known:
                 return SampleValidationError(
@@ -210,6 +223,14 @@ class ExecutableModelSpace(BaseModelSpace):
         return f"{type(self).__name__}({self.sample}{metrics}, {self.status.value!r})"
 
 
+def _check_parts(model_space: Any, evaluator: Any) -> None:
+    if not isinstance(model_space, BaseModelSpace):
+        raise TypeError(f"from_model needs a BaseModelSpace (for example an "
+                        f"engine.nn.ModelSpace), got {type(model_space).__name__}")
+    if evaluator is not None and not isinstance(evaluator, Evaluator):
+        raise TypeError(f"evaluator must be an Evaluator, got {type(evaluator).__name__}")
+
+
 RAW_FORMAT_STAYS = (
     "a RawFormatModelSpace holds a live model and cannot leave this process: run it with "
     "InlinePool, or convert the space with SimplifiedModelSpace.from_model"
@@ -230,7 +251,10 @@ class RawFormatModelSpace(ExecutableModelSpace):
     def from_model(
         cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
     ) -> RawFormatModelSpace:
-        return cls(model_space, evaluator)
+        _check_parts(model_space, evaluator)
+        space = cls(model_space, evaluator)
+        space.simplify()  # DuplicateLabelError now rather than at the first freeze
+        return space
 
     def _model_mutables(self) -> Mutable:
         return self.model_space
@@ -251,7 +275,10 @@ class RawFormatModelSpace(ExecutableModelSpace):
         cached = self._frozen_model() if self._frozen_model is not None else None
         if cached is None:
             cached = self.model_space.freeze(self.sample)
-            self._frozen_model = weakref.ref(cached)
+            try:
+                self._frozen_model = weakref.ref(cached)
+            except TypeError:  # not weakly referenceable (a dict, say): build it each time
+                self._frozen_model = None
         return cached
 
     def __getstate__(self) -> Any:
@@ -294,12 +321,10 @@ class SimplifiedModelSpace(ExecutableModelSpace):
     def from_model(
         cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
     ) -> SimplifiedModelSpace:
-        if not isinstance(model_space, BaseModelSpace):
-            raise TypeError(f"from_model needs a BaseModelSpace (for example an "
-                            f"engine.nn.ModelSpace), got {type(model_space).__name__}")
-        if evaluator is not None and not isinstance(evaluator, Evaluator):
-            raise TypeError(f"evaluator must be an Evaluator, got {type(evaluator).__name__}")
-        return cls(model_space.init_call(), model_space.simplify(), evaluator)
+        _check_parts(model_space, evaluator)
+        space = cls(model_space.init_call(), model_space.simplify(), evaluator)
+        space.simplify()  # DuplicateLabelError now rather than at the first freeze
+        return space
 
     def _model_mutables(self) -> Mutable:
         return self.mutables
@@ -309,12 +334,7 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         self.validate(sample)
         evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         # Mutables passed as init arguments take their chosen value in the frozen recipe.
-        call = Call(
-            self.model.factory,
-            tuple(freeze_value(a, sample) for a in self.model.args),
-            {k: freeze_value(v, sample) for k, v in self.model.kwargs.items()},
-        )
-        model = type(self)(call, self.mutables, evaluator)
+        model = type(self)(_frozen_call(self.model, sample), self.mutables, evaluator)
         model.sample = dict(sample)
         model.status = ModelStatus.Frozen
         return model
@@ -333,14 +353,16 @@ class SimplifiedModelSpace(ExecutableModelSpace):
             recipe = self.model.recipe()
         except RecipeError as exc:
             raise TypeError(f"the model space cannot be sent to a worker: {exc}") from None
+        for i, arg in enumerate(recipe.args):
+            check_plain_data(arg, f"{self.model.display()}() argument {i}")
+        for key, value in recipe.kwargs.items():
+            check_plain_data(value, f"{self.model.display()}() argument {key!r}")
+        for label, value in self.sample.items():
+            check_plain_data(value, f"the sample's value for {label!r}")
         evaluator = self.evaluator.dump() if self.evaluator is not None else None
         message = ModelMessage(model=recipe, evaluator=evaluator, sample=self.sample,
                                status=self.status, metrics=self.metrics)
-        try:
-            return self._encoder.encode(message)
-        except TypeError as exc:
-            raise TypeError(f"the model's init arguments cannot be sent to a worker: {exc}; "
-                            "pass plain data (numbers, strings, lists, dicts)") from None
+        return self._encoder.encode(message)
 
     @classmethod
     def load(cls, data: bytes) -> SimplifiedModelSpace:

@@ -1,0 +1,101 @@
+"""Torch layers whose init arguments may be mutables (``Linear(16, width)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from torch import nn
+
+from engine._context import ensure_frozen
+from engine._nn_base import MutableModule, default_of
+from engine.mutable import LabeledMutable, freeze_value, leaves_of
+
+__all__ = (
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv1d",
+    "Conv2d",
+    "Dropout",
+    "LayerNorm",
+    "Linear",
+    "MutableLayer",
+)
+
+
+class MutableLayer(MutableModule):
+    """A torch layer that accepts mutables among its init arguments.
+
+    Make one by putting it before the plain layer: ``class Conv3d(MutableLayer,
+    nn.Conv3d): pass``. Under a model context the constructor returns the plain layer
+    built with the chosen values; before freezing, the layer is built with every
+    mutable at its default.
+    """
+
+    plain_layer: ClassVar[type[nn.Module]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__bases__:
+            if issubclass(base, nn.Module) and not issubclass(base, MutableModule):
+                cls.plain_layer = base
+                return
+        if not hasattr(cls, "plain_layer"):
+            raise TypeError(f"{cls.__name__} needs a plain torch layer among its bases, as "
+                            f"in class {cls.__name__}(MutableLayer, nn.Conv3d)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*map(default_of, args),
+                         **{key: default_of(value) for key, value in kwargs.items()})
+        self.__dict__["_nas_args"] = (args, kwargs)
+
+    @classmethod
+    def _build_frozen(cls, *args: Any, **kwargs: Any) -> nn.Module:
+        return cls.plain_layer(*map(ensure_frozen, args),
+                               **{key: ensure_frozen(value) for key, value in kwargs.items()})
+
+    def _arguments(self) -> list[Any]:
+        args, kwargs = self.__dict__["_nas_args"]
+        return [*args, *kwargs.values()]
+
+    def _own_mutables(self) -> Iterable[LabeledMutable]:
+        return leaves_of(self._arguments())
+
+    def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
+        """A new plain layer built with the values ``sample`` picks (fresh weights)."""
+        self.validate(sample)
+        args, kwargs = self.__dict__["_nas_args"]
+        return self.plain_layer(*(freeze_value(a, sample) for a in args),
+                                **{k: freeze_value(v, sample) for k, v in kwargs.items()})
+
+    def extra_repr(self) -> str:
+        labels = sorted({leaf.label for leaf in self._own_mutables()})
+        return f"{super().extra_repr()}, choices={labels}" if labels else super().extra_repr()
+
+
+class Linear(MutableLayer, nn.Linear):
+    """``nn.Linear`` whose arguments may be mutables."""
+
+
+class Conv1d(MutableLayer, nn.Conv1d):
+    """``nn.Conv1d`` whose arguments may be mutables."""
+
+
+class Conv2d(MutableLayer, nn.Conv2d):
+    """``nn.Conv2d`` whose arguments may be mutables."""
+
+
+class BatchNorm1d(MutableLayer, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` whose arguments may be mutables."""
+
+
+class BatchNorm2d(MutableLayer, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose arguments may be mutables."""
+
+
+class LayerNorm(MutableLayer, nn.LayerNorm):
+    """``nn.LayerNorm`` whose arguments may be mutables."""
+
+
+class Dropout(MutableLayer, nn.Dropout):
+    """``nn.Dropout`` whose arguments may be mutables."""

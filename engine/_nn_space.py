@@ -1,0 +1,74 @@
+"""ModelSpace: a torch module that is a model space."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from torch import nn
+
+from engine._context import current_model, ensure_frozen
+from engine._labels import label_scope
+from engine._nn_base import module_leaves
+from engine.mutable import LabeledMutable, Mutable, leaves_of
+from engine.space import BaseModelSpace
+
+__all__ = ("ModelSpace",)
+
+
+class ModelSpace(nn.Module, BaseModelSpace):
+    """A torch model whose layers and init arguments may hold choices.
+
+    Its mutables are found, in definition order, in its init arguments, in its public
+    attributes, in mutables given to :meth:`add_mutable`, and in its submodules
+    (LayerChoice, InputChoice, Repeat, layers with mutable arguments, and choices nested
+    in their candidates). Mutables made without a label inside its ``__init__`` get
+    automatic labels that come out the same each time the space is built. Built under
+    :func:`~engine.model_context` (as :meth:`freeze` does, with mutable init arguments
+    replaced by their values), it is the frozen model: a plain module tree.
+
+    A label used by two equal mutables is one shared choice; by two different ones, a
+    DuplicateLabelError when the space is built.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _scoped(cls.__init__)  # type: ignore[method-assign]
+
+    def add_mutable(self, mutable: Mutable) -> Any:
+        """Register ``mutable`` with this space and return its value: the sample's choice
+        under a model context (where nothing is registered: the model is frozen), its
+        default otherwise (so the space still runs)."""
+        if not isinstance(mutable, Mutable):
+            raise TypeError(f"add_mutable takes a mutable, got {type(mutable).__name__}")
+        if current_model() is not None:
+            return ensure_frozen(mutable)
+        self.__dict__.setdefault("_nas_mutables", []).append(mutable)
+        return mutable.default()
+
+    def leaf_mutables(
+        self, is_leaf: Callable[[Mutable], bool] | None = None
+    ) -> Iterator[LabeledMutable]:
+        call = self.init_call()
+        yield from leaves_of([*call.args, *call.kwargs.values()])
+        yield from leaves_of(v for k, v in vars(self).items() if not k.startswith("_"))
+        yield from leaves_of(self.__dict__.get("_nas_mutables", ()))
+        for child in self.children():
+            yield from module_leaves(child, is_leaf)
+
+
+def _scoped(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` inside one label scope; the outermost call checks labels at the end."""
+
+    @functools.wraps(init)
+    def __init__(self: ModelSpace, *args: Any, **kwargs: Any) -> None:
+        outermost = "_nas_building" not in self.__dict__
+        self.__dict__["_nas_building"] = True
+        with label_scope():
+            init(self, *args, **kwargs)
+        if outermost and current_model() is None:
+            self.simplify()  # raises DuplicateLabelError now, not at the first freeze
+
+    return __init__

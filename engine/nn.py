@@ -1,0 +1,59 @@
+"""Model spaces written in PyTorch.
+
+Subclass :class:`ModelSpace` and build the model with search primitives::
+
+    class Net(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            width = Categorical([16, 32], label="width")
+            self.fc1 = Linear(8, width)                       # a mutable layer argument
+            self.act = LayerChoice([nn.ReLU(), nn.Tanh()])    # labelled "layerchoice_1"
+            self.body = Repeat(lambda i: Linear(width, width), (1, 3))
+            self.fc2 = Linear(width, 2)
+
+Built under :func:`engine.model_context` (which is what ``freeze`` and a worker do), the
+same code builds the frozen model: LayerChoice returns the chosen candidate, Repeat an
+``nn.Sequential``, InputChoice a :class:`ChosenInputs`, a mutable layer the plain torch
+layer. Before freezing, a space runs as its default architecture.
+
+Exceptions: bad arguments raise TypeError or ValueError naming the primitive's label; a
+sample that does not fit raises :class:`~engine.SampleValidationError` whose ``paths``
+end with the label; one label on two different mutables raises
+:class:`~engine.DuplicateLabelError`.
+"""
+
+from __future__ import annotations
+
+from engine._nn_base import MutableModule as MutableModule
+from engine._nn_choice import ChosenInputs as ChosenInputs
+from engine._nn_choice import InputChoice as InputChoice
+from engine._nn_choice import LayerChoice as LayerChoice
+from engine._nn_layers import BatchNorm1d as BatchNorm1d
+from engine._nn_layers import BatchNorm2d as BatchNorm2d
+from engine._nn_layers import Conv1d as Conv1d
+from engine._nn_layers import Conv2d as Conv2d
+from engine._nn_layers import Dropout as Dropout
+from engine._nn_layers import LayerNorm as LayerNorm
+from engine._nn_layers import Linear as Linear
+from engine._nn_layers import MutableLayer as MutableLayer
+from engine._nn_multiple import CategoricalMultiple as CategoricalMultiple
+from engine._nn_repeat import Repeat as Repeat
+from engine._nn_space import ModelSpace as ModelSpace
+
+__all__ = (
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "CategoricalMultiple",
+    "ChosenInputs",
+    "Conv1d",
+    "Conv2d",
+    "Dropout",
+    "InputChoice",
+    "LayerChoice",
+    "LayerNorm",
+    "Linear",
+    "ModelSpace",
+    "MutableLayer",
+    "MutableModule",
+    "Repeat",
+)
