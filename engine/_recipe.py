@@ -173,9 +173,8 @@ def check_plain_data(value: Any, what: str) -> None:
     problem = _not_plain(value, "")
     if problem is not None:
         where, found = problem
-        name = type(found).__name__
         kind = ("an int outside [-2**63, 2**64)" if isinstance(found, int)
-                else f"{'an' if name[0] in 'aeiouAEIOU' else 'a'} {name}")
+                else f"a {type(found).__name__}")
         hint = (" (a mutable inside plain data is never frozen: use MutableList or "
                 "MutableDict)" if isinstance(found, Mutable) else "")
         raise TypeError(

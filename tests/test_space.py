@@ -373,7 +373,7 @@ class _ActivationNet(BaseModelSpace):
         (_spaces.Wide(Categorical([1, 2], label="w"), name={"set"}), None, {"w": 1},
          r"Wide\(\) argument 'name' is a set and cannot be sent to a worker"),
         (_spaces.Wide(Categorical([1, 2], label="w"), [object()]), None, {"w": 1},
-         r"Wide\(\) argument 1\[0\] is an object"),
+         r"Wide\(\) argument 1\[0\] is a object"),
         (_ActivationNet(), None, {"act": int},
          "the sample's value for 'act' is a type and cannot be sent to a worker"),
         (_spaces.Net(), FunctionEvaluator(_spaces.score, lr={0.1}), SAMPLE,
