@@ -1,0 +1,137 @@
+"""The ``nas-engine`` command: look into a run file, also while its engine writes it.
+
+::
+
+    nas-engine show RUN [--top N] [--mode max|min]    status counts and the best models
+    nas-engine export RUN --format csv|jsonl [-o FILE] one row per model
+    nas-engine plot RUN -o FILE.png [--mode max|min]  best-so-far against trials and time
+    nas-engine events RUN [--follow]                  events as JSON lines
+
+Every command opens the run read-only and takes no lock. Exit status: 0 done, 1 the
+command could not run (matplotlib missing), 2 bad arguments or a bad run file,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from engine._store_plot import PlotUnavailable, plot_run
+from engine._store_read import RunReader
+from engine._store_report import export_csv, export_jsonl, show
+from engine._store_schema import RunFileError
+
+__all__ = ("main",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        with RunReader(args.run) as reader:
+            return int(args.command(reader, args))
+    except RunFileError as exc:
+        return _fail(str(exc), 2)
+    except PlotUnavailable as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `nas-engine events RUN | head`
+        sys.stderr.close()
+        return 0
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"nas-engine: error: {message}\n")
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas-engine", description="Inspect a nas-engine run.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    cmd = commands.add_parser("show", help="status counts and the best models")
+    cmd.add_argument("--top", type=int, default=10, metavar="N", help="models to list (10)")
+    _mode(cmd)
+    cmd.set_defaults(command=_show)
+    cmd = commands.add_parser("export", help="every model as CSV or JSON lines")
+    cmd.add_argument("--format", choices=("csv", "jsonl"), required=True)
+    cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
+    cmd.set_defaults(command=_export)
+    cmd = commands.add_parser("plot", help="best-so-far against trials and against time")
+    cmd.add_argument("-o", "--output", type=Path, metavar="FILE.png", required=True)
+    _mode(cmd)
+    cmd.set_defaults(command=_plot)
+    cmd = commands.add_parser("events", help="the run's events as JSON lines")
+    cmd.add_argument("--follow", action="store_true",
+                     help="wait for new events until the engine stops (or Ctrl-C)")
+    cmd.add_argument("--interval", type=float, default=0.5, metavar="S",
+                     help="seconds between polls with --follow (0.5)")
+    cmd.set_defaults(command=_events)
+    for sub in commands.choices.values():
+        sub.add_argument("run", type=Path, metavar="RUN", help="the run file (.nasrun)")
+    return parser
+
+
+def _mode(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--mode", choices=("max", "min"), default="max",
+                     help="whether a larger final metric is better (max)")
+
+
+def _show(reader: RunReader, args: argparse.Namespace) -> int:
+    show(reader, sys.stdout, top=args.top, mode=args.mode)
+    return 0
+
+
+def _export(reader: RunReader, args: argparse.Namespace) -> int:
+    write = export_csv if args.format == "csv" else export_jsonl
+    if args.output is None:
+        write(reader, sys.stdout)
+        return 0
+    try:
+        with args.output.open("w", newline="", encoding="utf-8") as out:
+            write(reader, out)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
+    return 0
+
+
+def _plot(reader: RunReader, args: argparse.Namespace) -> int:
+    try:
+        shown = plot_run(reader.models(), args.output, mode=args.mode, title=reader.path.name)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
+    sys.stdout.write(f"{args.output}: best-so-far of {shown} trained models\n")
+    return 0
+
+
+def _events(reader: RunReader, args: argparse.Namespace) -> int:
+    seq, kind = _print_events(reader, 0, sys.stdout)
+    while args.follow and kind != "engine_stopped":
+        time.sleep(args.interval)
+        writing = reader.writer_pid() is not None  # before the read: it then sees all
+        seq, new_kind = _print_events(reader, seq, sys.stdout)
+        kind = new_kind or kind
+        if new_kind is None and not writing:
+            sys.stderr.write(f"nas-engine: no process is writing {reader.path}: stopped "
+                             "following\n")
+            return 0
+    return 0
+
+
+def _print_events(reader: RunReader, after: int, out: TextIO) -> tuple[int, str | None]:
+    """Print the events after ``after``; returns the last seq and kind printed."""
+    kind: str | None = None
+    while rows := reader.event_rows(after):
+        out.writelines(f"{data}\n" for _, _, data in rows)
+        after, kind = rows[-1][0], rows[-1][1]
+    out.flush()
+    return after, kind
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The run store: one SQLite file per run holding every event and every model.
+
+Use::
+
+    store = await RunStore.open(path)      # None: ./runs/run-YYYYmmdd-HHMMSS.nasrun;
+                                           # store.path says which (the caller prints it)
+    state = store.resume_state             # next_seq, next_model_id, models (with blobs)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.serve)        # the background writer
+        store.record_model(model_id, blob) # before that model's ModelQueued event
+        store.append(event)                # on the loop thread, in seq order; never blocks
+        await store.flushed(event.seq)     # returns once every event up to seq is committed
+        store.read_events(first, last)     # events a lagging subscriber missed
+    # cancelling serve (or ``await store.aclose()``) writes what is pending and closes
+
+Everything runs on the event-loop thread except the SQLite work, which runs in a worker
+thread (``anyio.to_thread``), one batch at a time. Any other process reads a run with
+:class:`RunReader` (what the ``nas-engine`` CLI uses).
+
+The file (stdlib ``sqlite3``, WAL mode, ``PRAGMA application_id`` marks it as a run,
+``PRAGMA user_version`` is the schema version) has three tables: ``events`` (seq primary
+key, kind, model_id, time, the event's msgspec JSON), ``models`` (id, sample JSON, status,
+attempts, intermediates JSON, final, queued/started/ended times, duration, worker, reason,
+blob) and ``meta``. A model's row changes in the same transaction as the event that
+changes it, so the two tables always agree.
+
+Durability. ``serve`` takes every event appended since its last write and commits them
+in one transaction, in a worker thread. A process crash (SIGKILL included) loses at
+most the events appended after the last commit; the file reopens with contiguous seqs
+and models that match their events. Once ``flushed(seq)`` returned, the events up to
+``seq`` survive a process crash; with ``fsync=True`` (SQLite ``synchronous=FULL``) they
+also survive an OS crash or power loss, at the cost of one fsync per batch. The engine
+resolves a model's handle only after ``flushed`` of its final event, so a result a
+strategy has seen is never lost.
+
+Resume. ``resume_state`` says which models are finished and which need training again
+(queued, training or retrying, or interrupted by a shutdown), and the next seq and model
+id, so sequence numbers stay contiguous across resumes.
+
+Errors::
+
+    ValueError
+    └── RunFileError     the path cannot be used (not a run file, a newer schema, open
+                         in another process, a missing or read-only directory); the
+                         file is left as it was
+    RuntimeError
+    └── RunStoreClosed   the store is closed, or its writer failed
+
+A writer holds an exclusive ``flock`` on ``<run>.lock`` (holding its pid) while the run
+is open. :class:`RunReader` opens a run read-only without that lock, also while another
+process writes it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
+
+from engine._store_read import ResumeState, RunReader, StoredModel, load_resume_state
+from engine._store_schema import (
+    RunFileError,
+    RunLock,
+    check_file,
+    check_schema,
+    create_schema,
+)
+from engine._store_write import write_batch
+from engine.events import Event, ModelQueued, decode_json
+
+__all__ = (
+    "ResumeState",
+    "RunFileError",
+    "RunReader",
+    "RunStore",
+    "RunStoreClosed",
+    "StoredModel",
+    "default_run_path",
+)
+
+
+class RunStoreClosed(RuntimeError):
+    """The store is closed (or its writer failed): events can no longer be written."""
+
+
+def default_run_path(directory: str | Path = "runs") -> Path:
+    """A new ``run-YYYYmmdd-HHMMSS.nasrun`` path in ``directory`` (created if missing),
+    with a ``-2``, ``-3``... suffix when that name is taken."""
+    folder = Path(directory).absolute()
+    folder.mkdir(exist_ok=True)
+    stem = time.strftime("run-%Y%m%d-%H%M%S")
+    path, n = folder / f"{stem}.nasrun", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.nasrun"
+    return path
+
+
+class RunStore:
+    """The journal of one run, open for writing by this process. Create with :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: RunLock,
+                 state: ResumeState) -> None:
+        self.path, self.resume_state = path, state
+        self._conn, self._lock = conn, lock
+        self._reader: sqlite3.Connection | None = None
+        self._next_seq = state.next_seq
+        self._committed = state.next_seq - 1
+        self._pending: list[Event] = []
+        self._inflight: list[Event] = []
+        self._blobs: dict[int, bytes | None] = {}
+        self._wake, self._commit = anyio.Event(), anyio.Event()
+        self._write_lock = anyio.Lock()
+        self._serving = self._closed = False
+        self._error: BaseException | None = None
+
+    @classmethod
+    async def open(cls, path: str | Path | None = None, *, fsync: bool = False) -> RunStore:
+        """Open (or create) a run file for writing and load its resume state.
+        RunFileError, with the file untouched, when the path cannot be used."""
+        with anyio.CancelScope(shield=True):  # a cancelled open must not leak the lock
+            target, conn, lock, state = await anyio.to_thread.run_sync(_open_sync, path, fsync)
+        return cls(target, conn, lock, state)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def committed_seq(self) -> int:
+        """The seq of the last committed event (0 when none)."""
+        return self._committed
+
+    def record_model(self, model_id: int, blob: bytes | None) -> None:
+        """Keep ``blob`` (a frozen model's dump, None for raw-format models) to store with
+        the model's next ModelQueued event. Call it before appending that event."""
+        self._check_open()
+        self._blobs[model_id] = blob
+
+    def append(self, event: Event) -> None:
+        """Queue ``event`` for the writer. Events must come in seq order, without gaps."""
+        self._check_open()
+        if event.seq != self._next_seq:
+            raise ValueError(f"event seq {event.seq} is out of order: the run store expects "
+                             f"seq {self._next_seq} next")
+        self._next_seq += 1
+        self._pending.append(event)
+        self._wake.set()
+
+    async def flushed(self, seq: int) -> None:
+        """Return once every event up to ``seq`` is committed. Cancelling the wait leaves
+        the events queued; RunStoreClosed if the store closed before writing them."""
+        if seq >= self._next_seq:
+            raise ValueError(f"event {seq} was not appended to the run store yet "
+                             f"(last appended: {self._next_seq - 1})")
+        while self._committed < seq:
+            if self._closed or self._error is not None:
+                raise RunStoreClosed(f"the run store closed before event {seq} was written"
+                                     f"{_cause(self._error)}") from self._error
+            await self._commit.wait()
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Write appended events in batches until cancelled (or :meth:`aclose`); then,
+        shielded, write what is pending and close the file. A failed write is raised."""
+        self._check_open()
+        if self._serving:
+            raise RuntimeError("RunStore.serve is already running")
+        self._serving = True
+        try:
+            task_status.started()
+            while not self._closed:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+                await self._flush()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Write what is pending and close the file and its lock (shielded; idempotent)."""
+        with anyio.CancelScope(shield=True):
+            try:
+                if self._error is None:
+                    await self._flush()
+            finally:
+                async with self._write_lock:
+                    if not self._closed:
+                        self._closed = True
+                        await anyio.to_thread.run_sync(self._close_files)
+                self._wake.set()
+                self._notify()
+
+    def read_events(self, first: int, last: int) -> list[Event]:
+        """The appended events ``first..last`` (committed or not), for subscribers that
+        fell behind. Blocks the caller for one small query."""
+        committed = self._committed
+        events: list[Event] = []
+        if first <= committed:
+            events += self._read_committed(first, min(last, committed))
+        memory = [*self._inflight, *self._pending]
+        events += [e for e in memory if max(first, committed + 1) <= e.seq <= last]
+        return events
+
+    def _read_committed(self, first: int, last: int) -> list[Event]:
+        if self._reader is None:
+            self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           check_same_thread=False)
+        rows = self._reader.execute(
+            "SELECT data FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
+        return [decode_json(data) for (data,) in rows]
+
+    async def _flush(self) -> None:
+        async with self._write_lock:
+            while self._pending and not self._closed:
+                batch, self._pending = self._pending, []
+                blobs = {e.model_id: self._blobs.pop(e.model_id, None)
+                         for e in batch if isinstance(e, ModelQueued)}
+                self._inflight = batch
+                try:
+                    # Shielded: a batch taken from _pending is written, whatever happens.
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(self._write, batch, blobs)
+                finally:
+                    self._inflight = []
+                    self._notify()
+
+    def _write(self, batch: list[Event], blobs: dict[int, bytes | None]) -> None:
+        # In a worker thread; the write lock keeps one batch at a time.
+        try:
+            write_batch(self._conn, batch, blobs)
+        except BaseException as exc:
+            self._error = exc
+            raise
+        self._committed = batch[-1].seq
+
+    def _close_files(self) -> None:
+        try:
+            if self._reader is not None:
+                self._reader.close()
+            self._conn.close()
+        finally:
+            self._lock.release()
+
+    def _notify(self) -> None:
+        self._commit.set()
+        self._commit = anyio.Event()
+
+    def _check_open(self) -> None:
+        if self._closed or self._error is not None:
+            raise RunStoreClosed(f"the run store of {self.path} is closed"
+                                 f"{_cause(self._error)}")
+
+
+def _cause(error: BaseException | None) -> str:
+    return "" if error is None else f": its writer failed ({type(error).__name__}: {error})"
+
+
+def _open_sync(
+    where: str | Path | None, fsync: bool
+) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState]:
+    path = default_run_path() if where is None else Path(where)
+    check_file(path, must_exist=False)
+    if path.exists() and not _writable(path):
+        raise RunFileError(f"cannot open {path} for writing: the file is read-only")
+    lock = RunLock.acquire(path)
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        existing = check_schema(conn, path)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        if not existing:
+            create_schema(conn, time.time())
+        return path, conn, lock, load_resume_state(conn, path)
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        lock.release()
+        raise
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK)
