@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,12 +53,12 @@ async def drain(subscription: e.Subscription, counter: list[int]) -> None:
         counter[0] += 1
 
 
-async def inline_trials_per_s(trials: int) -> float:
+async def inline_trials_per_s(trials: int, journal: Path | None = None) -> float:
     space = e.SimplifiedModelSpace.from_model(NoOpSpace(), e.FunctionEvaluator(noop))
     models = [space.freeze({"x": i / trials}) for i in range(trials)]
     seen = [0]
     async with anyio.create_task_group() as tg:
-        engine = Engine(InlinePool(4), queue_size=64)
+        engine = Engine(InlinePool(4), queue_size=64, journal=journal)
         tg.start_soon(drain, engine.subscribe(), seen)
         start = time.perf_counter()
         async with engine:
@@ -85,10 +86,41 @@ async def events_per_s(reports: int) -> float:
     return total / elapsed
 
 
+async def journal_ratio(trials: int) -> float:
+    """No-op trials per second with the SQLite journal on, divided by with it off
+    (interleaved, best of three each, to damp the noise of a shared machine)."""
+    on, off = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(3):
+            off.append(await inline_trials_per_s(trials))
+            on.append(await inline_trials_per_s(trials, Path(folder) / f"run{i}.nasrun"))
+    return max(on) / max(off)
+
+
+async def resume_100k_events_s() -> float:
+    """Seconds for an Engine to reopen and resume a run of 100,000 events (best of 3)."""
+    import _store_figures as store
+
+    times = []
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.nasrun"
+        await store.write_run(path, store.synthetic_events(100_000))
+        for _ in range(3):
+            engine = Engine(journal=path)
+            start = time.perf_counter()
+            async with engine:
+                times.append(time.perf_counter() - start)
+                if len(engine.handles()) < 9_000:
+                    raise RuntimeError(f"resumed only {len(engine.handles())} models")
+    return min(times)
+
+
 async def main(quick: bool) -> None:
     figures: list[tuple[str, Callable[[], Awaitable[float]], str]] = [
         ("inline_trials_per_s", lambda: inline_trials_per_s(500 if quick else 3000), "trials/s"),
         ("events_per_s", lambda: events_per_s(50_000 if quick else 300_000), "events/s"),
+        ("journal_ratio", lambda: journal_ratio(300 if quick else 2000), "ratio"),
+        ("resume_100k_events_s", resume_100k_events_s, "s"),
     ]
     for name, measure, unit in figures:
         emit(name, await measure(), unit)

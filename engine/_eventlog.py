@@ -14,6 +14,7 @@ from types import TracebackType
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from engine.errors import EngineClosed, SubscriberLagged
 from engine.events import Event
@@ -35,14 +36,27 @@ class EventLog:
         self.capacity = capacity
         self._events: list[Event] = []
         self._base = first_seq  # seq of self._events[0]
+        self.origin = first_seq  # seq of the first event this log ever held
         self._waiter: anyio.Event | None = None
         self.closed = False
-        # Reads events that fell out of memory: (first, last) -> events. Set by a journal.
+        # Reads events that fell out of memory: (first, last) -> events. Set by a journal;
+        # blocking, so subscriptions call it in a worker thread.
         self.backfill: Callable[[int, int], list[Event]] | None = None
 
     @property
     def next_seq(self) -> int:
         return self._base + len(self._events)
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest event still in memory (or the next one, when none is)."""
+        return self._base
+
+    def rebase(self, first_seq: int) -> None:
+        """Number the first event ``first_seq`` (a resumed run); only before any event."""
+        if self.next_seq != self.origin:
+            raise RuntimeError("the event log already holds events")
+        self._base = self.origin = first_seq
 
     def append(self, event: Event) -> None:
         self._events.append(event)
@@ -62,14 +76,12 @@ class EventLog:
 
     def get(self, seq: int) -> Event | None:
         """The event ``seq`` if it is in memory; None if it is not written yet.
-        Raises SubscriberLagged when it fell out of memory and cannot be read back."""
+        Raises SubscriberLagged when it fell out of memory."""
         index = seq - self._base
         if index >= len(self._events):
             return None
         if index >= 0:
             return self._events[index]
-        if self.backfill is not None:
-            return self.backfill(seq, seq)[0]
         raise SubscriberLagged(seq, self._base - 1)
 
     async def wait(self) -> None:
@@ -81,25 +93,38 @@ class EventLog:
     def subscribe(self) -> Subscription:
         if self.closed:
             raise EngineClosed("the engine has stopped: subscribe before or while it runs")
-        return Subscription(self, self.next_seq)
+        # Before the first event, start at whatever the first event will be numbered.
+        return Subscription(self, self.next_seq if self.next_seq != self.origin else None)
 
 
 class Subscription:
     """An async iterator of every event from the moment it was made, in order.
     It ends after the engine's last event. Closing it early releases nothing but itself."""
 
-    def __init__(self, log: EventLog, start: int) -> None:
+    def __init__(self, log: EventLog, start: int | None) -> None:
         self._log = log
-        self._next = start
+        self._next = start  # None: from the log's first event, whatever it is numbered
         self._streak = 0
         self._closed = False
+        self._backlog: list[Event] = []  # events read back from the journal
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:
         while not self._closed:
-            event = self._log.get(self._next)
+            if self._next is None:
+                if self._log.next_seq == self._log.origin and not self._log.closed:
+                    await self._log.wait()
+                    continue
+                self._next = self._log.origin
+            try:
+                event = self._backlog.pop() if self._backlog else self._log.get(self._next)
+            except SubscriberLagged:
+                if self._log.backfill is None:
+                    raise
+                await self._read_back()
+                continue
             if event is not None:
                 self._next += 1
                 self._streak += 1
@@ -112,6 +137,16 @@ class Subscription:
             self._streak = 0
             await self._log.wait()
         raise StopAsyncIteration
+
+    async def _read_back(self) -> None:
+        """Read a batch of evicted events back from the journal, off the event loop."""
+        assert self._log.backfill is not None
+        assert self._next is not None
+        last = min(self._next + 4095, self._log.first_seq - 1)
+        events = await anyio.to_thread.run_sync(self._log.backfill, self._next, last)
+        if not events or events[0].seq != self._next:
+            raise SubscriberLagged(self._next, last)
+        self._backlog = events[::-1]
 
     async def aclose(self) -> None:
         self._closed = True

@@ -17,6 +17,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Generator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +27,14 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine._eventlog import EventLog, Subscription
+from engine._journal import (
+    DUPLICATE_PREFIX,
+    Journal,
+    RestoredModel,
+    blob_of,
+    is_duplicate_reason,
+    rebuild,
+)
 from engine.errors import BudgetExhausted, EngineClosed, TrialFailed, WorkerLost
 from engine.events import (
     EngineStarted,
@@ -44,6 +53,7 @@ from engine.events import (
     WorkerStarted,
 )
 from engine.space import ExecutableModelSpace, Metrics, ModelStatus
+from engine.store import StoredModel
 from engine.workers._base import TrialOutput, WorkerPool
 from engine.workers.inline import InlinePool
 
@@ -159,6 +169,10 @@ class Engine:
     model whose sample was submitted before ``invalid`` instead of training it.
     ``queue_size`` bounds the models waiting for a worker (default: the pool's capacity);
     ``event_buffer`` is how many recent events stay in memory for subscribers.
+
+    ``journal`` keeps the run in a SQLite file (see engine.store): a path, or True for a
+    new file under ``./runs``. An existing file is resumed: its finished models are
+    loaded (``handles()``), models it caught queued or training are trained again.
     """
 
     def __init__(
@@ -172,6 +186,7 @@ class Engine:
         deduplicate: bool = False,
         queue_size: int | None = None,
         event_buffer: int = 65536,
+        journal: str | Path | bool | None = None,
     ) -> None:
         _check_budget("max_trials", max_trials, integer=True)
         _check_budget("max_duration", max_duration)
@@ -196,6 +211,11 @@ class Engine:
         self._in_flight = 0
         self._running = False
         self._accepting = False
+        self._journal_where = journal
+        self._journal: Journal | None = None
+        self._outer: TaskGroup | None = None
+        self._requeued: deque[ModelHandle] = deque()
+        self._unresumable: list[tuple[ModelHandle, str]] = []
         self._tg: TaskGroup | None = None
         self._send: MemoryObjectSendStream[ModelHandle] | None = None
         self._receive: MemoryObjectReceiveStream[ModelHandle] | None = None
@@ -207,24 +227,98 @@ class Engine:
             raise RuntimeError("an Engine can be entered once: make a new one")
         self._send, self._receive = anyio.create_memory_object_stream[ModelHandle](
             self._queue_size)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        self._outer = anyio.create_task_group()
+        await self._outer.__aenter__()
         try:
-            await self._tg.start(self.pool.serve, _Monitor(self))
-        except BaseException as exc:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
-            self._send.close()
-            self._receive.close()
-            self._log.close()
+            if self._journal_where is not None and self._journal_where is not False:
+                await self._open_journal(self._journal_where)
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+            try:
+                await self._tg.start(self.pool.serve, _Monitor(self))
+            except BaseException:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+                raise
+        except BaseException:
+            await self._close_outer()
             raise
         for _ in range(self.pool.capacity):
             self._tg.start_soon(self._runner)
         if self.max_duration is not None:
             self._tg.start_soon(self._wall_clock, self.max_duration)
         self._running = self._accepting = True
-        self._emit(EngineStarted, pool=self.pool.name, capacity=self.pool.capacity)
+        journal = str(self._journal.path) if self._journal is not None else None
+        self._emit(EngineStarted, pool=self.pool.name, capacity=self.pool.capacity,
+                   resumed=self._journal is not None and self._journal.store.resume_state.resumed,
+                   journal=journal)
+        self._requeue()
         return self
+
+    @property
+    def journal_path(self) -> Path | None:
+        """The run's SQLite file, once the engine started with a journal."""
+        return self._journal.path if self._journal is not None else None
+
+    async def _open_journal(self, where: str | Path | bool) -> None:
+        assert self._outer is not None
+        self._journal = await Journal.open(where, self._resolve)
+        store = self._journal.store
+        await self._outer.start(self._journal.serve)
+        self._outer.start_soon(self._journal.resolver)
+        state = store.resume_state
+        self._log.rebase(state.next_seq)
+        self._log.backfill = store.read_events
+        self._next_id = state.next_model_id
+        for stored in state.models:
+            self._restore(stored)
+
+    def _restore(self, stored: StoredModel) -> None:
+        if not is_duplicate_reason(stored.reason):
+            self._trials += 1
+            if self.deduplicate:
+                self._samples.setdefault(_sample_key(stored.sample), stored.id)
+        if not stored.needs_training:
+            handle = ModelHandle(self, RestoredModel(stored), stored.id)
+            handle.attempts = stored.attempts
+            handle._done.set()
+            self._handles[stored.id] = handle
+            return
+        model = rebuild(stored)
+        if isinstance(model, str):  # cannot be trained again: say why, once
+            handle = ModelHandle(self, RestoredModel(stored), stored.id)
+            self._handles[stored.id] = handle
+            self._in_flight += 1
+            self._unresumable.append((handle, model))
+            return
+        handle = ModelHandle(self, model, stored.id)
+        handle.attempts = stored.attempts
+        self._handles[stored.id] = handle
+        self._by_object[id(model)] = handle
+        self._in_flight += 1
+        self._requeued.append(handle)
+
+    def _requeue(self) -> None:
+        """Events for the models a resumed run trains again (or cannot)."""
+        for handle, why in self._unresumable:
+            handle.model.status = ModelStatus.Training
+            self._failed(handle, "NotResumable", f"model {handle.model_id} cannot be "
+                         f"trained again: {why}", "", retry=False)
+        for handle in self._requeued:
+            self._emit(ModelQueued, model_id=handle.model_id, sample=handle.model.sample or {})
+
+    async def _close_outer(self) -> None:
+        assert self._outer is not None
+        for stream in (self._send, self._receive):
+            if stream is not None:
+                stream.close()
+        self._log.close()
+        try:
+            if self._journal is not None:
+                await self._journal.close(self._log.next_seq - 1)
+        finally:
+            self._outer.cancel_scope.cancel()
+            await self._outer.__aexit__(None, None, None)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -248,14 +342,12 @@ class Engine:
             self._tg.cancel_scope.cancel()
             try:
                 # The block's own exception propagates from here unchanged; only the
-                # engine's tasks' errors come out of the task group.
+                # engine's tasks' errors come out of the task groups.
                 await self._tg.__aexit__(None, None, None)
             finally:
-                if self._receive is not None:
-                    self._receive.close()
                 self._running = False
                 self._emit(EngineStopped, reason=reason)
-                self._log.close()
+                await self._close_outer()
                 self._changed.notify()
         return None
 
@@ -336,7 +428,7 @@ class Engine:
         elif duplicate is not None:
             self._trials -= 1
             self._finish(handle, ModelStatus.Invalid, ModelInvalid,
-                         message=f"duplicate of model {duplicate}: the same sample was "
+                         message=f"{DUPLICATE_PREFIX} {duplicate}: the same sample was "
                          "submitted before", paths=())
         return handle
 
@@ -393,12 +485,18 @@ class Engine:
         sample = handle.model.sample or {}
         if self.deduplicate:
             self._samples.setdefault(_sample_key(sample), handle.model_id)
+        if self._journal is not None:
+            self._journal.store.record_model(handle.model_id, blob_of(handle.model))
         self._emit(ModelQueued, model_id=handle.model_id, sample=sample)
 
     # -- running ------------------------------------------------------------------------
 
     async def _runner(self) -> None:
         assert self._receive is not None
+        while self._requeued:
+            handle = self._requeued.popleft()
+            if not handle.done:
+                await self._run(handle)
         async for handle in self._receive:
             if not handle.done:
                 await self._run(handle)
@@ -484,15 +582,25 @@ class Engine:
                 **fields: Any) -> None:
         handle.model.status = status
         handle.ended_at = time.time()
+        seq = self._emit(event, model_id=handle.model_id, **fields)
+        if self._journal is not None:
+            self._journal.finished(handle, seq)
+        else:
+            self._resolve(handle)
+
+    def _resolve(self, handle: ModelHandle) -> None:
+        """``handle``'s result is final (and durable, with a journal): hand it out."""
         self._in_flight -= 1
-        self._emit(event, model_id=handle.model_id, **fields)
         self._finished.append(handle)
         handle._done.set()
         self._changed.notify()
 
-    def _emit(self, event: type[Any], **fields: Any) -> None:
+    def _emit(self, event: type[Any], **fields: Any) -> int:
         item: Event = event(seq=self._log.next_seq, time=time.time(), **fields)
         self._log.append(item)
+        if self._journal is not None:
+            self._journal.store.append(item)
+        return item.seq
 
 
 def _check_budget(name: str, value: float | None, *, integer: bool = False) -> None:

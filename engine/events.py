@@ -60,6 +60,7 @@ class EngineStarted(EventBase, frozen=True, kw_only=True, tag="engine_started"):
     pool: str
     capacity: int
     resumed: bool = False
+    journal: str | None = None  # the run's SQLite file
 
 
 class EngineStopped(EventBase, frozen=True, kw_only=True, tag="engine_stopped"):

@@ -84,6 +84,9 @@ __all__ = (
 )
 
 
+_BATCH_WINDOW = 0.01  # seconds a batch may gather before it is written
+
+
 class RunStoreClosed(RuntimeError):
     """The store is closed (or its writer failed): events can no longer be written."""
 
@@ -175,6 +178,9 @@ class RunStore:
             task_status.started()
             while not self._closed:
                 await self._wake.wait()
+                # Let a batch gather: one transaction per few events would cost the
+                # trials more CPU (and GIL) than the writes themselves.
+                await anyio.sleep(_BATCH_WINDOW)
                 self._wake = anyio.Event()
                 await self._flush()
         finally:

@@ -1,0 +1,126 @@
+"""The engine's side of a run store: restoring a run and resolving handles once durable.
+
+A model's handle resolves (``await handle`` returns, ``next_finished`` yields it) only
+after the store committed its final event, so a result a strategy has seen survives a
+crash. Without a store, handles resolve at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from engine._recipe import RecipeError
+from engine.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace, dump_model
+from engine.store import RunStore, StoredModel
+
+__all__ = ("Journal", "RestoredModel", "is_duplicate_reason")
+
+logger = logging.getLogger("engine")
+
+DUPLICATE_PREFIX = "duplicate of model"
+
+
+def is_duplicate_reason(reason: str | None) -> bool:
+    return reason is not None and reason.startswith(DUPLICATE_PREFIX)
+
+
+class RestoredModel(ExecutableModelSpace):
+    """A finished model read back from a run's journal: its sample, status and metrics.
+    It cannot be executed again (its space lives in the program that made it)."""
+
+    def __init__(self, stored: StoredModel) -> None:
+        super().__init__(stored.status)
+        self.evaluator = None
+        self.sample = dict(stored.sample)
+        self.metrics = stored.metrics
+        self.reason = stored.reason
+
+    def leaf_mutables(self, is_leaf: Any = None) -> Any:
+        return iter(())
+
+    def __repr__(self) -> str:
+        return f"RestoredModel({self.sample!r}, {self.metrics!r}, {self.status.value!r})"
+
+
+def rebuild(stored: StoredModel) -> SimplifiedModelSpace | str:
+    """The frozen model to train again, or why it cannot be rebuilt."""
+    if stored.blob is None:
+        return ("it was a raw-format model (or its arguments could not be sent), so the "
+                "journal holds no recipe to rebuild it from")
+    try:
+        model = SimplifiedModelSpace.load(stored.blob)
+    except (RecipeError, ImportError, AttributeError, TypeError, ValueError) as exc:
+        return f"its recipe no longer loads: {exc}"
+    model.status = ModelStatus.Frozen
+    return model
+
+
+def blob_of(model: ExecutableModelSpace) -> bytes | None:
+    """What the journal keeps to rebuild ``model``; None when it cannot leave."""
+    try:
+        return dump_model(model)
+    except (TypeError, ValueError):
+        return None
+
+
+class Journal:
+    """Wraps a :class:`RunStore` for one engine."""
+
+    def __init__(self, store: RunStore, resolve: Callable[[Any], None]) -> None:
+        self.store = store
+        self._resolve = resolve
+        self._unresolved: deque[tuple[int, Any]] = deque()
+        self._wake = anyio.Event()
+
+    @classmethod
+    async def open(cls, where: str | Path | bool, resolve: Callable[[Any], None]) -> Journal:
+        store = await RunStore.open(None if where is True else Path(str(where)))
+        logger.info("run journal: %s", store.path)
+        return cls(store, resolve)
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
+
+    async def serve(self, *, task_status: TaskStatus[None]) -> None:
+        """The store's writer. Shielded: a cancellation from outside must not close the
+        store while the engine still writes its last events; :meth:`close` ends it."""
+        with anyio.CancelScope(shield=True):
+            await self.store.serve(task_status=task_status)
+
+    def finished(self, handle: Any, seq: int) -> None:
+        """``handle``'s final event is ``seq``: resolve it once that is committed."""
+        self._unresolved.append((seq, handle))
+        self._wake.set()
+
+    async def resolver(self) -> None:
+        """Resolve handles as their final events are committed (runs until cancelled)."""
+        while True:
+            while not self._unresolved:
+                await self._wake.wait()
+                self._wake = anyio.Event()
+            seq = self._unresolved[-1][0]
+            await self.store.flushed(seq)
+            self._release(seq)
+
+    async def close(self, last_seq: int) -> None:
+        """Commit everything up to ``last_seq``, resolve every handle, close the store.
+        Shielded: it runs while the engine is being cancelled too."""
+        with anyio.CancelScope(shield=True):
+            try:
+                if last_seq >= 1:
+                    await self.store.flushed(last_seq)
+            finally:
+                self._release(None)
+                await self.store.aclose()
+
+    def _release(self, upto: int | None) -> None:
+        while self._unresolved and (upto is None or self._unresolved[0][0] <= upto):
+            self._resolve(self._unresolved.popleft()[1])
