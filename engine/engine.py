@@ -509,9 +509,7 @@ class Engine:
             stopped = True
             try:
                 with anyio.CancelScope() as scope:
-                    handle._scope = scope
-                    if self.trial_timeout is not None:
-                        scope.deadline = anyio.current_time() + self.trial_timeout
+                    handle._scope = scope  # its timeout starts when a worker starts it
                     await self._attempt(handle, trial)
                     stopped = False
             finally:
@@ -564,6 +562,8 @@ class Engine:
                      message=message, traceback=traceback, attempt=handle.attempts)
 
     def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...]) -> None:
+        if self.trial_timeout is not None and handle._scope is not None:
+            handle._scope.deadline = anyio.current_time() + self.trial_timeout
         handle.model.status = ModelStatus.Training
         handle.started_at = time.time()
         self._emit(TrainingStarted, model_id=handle.model_id, worker=worker,
