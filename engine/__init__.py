@@ -36,6 +36,9 @@ from engine.space import model_context as model_context
 from engine.workers._base import TrialOutput as TrialOutput
 from engine.workers._base import WorkerPool as WorkerPool
 from engine.workers.inline import InlinePool as InlinePool
+from engine.workers.process import ProcessPool as ProcessPool
+from engine.workers.process import WorkerStartFailed as WorkerStartFailed
+from engine.workers.ray_pool import RayPool as RayPool
 
 __all__ = (
     "BaseModelSpace",
@@ -44,12 +47,15 @@ __all__ = (
     "EngineClosed",
     "InlinePool",
     "ModelHandle",
+    "ProcessPool",
+    "RayPool",
     "SubscriberLagged",
     "Subscription",
     "TrialFailed",
     "TrialOutput",
     "WorkerLost",
     "WorkerPool",
+    "WorkerStartFailed",
     "Categorical",
     "DuplicateLabelError",
     "Evaluator",

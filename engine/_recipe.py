@@ -8,6 +8,7 @@ recipe keeps the script's path, and another process loads that file as a module 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
@@ -22,6 +23,12 @@ from engine.mutable import Mutable
 __all__ = ("Call", "Recipe", "RecipeError", "Symbol", "check_plain_data")
 
 _SCRIPT_MODULE = "__nas_engine_main__"
+
+
+@functools.lru_cache(maxsize=64)
+def _real_path(file: str) -> str:
+    """``file`` made absolute with links resolved (cached: every trial of a script asks)."""
+    return str(Path(file).resolve())
 
 
 class RecipeError(ImportError):
@@ -68,7 +75,7 @@ class Symbol(msgspec.Struct, frozen=True, kw_only=True):
                     f"{qualname} is defined in an interactive session: move it into a module "
                     "or a script file so other processes can import it"
                 )
-            module, path = "__main__", str(Path(file).resolve())
+            module, path = "__main__", _real_path(file)
         return cls(module=module, qualname=qualname, path=path)
 
     def resolve(self) -> Any:
@@ -88,10 +95,9 @@ class Symbol(msgspec.Struct, frozen=True, kw_only=True):
     def _module(self) -> ModuleType:
         if self.path is not None:
             main = sys.modules.get("__main__")
-            if getattr(main, "__file__", None) and Path(main.__file__).resolve() == Path(  # type: ignore[union-attr,arg-type]
-                self.path
-            ):
-                return main  # type: ignore[return-value]
+            file = getattr(main, "__file__", None)
+            if main is not None and file and _real_path(file) == _real_path(self.path):
+                return main
             return _load_script(self.path)
         try:
             return importlib.import_module(self.module)

@@ -1,0 +1,123 @@
+"""The messages between a :class:`~engine.workers.process.ProcessPool` and its worker
+processes, and their framing: a 4-byte big-endian length, then one msgpack message.
+
+Parent to worker: ``Setup`` once, then ``Run`` per trial, ``Stop`` to exit cleanly.
+Worker to parent: ``Hello`` once ready, then per trial any ``Intermediate`` and
+``Final`` reports as they happen, ending with ``Done`` (which carries a final reported
+just before the trial ended) or ``Failed``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TypeAlias
+
+import msgspec
+
+__all__ = (
+    "Done",
+    "Failed",
+    "Final",
+    "FrameBuffer",
+    "FromWorker",
+    "Hello",
+    "Intermediate",
+    "OUTPUT_LIMIT",
+    "Run",
+    "Setup",
+    "Stop",
+    "ToWorker",
+    "frame",
+)
+
+_HEADER = struct.Struct(">I")
+
+#: The most of each captured output stream kept per trial (its tail), in bytes.
+OUTPUT_LIMIT = 1 << 20
+
+
+class Setup(msgspec.Struct, frozen=True, kw_only=True, tag="setup"):
+    """How the worker prepares: the parent's import path and where to capture output."""
+
+    sys_path: list[str]
+    stdout_path: str
+    stderr_path: str
+
+
+class Run(msgspec.Struct, frozen=True, kw_only=True, tag="run"):
+    """Execute one frozen model (``SimplifiedModelSpace.dump()`` bytes)."""
+
+    model: bytes
+
+
+class Stop(msgspec.Struct, frozen=True, kw_only=True, tag="stop"):
+    """Exit after the current message: the worker is being recycled."""
+
+
+class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
+    """The worker is ready; ``visible_devices`` is the CUDA_VISIBLE_DEVICES it sees."""
+
+    pid: int
+    visible_devices: str | None
+
+
+class Intermediate(msgspec.Struct, frozen=True, kw_only=True, tag="intermediate"):
+    value: float
+
+
+class Final(msgspec.Struct, frozen=True, kw_only=True, tag="final"):
+    value: float
+
+
+class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done"):
+    """The trial returned: the final metric not sent yet (if any), the captured output."""
+
+    final: float | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Failed(msgspec.Struct, frozen=True, kw_only=True, tag="failed"):
+    """The trial raised: the exception as data, and the captured output."""
+
+    error_type: str
+    message: str
+    traceback: str
+    invalid: bool = False
+    paths: tuple[str, ...] = ()
+    stdout: str = ""
+    stderr: str = ""
+
+
+ToWorker: TypeAlias = Setup | Run | Stop
+FromWorker: TypeAlias = Hello | Intermediate | Final | Done | Failed
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def frame(message: ToWorker | FromWorker) -> bytes:
+    """``message`` as one length-prefixed frame."""
+    payload = _encoder.encode(message)
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameBuffer:
+    """Collects bytes as they arrive and yields the complete frames among them."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_frame(self) -> bytes | None:
+        """The next complete frame's payload, or ``None`` until more bytes arrive."""
+        if len(self._buffer) < _HEADER.size:
+            return None
+        (size,) = _HEADER.unpack_from(self._buffer)
+        end = _HEADER.size + size
+        if len(self._buffer) < end:
+            return None
+        payload = bytes(self._buffer[_HEADER.size:end])
+        del self._buffer[:end]
+        return payload

@@ -1,0 +1,234 @@
+"""A model space and evaluators for the process-pool tests, and the recording Trial and
+PoolMonitor that drive a pool without an engine.
+
+They live here, imported as ``tests.process_fixtures``, because a worker process imports
+a dumped model's symbols by module name (see ``tests/_spaces.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import psutil
+
+from engine import (
+    BaseModelSpace,
+    Categorical,
+    FunctionEvaluator,
+    SimplifiedModelSpace,
+    ensure_frozen,
+    report_final,
+    report_intermediate,
+)
+from engine.errors import TrialFailed, WorkerLost
+from engine.evaluator import Evaluator
+from engine.mutable import SampleValidationError
+from engine.workers.process import ProcessPool
+
+
+class Space(BaseModelSpace):
+    def __init__(self) -> None:
+        self.x = ensure_frozen(Categorical([1, 2, 3], label="x"))
+
+
+def frozen(evaluator: Evaluator, x: int = 1) -> SimplifiedModelSpace:
+    """A frozen model of :class:`Space` with ``evaluator``."""
+    return SimplifiedModelSpace.from_model(Space(), evaluator).freeze({"x": x})
+
+
+def model(function: object, x: int = 1, **kwargs: object) -> SimplifiedModelSpace:
+    return frozen(FunctionEvaluator(function, **kwargs), x)  # type: ignore[arg-type]
+
+
+def chatty(model: Space) -> float:
+    """Reports two intermediates and a final; writes to stdout, stderr and fd 1 directly."""
+    print(f"stdout of x={model.x}")
+    print(f"stderr of x={model.x}", file=sys.stderr)
+    os.write(1, b"straight to fd 1\n")
+    report_intermediate(0.25)
+    report_intermediate(0.5)
+    report_final(model.x * 10)
+    return -1.0  # the reported final wins
+
+
+def environment(model: Space) -> float:
+    """Prints what this trial sees: its pid and CUDA_VISIBLE_DEVICES."""
+    print(f"pid={os.getpid()}")
+    print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}")
+    return float(model.x)
+
+
+def boom(model: Space) -> float:
+    print("about to fail")
+    raise ValueError(f"boom {model.x}")
+
+
+def die(model: Space, how: str) -> float:
+    """Kills its own worker: ``exit`` (code 3), ``sigkill`` or ``segfault``."""
+    print(f"dying by {how}", flush=True)
+    if how == "exit":
+        os._exit(3)
+    if how == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    ctypes.string_at(0)
+    return 0.0
+
+
+def fork_and_die(model: Space) -> float:
+    """Forks a grandchild that keeps the worker's pipes open for 30 s, then exits 5."""
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    print(f"grandchild={pid}", flush=True)
+    os._exit(5)
+
+
+def wait_for(model: Space, flag: str) -> float:
+    """Reports 1.0, then waits until ``flag`` exists (forever, if nobody creates it)."""
+    report_intermediate(1.0)
+    path = Path(flag)
+    while not path.exists():
+        time.sleep(0.005)
+    return 2.0
+
+
+async def async_chatty(model: Space) -> float:
+    await anyio.lowlevel.checkpoint()
+    report_intermediate(0.5)
+    print("async stdout")
+    return float(model.x)
+
+
+def noop(model: Space) -> float:
+    return 0.0
+
+
+def busy(model: Space, seconds: float) -> float:
+    """Spins for ``seconds`` of wall time; returns the time it spun."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        pass
+    return time.perf_counter() - start
+
+
+def invalid(model: Space) -> float:
+    raise SampleValidationError("this architecture cannot be built", ["model", "x"])
+
+
+def flaky(model: Space, marker: str) -> float:
+    """Fails on its first attempt (which leaves ``marker`` behind), then trains."""
+    path = Path(marker)
+    if not path.exists():
+        path.touch()
+        raise RuntimeError("first attempt fails")
+    return 1.0
+
+
+def final_then_wait(model: Space, flag: str) -> None:
+    """Reports a final, then goes on until ``flag`` exists."""
+    report_final(5.0)
+    path = Path(flag)
+    while not path.exists():
+        time.sleep(0.005)
+
+
+def placed(model: Space, flag: str) -> float:
+    """Prints this trial's CUDA_VISIBLE_DEVICES, reports, then waits for ``flag``."""
+    print(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return wait_for(model, flag)
+
+
+# -- driving a pool without an engine (parent side only) ------------------------
+
+
+class Recorder:
+    """A Trial that records every call; ``reported`` is set at the first intermediate,
+    ``finalized`` at the first final."""
+
+    def __init__(self, model_id: int = 1, attempt: int = 1) -> None:
+        self.model_id, self.attempt = model_id, attempt
+        self.calls: list[tuple[Any, ...]] = []
+        self.reported = anyio.Event()
+        self.finalized = anyio.Event()
+
+    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+        self.calls.append(("started", worker, tuple(gpus)))
+
+    def intermediate(self, value: float) -> None:
+        self.calls.append(("intermediate", value))
+        self.reported.set()
+
+    def final(self, value: float) -> None:
+        self.calls.append(("final", value))
+        self.finalized.set()
+
+    @property
+    def worker(self) -> str:
+        return str(self.calls[0][1])
+
+
+class Monitor:
+    """A PoolMonitor that records, and lets a test wait for the next call."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int | None, tuple[int, ...]]] = []
+        self.died: list[tuple[str, int | None, int | None, int | None, str]] = []
+        self._changed = anyio.Event()
+
+    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
+        self.started.append((worker, pid, gpus))
+        self._notify()
+
+    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
+                    signal: int | None, reason: str) -> None:
+        self.died.append((worker, pid, exitcode, signal, reason))
+        self._notify()
+
+    async def wait_started(self, count: int) -> None:
+        while len(self.started) < count:
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+def children() -> list[psutil.Process]:
+    return psutil.Process().children(recursive=True)
+
+
+@contextlib.asynccontextmanager
+async def serving(pool: ProcessPool) -> AsyncIterator[Monitor]:
+    """``pool`` served in a task group; afterwards no worker process is left."""
+    monitor = Monitor()
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.serve, monitor)
+        yield monitor
+        tg.cancel_scope.cancel()
+    assert children() == []
+
+
+async def run_in(tg: Any, pool: ProcessPool, model: Any, trial: Recorder,
+                 results: dict[int, Any]) -> None:
+    """Start ``pool.run`` in ``tg``; its output or error lands in ``results``."""
+    async def run() -> None:
+        try:
+            results[trial.model_id] = await pool.run(model, trial)
+        except (TrialFailed, WorkerLost) as exc:
+            results[trial.model_id] = exc
+    tg.start_soon(run)
+
+
+def pid_of(output: str) -> int:
+    return int(output.split("pid=")[1].split()[0])
