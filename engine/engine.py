@@ -83,6 +83,11 @@ class ModelHandle:
 
     @property
     def done(self) -> bool:
+        """Completed and handed out (with a journal: once its final event is committed)."""
+        return self._done.is_set()
+
+    @property
+    def _ended(self) -> bool:
         return self.model.status.completed()
 
     async def wait(self) -> ExecutableModelSpace:
@@ -495,14 +500,14 @@ class Engine:
         assert self._receive is not None
         while self._requeued:
             handle = self._requeued.popleft()
-            if not handle.done:
+            if not handle._ended:
                 await self._run(handle)
         async for handle in self._receive:
-            if not handle.done:
+            if not handle._ended:
                 await self._run(handle)
 
     async def _run(self, handle: ModelHandle) -> None:
-        while not handle.done:
+        while not handle._ended:
             handle.attempts += 1
             handle.model.metrics = Metrics()
             trial = _Trial(self, handle)
@@ -515,7 +520,7 @@ class Engine:
             finally:
                 trial.open = False
                 handle._scope = None
-                if stopped and not handle.done:
+                if stopped and not handle._ended:
                     # Cancelled: by its handle or the engine (reason set), by its timeout,
                     # or by a cancellation from outside the engine.
                     reason = handle._stop_reason or (
@@ -570,7 +575,7 @@ class Engine:
                    attempt=handle.attempts, gpus=gpus)
 
     def _interrupt(self, handle: ModelHandle, reason: InterruptReason) -> None:
-        if handle.done:
+        if handle._ended:
             return
         if handle._scope is not None:  # running: its runner finishes it
             handle._stop_reason = reason
