@@ -31,6 +31,13 @@ def _real_path(file: str) -> str:
     return str(Path(file).resolve())
 
 
+@functools.lru_cache(maxsize=256)
+def _known_symbol(obj: Any) -> Symbol:
+    """Symbol.of, once per object: every model of a space names the same class and
+    function. Failures are not cached (lru_cache does not keep exceptions)."""
+    return Symbol._checked(obj)
+
+
 class RecipeError(ImportError):
     """A recipe's symbol cannot be found or imported; the message says which and why."""
 
@@ -45,6 +52,13 @@ class Symbol(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def of(cls, obj: Any) -> Symbol:
         """The symbol of a class or function, checked to resolve back to ``obj``."""
+        try:
+            return _known_symbol(obj)
+        except TypeError:  # not hashable: check it every time
+            return cls._checked(obj)
+
+    @classmethod
+    def _checked(cls, obj: Any) -> Symbol:
         symbol = cls._locate(obj)
         try:
             resolved = symbol.resolve()

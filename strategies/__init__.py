@@ -1,5 +1,30 @@
-"""Search strategies for nas-engine."""
+"""Search strategies for nas-engine: each proposes samples, submits the frozen models to
+an :class:`engine.Engine` and learns from the results."""
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from strategies.base import BaseStrategy as BaseStrategy
+from strategies.base import Mode as Mode
+from strategies.base import StopReason as StopReason
+from strategies.base import Strategy as Strategy
+from strategies.base import rank as rank
+from strategies.base import sample_key as sample_key
+from strategies.base import search as search
+from strategies.evolution import Individual as Individual
+from strategies.evolution import RegularizedEvolution as RegularizedEvolution
+from strategies.grid import GridSearch as GridSearch
+from strategies.random_search import RandomSearch as RandomSearch
+
+__all__ = (
+    "BaseStrategy",
+    "GridSearch",
+    "Individual",
+    "Mode",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "StopReason",
+    "Strategy",
+    "rank",
+    "sample_key",
+    "search",
+)

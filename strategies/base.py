@@ -1,0 +1,274 @@
+"""The strategy protocol, the loop strategies share, and :func:`search`.
+
+A strategy *decides*; the engine does the I/O. :meth:`BaseStrategy.run` is the one
+loop every built-in strategy uses::
+
+    resume      read engine.handles(): every model already known is observed once
+    loop:
+      wait      await engine.wait_capacity()   (a worker is free)
+      collect   finished models, in completion order -> observe(model)
+      propose   propose(leaves) -> a sample, or None when nothing is left to try
+      submit    engine.submit(space.freeze(sample))
+    drain       await what is still in flight -> observe(model)
+
+The loop stops at the first of: the engine's budget (``engine.exhausted`` or
+:class:`~engine.errors.BudgetExhausted` from ``submit``), the strategy's own
+``max_trials``, or ``propose`` returning ``None``. :attr:`BaseStrategy.stop_reason`
+says which.
+
+Samples are de-duplicated by :func:`sample_key`; a sample that was ever submitted (or
+found in the journal at resume), whatever became of it, is never proposed again.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+import random
+from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
+from typing import Any, Literal, Protocol, TypeAlias
+
+import msgspec
+
+from engine.errors import BudgetExhausted
+from engine.mutable import LabeledMutable, Sample
+from engine.space import ExecutableModelSpace, ModelStatus
+
+__all__ = (
+    "BaseStrategy",
+    "EngineLike",
+    "HandleLike",
+    "Mode",
+    "StopReason",
+    "Strategy",
+    "check_mode",
+    "rank",
+    "sample_key",
+    "search",
+)
+
+Mode: TypeAlias = Literal["max", "min"]
+Leaves: TypeAlias = Mapping[str, LabeledMutable]
+
+
+class HandleLike(Protocol):
+    """What a strategy reads of an engine's model handle."""
+
+    @property
+    def model_id(self) -> int: ...
+
+    @property
+    def model(self) -> ExecutableModelSpace: ...
+
+    @property
+    def done(self) -> bool: ...
+
+    def __await__(self) -> Generator[Any, None, ExecutableModelSpace]: ...
+
+
+class EngineLike(Protocol):
+    """The part of :class:`engine.Engine` that strategies use."""
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    def submit(self, model: ExecutableModelSpace) -> Awaitable[HandleLike]: ...
+
+    def wait_capacity(self) -> Awaitable[None]: ...
+
+    def next_finished(self) -> Awaitable[HandleLike | None]: ...
+
+    def handles(self) -> Sequence[HandleLike]: ...
+
+
+class Strategy(Protocol):
+    """Anything with ``run``: proposes samples, freezes ``space``, submits them to
+    ``engine`` and awaits results. It never touches workers or the store."""
+
+    async def run(self, engine: EngineLike, space: ExecutableModelSpace) -> None: ...
+
+
+class StopReason(enum.StrEnum):
+    """Why :meth:`BaseStrategy.run` stopped proposing."""
+
+    budget = "budget"  # the engine's budget is used up
+    max_trials = "max_trials"  # the strategy's own max_trials
+    space_exhausted = "space_exhausted"  # propose() found nothing new to try
+
+
+def check_mode(mode: str) -> Mode:
+    """``mode`` itself when it is ``"max"`` or ``"min"``; ValueError otherwise."""
+    if mode == "max":
+        return "max"
+    if mode == "min":
+        return "min"
+    raise ValueError(f"mode must be 'max' (bigger metric is better) or 'min', got {mode!r}")
+
+
+def _scored(model: ExecutableModelSpace) -> bool:
+    metric = model.metric
+    return model.status is ModelStatus.Trained and metric is not None and not math.isnan(metric)
+
+
+def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[ExecutableModelSpace]:
+    """Trained models with a metric, best first (ties keep their order); others dropped."""
+    scored = [m for m in models if _scored(m)]
+    sign = -1.0 if check_mode(mode) == "max" else 1.0
+    return sorted(scored, key=lambda m: sign * float(m.metric))  # type: ignore[arg-type]
+
+
+def sample_key(sample: Mapping[str, Any]) -> bytes:
+    """A hashable key that is equal for equal samples (label order, tuples vs lists and
+    a msgpack round trip do not matter)."""
+    try:
+        return msgspec.json.encode(dict(sample), order="sorted")
+    except TypeError:  # a value msgspec cannot encode: its repr stands in
+        return repr(sorted((k, repr(v)) for k, v in sample.items())).encode()
+
+
+class BaseStrategy(abc.ABC):
+    """The shared loop (see the module docstring). Subclasses implement :meth:`propose`
+    and, when they learn from results, :meth:`observe`.
+
+    ``seed`` seeds :attr:`rng`, the only source of randomness a strategy may use, so the
+    same seed, space and a one-worker pool give the same samples. ``max_trials`` caps
+    the models this strategy knows of, the resumed ones included, so a resumed run
+    continues to the same total. ``mode`` says whether a bigger metric is better.
+    """
+
+    def __init__(
+        self, *, seed: int | None = None, max_trials: int | None = None, mode: str = "max"
+    ) -> None:
+        if max_trials is not None and (isinstance(max_trials, bool)
+                                       or not isinstance(max_trials, int) or max_trials < 0):
+            raise ValueError(f"max_trials must be a non-negative int or None, got {max_trials!r}")
+        self.seed = seed
+        self.max_trials = max_trials
+        self.mode: Mode = check_mode(mode)
+        self.rng = random.Random(seed)
+        self.stop_reason: StopReason | None = None
+        self._seen: set[bytes] = set()
+        self._pending: list[HandleLike] = []
+        self._ids: set[int] = set()
+
+    # --- hooks -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def propose(self, leaves: Leaves) -> Sample | None:
+        """Called whenever a worker is free and budget is left: the next sample to try,
+        or ``None`` when there is nothing new left (the run then stops). ``leaves`` maps
+        each label of the space to its mutable. Use :meth:`is_new` to skip seen samples."""
+
+    def observe(self, model: ExecutableModelSpace) -> None:
+        """Called once for each finished model, in completion order: for the journal's
+        models at resume and for this run's as they finish (trained, failed, invalid or
+        interrupted). The default ignores it."""
+        del model  # nothing to learn for a strategy that does not look at results
+
+    # --- state -------------------------------------------------------------------------
+
+    def is_new(self, sample: Mapping[str, Any]) -> bool:
+        """Whether ``sample`` was never submitted nor found at resume."""
+        return sample_key(sample) not in self._seen
+
+    @property
+    def seen_count(self) -> int:
+        """How many distinct samples were submitted or found at resume."""
+        return len(self._seen)
+
+    @property
+    def in_flight(self) -> int:
+        """How many of this run's models are submitted and not yet observed."""
+        return len(self._pending)
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether metric ``a`` is strictly better than ``b`` under :attr:`mode`."""
+        return a > b if self.mode == "max" else a < b
+
+    def resume(self, engine: EngineLike) -> None:
+        """Called once at the start of :meth:`run`: rebuild the state from every model the
+        engine already knows (after a resume, the journal's). Finished models are
+        observed; unfinished ones are awaited with this run's own."""
+        for handle in engine.handles():
+            if handle.model_id in self._ids:
+                continue
+            self._remember(handle)
+            if handle.done:
+                self.observe(handle.model)
+            else:
+                self._pending.append(handle)
+
+    def _remember(self, handle: HandleLike) -> None:
+        self._ids.add(handle.model_id)
+        self._seen.add(sample_key(handle.model.sample or {}))
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, engine: EngineLike, space: ExecutableModelSpace) -> None:
+        """Search ``space`` on ``engine`` until a budget is used up or nothing new is
+        left; return once every model it submitted has finished and been observed.
+        It consumes ``engine.next_finished()``: do not read that elsewhere meanwhile.
+        When cancelled, the models in flight stay with the engine."""
+        if space.status is not ModelStatus.Initialized:
+            raise ValueError(f"a strategy searches an initialized space, got one whose "
+                             f"status is {space.status.value}: pass the space, not a model")
+        self.stop_reason = None
+        self.resume(engine)
+        leaves = space.simplify()
+        while self.stop_reason is None:
+            await engine.wait_capacity()
+            await self._collect(engine, block=False)
+            await self._step(engine, space, leaves)
+        await self._collect(engine, block=True)
+
+    async def _step(self, engine: EngineLike, space: ExecutableModelSpace,
+                    leaves: Leaves) -> None:
+        """Propose and submit one sample, or set :attr:`stop_reason`."""
+        if engine.exhausted:
+            self.stop_reason = StopReason.budget
+            return
+        if self.max_trials is not None and len(self._ids) >= self.max_trials:
+            self.stop_reason = StopReason.max_trials
+            return
+        sample = self.propose(leaves)
+        if sample is None:
+            self.stop_reason = StopReason.space_exhausted
+            return
+        model = space.freeze(sample)
+        try:
+            handle = await engine.submit(model)
+        except BudgetExhausted:
+            self.stop_reason = StopReason.budget
+            return
+        self._remember(handle)
+        self._pending.append(handle)
+
+    async def _collect(self, engine: EngineLike, *, block: bool) -> None:
+        """Observe finished models of this run in completion order; with ``block``, wait
+        until none is in flight."""
+        while self._pending and (block or any(h.done for h in self._pending)):
+            handle = await engine.next_finished()
+            if handle is None:  # someone else consumed them: take the finished directly
+                for done in [h for h in self._pending if h.done]:
+                    self._finish(done)
+                if block and self._pending:
+                    await self._pending[0]
+                continue
+            if handle in self._pending:
+                self._finish(handle)
+
+    def _finish(self, handle: HandleLike) -> None:
+        self._pending.remove(handle)
+        self.observe(handle.model)
+
+
+async def search(
+    space: ExecutableModelSpace, strategy: Strategy, engine: EngineLike, *, mode: str | None = None
+) -> list[ExecutableModelSpace]:
+    """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
+    the trained models the engine holds, best first. ``mode`` defaults to the strategy's
+    own (``"max"`` when it has none)."""
+    chosen = check_mode(mode if mode is not None else getattr(strategy, "mode", "max"))
+    await strategy.run(engine, space)
+    return rank((h.model for h in engine.handles()), chosen)
