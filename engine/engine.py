@@ -1,6 +1,7 @@
 """The engine: a bounded, ordered queue of frozen models run by a worker pool.
 
-``async with Engine(pool) as engine`` starts the pool and ``pool.capacity`` runner tasks
+``async with Engine(pool) as engine`` starts the pool and one runner task per model the
+pool takes at once (``pool.capacity + pool.prefetch``)
 in one task group. ``submit`` queues a frozen model and returns a :class:`ModelHandle`.
 Every status change is one event in the engine's :class:`~engine._eventlog.EventLog`.
 
@@ -172,7 +173,8 @@ class Engine:
     interrupted), ``trial_timeout`` (seconds per attempt, then the model is interrupted),
     ``max_retries`` (a failed attempt is retried this many times). ``deduplicate`` marks a
     model whose sample was submitted before ``invalid`` instead of training it.
-    ``queue_size`` bounds the models waiting for a worker (default: the pool's capacity);
+    ``queue_size`` bounds the models waiting for a worker (default: the pool's capacity
+    plus its prefetch);
     ``event_buffer`` is how many recent events stay in memory for subscribers.
 
     ``journal`` keeps the run in a SQLite file (see engine.store): a path, or True for a
@@ -202,7 +204,8 @@ class Engine:
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries
         self.deduplicate = deduplicate
-        self._queue_size = queue_size if queue_size is not None else self.pool.capacity
+        self._slots = self.pool.capacity + self.pool.prefetch  # models a pool takes at once
+        self._queue_size = queue_size if queue_size is not None else self._slots
         if self._queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
         self._log = EventLog(event_buffer)
@@ -248,7 +251,7 @@ class Engine:
         except BaseException:
             await self._close_outer()
             raise
-        for _ in range(self.pool.capacity):
+        for _ in range(self._slots):
             self._tg.start_soon(self._runner)
         if self.max_duration is not None:
             self._tg.start_soon(self._wall_clock, self.max_duration)
@@ -438,9 +441,10 @@ class Engine:
         return handle
 
     async def wait_capacity(self) -> None:
-        """Return once fewer models are in flight than the pool runs at once (a worker
-        would be idle). Returns at once when the engine stopped accepting."""
-        while self._accepting and self.in_flight >= self.pool.capacity:
+        """Return once fewer models are in flight than the pool takes at once (its
+        workers plus what it prefetches: a worker would soon be idle). Returns at once
+        when the engine stopped accepting."""
+        while self._accepting and self.in_flight >= self._slots:
             await self._changed.wait()
 
     async def next_finished(self) -> ModelHandle | None:

@@ -1,7 +1,7 @@
 """The pool seam: the one protocol every worker pool implements.
 
 The engine starts a pool with ``await task_group.start(pool.serve, monitor)`` and then
-calls ``run`` at most ``capacity`` times at once, each call in its own task. A pool
+calls ``run`` at most ``capacity + prefetch`` times at once, each call in its own task. A pool
 never touches the engine's queue, budgets or events directly: it calls back through
 the :class:`Trial` it was given (on the event-loop thread) and raises
 :class:`~engine.errors.TrialFailed` or :class:`~engine.errors.WorkerLost`.
@@ -69,6 +69,13 @@ class WorkerPool(Protocol):
     @property
     def capacity(self) -> int:
         """How many models run at once."""
+
+    @property
+    def prefetch(self) -> int:
+        """How many more models the pool accepts beyond ``capacity`` to start them the
+        moment a worker frees (0: none). The engine calls ``run`` up to
+        ``capacity + prefetch`` times at once; a prefetched model calls
+        ``trial.started`` only when a worker really starts it."""
 
     def check(self, model: ExecutableModelSpace) -> None:
         """Raise TypeError or ValueError now, at submit, if this pool cannot run ``model``."""

@@ -54,6 +54,7 @@ class InlinePool:
     """``workers`` models at a time, in this process."""
 
     name = "inline"
+    prefetch = 0
 
     def __init__(self, workers: int = 1, *, grace: float = 5.0) -> None:
         if not isinstance(workers, int) or workers < 1:

@@ -118,6 +118,10 @@ class ProcessPool:
     def capacity(self) -> int:
         return len(self._placement.slots)
 
+    @property
+    def prefetch(self) -> int:
+        return 0
+
     def check(self, model: ExecutableModelSpace) -> None:
         """TypeError now when ``model`` cannot be sent to a worker process."""
         self._dumped[model] = dump_model(model)  # kept for run(), while the model lives

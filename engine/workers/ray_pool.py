@@ -193,6 +193,7 @@ class RayPool:
     """
 
     name = "ray"
+    prefetch = 0
 
     def __init__(
         self, workers: int | None = None, *, address: str | None = None,
