@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +27,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine._eventlog import EventLog, Subscription
+from engine._handle import ModelHandle, Monitor, Signal, Trial
 from engine._journal import (
     DUPLICATE_PREFIX,
     Journal,
@@ -42,7 +42,6 @@ from engine.events import (
     EngineStopped,
     Event,
     InterruptReason,
-    MetricReported,
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
@@ -50,8 +49,6 @@ from engine.events import (
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
-    WorkerDied,
-    WorkerStarted,
 )
 from engine.space import ExecutableModelSpace, Metrics, ModelStatus
 from engine.store import StoredModel
@@ -61,108 +58,6 @@ from engine.workers.inline import InlinePool
 __all__ = ("Engine", "ModelHandle")
 
 _sample_key = msgspec.json.Encoder(order="sorted").encode
-
-
-class ModelHandle:
-    """One submitted model. ``await handle`` gives the model once it is completed."""
-
-    def __init__(self, engine: Engine, model: ExecutableModelSpace, model_id: int) -> None:
-        self._engine = engine
-        self.model = model
-        self.model_id = model_id
-        self.attempts = 0
-        self.output: TrialOutput | None = None
-        self.started_at: float | None = None
-        self.ended_at: float | None = None
-        self._done = anyio.Event()
-        self._scope: anyio.CancelScope | None = None
-        self._stop_reason: InterruptReason | None = None
-
-    @property
-    def status(self) -> ModelStatus:
-        return self.model.status
-
-    @property
-    def done(self) -> bool:
-        """Completed and handed out (with a journal: once its final event is committed)."""
-        return self._done.is_set()
-
-    @property
-    def _ended(self) -> bool:
-        return self.model.status.completed()
-
-    async def wait(self) -> ExecutableModelSpace:
-        """The model, once completed. Cancelling the wait leaves the model running."""
-        await self._done.wait()
-        return self.model
-
-    def __await__(self) -> Generator[Any, None, ExecutableModelSpace]:
-        return self.wait().__await__()
-
-    def cancel(self) -> None:
-        """Interrupt the model (reason ``cancelled``): now if queued, or by stopping its
-        trial if running. No effect once it is completed."""
-        self._engine._interrupt(self, InterruptReason.cancelled)
-
-    def __repr__(self) -> str:
-        return f"<ModelHandle #{self.model_id} {self.status.value}>"
-
-
-class _Trial:
-    """The engine's side of one attempt: what the pool reports through."""
-
-    def __init__(self, engine: Engine, handle: ModelHandle) -> None:
-        self._engine, self._handle = engine, handle
-        self.model_id, self.attempt = handle.model_id, handle.attempts
-        self.final_value: float | None = None
-        self.open = True
-        self._started = False
-
-    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
-        if self.open and not self._started:
-            self._started = True
-            self._engine._training(self._handle, worker, tuple(gpus))
-
-    def intermediate(self, value: float) -> None:
-        if self.open:
-            metrics = self._handle.model.metrics
-            metrics.intermediates.append(value)
-            self._engine._emit(MetricReported, model_id=self.model_id, value=value,
-                               step=len(metrics.intermediates))
-
-    def final(self, value: float) -> None:
-        if self.open:
-            self.final_value = value
-
-
-class _Monitor:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
-        self._engine._emit(WorkerStarted, worker=worker, pid=pid, gpus=tuple(gpus))
-
-    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
-                    signal: int | None, reason: str) -> None:
-        self._engine._emit(WorkerDied, worker=worker, pid=pid, exitcode=exitcode,
-                           signal=signal, reason=reason)
-
-
-class _Signal:
-    """Wakes every waiter at the next ``notify``."""
-
-    def __init__(self) -> None:
-        self._event: anyio.Event | None = None
-
-    def notify(self) -> None:
-        if self._event is not None:
-            self._event.set()
-            self._event = None
-
-    async def wait(self) -> None:
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
 
 
 class Engine:
@@ -213,7 +108,7 @@ class Engine:
         self._by_object: dict[int, ModelHandle] = {}
         self._samples: dict[bytes, int] = {}
         self._finished: deque[ModelHandle] = deque()
-        self._changed = _Signal()
+        self._changed = Signal()
         self._next_id = 1
         self._trials = 0
         self._in_flight = 0
@@ -243,7 +138,7 @@ class Engine:
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
             try:
-                await self._tg.start(self.pool.serve, _Monitor(self))
+                await self._tg.start(self.pool.serve, Monitor(self))
             except BaseException:
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
@@ -514,7 +409,7 @@ class Engine:
         while not handle._ended:
             handle.attempts += 1
             handle.model.metrics = Metrics()
-            trial = _Trial(self, handle)
+            trial = Trial(self, handle)
             stopped = True
             try:
                 with anyio.CancelScope() as scope:
@@ -533,7 +428,7 @@ class Engine:
                     self._finish(handle, ModelStatus.Interrupted, ModelInterrupted,
                                  reason=reason)
 
-    async def _attempt(self, handle: ModelHandle, trial: _Trial) -> None:
+    async def _attempt(self, handle: ModelHandle, trial: Trial) -> None:
         try:
             handle.output = await self.pool.run(handle.model, trial)
         except TrialFailed as exc:

@@ -1,0 +1,119 @@
+"""Handles and the callbacks pools report through: the engine's per-model objects."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from engine.events import InterruptReason, MetricReported, WorkerDied, WorkerStarted
+from engine.space import ExecutableModelSpace, ModelStatus
+from engine.workers._base import TrialOutput
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+__all__ = ("ModelHandle", "Monitor", "Signal", "Trial")
+
+
+class ModelHandle:
+    """One submitted model. ``await handle`` gives the model once it is completed."""
+
+    def __init__(self, engine: Engine, model: ExecutableModelSpace, model_id: int) -> None:
+        self._engine = engine
+        self.model = model
+        self.model_id = model_id
+        self.attempts = 0
+        self.output: TrialOutput | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self._done = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._stop_reason: InterruptReason | None = None
+
+    @property
+    def status(self) -> ModelStatus:
+        return self.model.status
+
+    @property
+    def done(self) -> bool:
+        """Completed and handed out (with a journal: once its final event is committed)."""
+        return self._done.is_set()
+
+    @property
+    def _ended(self) -> bool:
+        return self.model.status.completed()
+
+    async def wait(self) -> ExecutableModelSpace:
+        """The model, once completed. Cancelling the wait leaves the model running."""
+        await self._done.wait()
+        return self.model
+
+    def __await__(self) -> Generator[Any, None, ExecutableModelSpace]:
+        return self.wait().__await__()
+
+    def cancel(self) -> None:
+        """Interrupt the model (reason ``cancelled``): now if queued, or by stopping its
+        trial if running. No effect once it is completed."""
+        self._engine._interrupt(self, InterruptReason.cancelled)
+
+    def __repr__(self) -> str:
+        return f"<ModelHandle #{self.model_id} {self.status.value}>"
+
+
+class Trial:
+    """The engine's side of one attempt: what the pool reports through."""
+
+    def __init__(self, engine: Engine, handle: ModelHandle) -> None:
+        self._engine, self._handle = engine, handle
+        self.model_id, self.attempt = handle.model_id, handle.attempts
+        self.final_value: float | None = None
+        self.open = True
+        self._started = False
+
+    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+        if self.open and not self._started:
+            self._started = True
+            self._engine._training(self._handle, worker, tuple(gpus))
+
+    def intermediate(self, value: float) -> None:
+        if self.open:
+            metrics = self._handle.model.metrics
+            metrics.intermediates.append(value)
+            self._engine._emit(MetricReported, model_id=self.model_id, value=value,
+                               step=len(metrics.intermediates))
+
+    def final(self, value: float) -> None:
+        if self.open:
+            self.final_value = value
+
+
+class Monitor:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
+        self._engine._emit(WorkerStarted, worker=worker, pid=pid, gpus=tuple(gpus))
+
+    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
+                    signal: int | None, reason: str) -> None:
+        self._engine._emit(WorkerDied, worker=worker, pid=pid, exitcode=exitcode,
+                           signal=signal, reason=reason)
+
+
+class Signal:
+    """Wakes every waiter at the next ``notify``."""
+
+    def __init__(self) -> None:
+        self._event: anyio.Event | None = None
+
+    def notify(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self) -> None:
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
