@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from engine._context import ensure_frozen as ensure_frozen
 from engine._eventlog import Subscription as Subscription
+from engine._progress import Progress as Progress
+from engine._progress import show_progress as show_progress
 from engine._recipe import RecipeError as RecipeError
 from engine.engine import Engine as Engine
 from engine.engine import ModelHandle as ModelHandle
@@ -48,6 +50,7 @@ __all__ = (
     "InlinePool",
     "ModelHandle",
     "ProcessPool",
+    "Progress",
     "RayPool",
     "SubscriberLagged",
     "Subscription",
@@ -78,4 +81,5 @@ __all__ = (
     "model_context",
     "report_final",
     "report_intermediate",
+    "show_progress",
 )

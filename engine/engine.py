@@ -477,7 +477,7 @@ class Engine:
         if handle._ended:
             return
         if handle._scope is not None:  # running: its runner finishes it
-            handle._stop_reason = reason
+            handle._stop_reason = handle._stop_reason or reason  # the first reason wins
             handle._scope.cancel()
             return
         self._finish(handle, ModelStatus.Interrupted, ModelInterrupted, reason=reason)
