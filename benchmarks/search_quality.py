@@ -1,15 +1,17 @@
 """Search quality on NAS-Bench-201: our strategies against Optuna's samplers.
 
-Methods: ``evolution`` (RegularizedEvolution) and ``random`` (RandomSearch), each run
-through the Engine on a one-worker InlinePool with a table-lookup evaluator, and Optuna's
-``optuna-tpe`` (TPESampler) and ``optuna-random`` (RandomSampler) on the same lookups.
+Methods: ``evolution`` (RegularizedEvolution, with ``reevaluate=Reevaluation()`` unless
+``--reevaluate no``) and ``random`` (RandomSearch), each run through the Engine on a
+one-worker InlinePool with a table-lookup evaluator, and Optuna's ``optuna-tpe``
+(TPESampler) and ``optuna-random`` (RandomSampler) on the same lookups.
 
 Every evaluation returns the validation accuracy of one training seed drawn at random
 from the ones the benchmark stores (the noise a real training run has). A search's
 *score* is the mean accuracy over all stored seeds of the architecture the search ranks
-best (its best observed value); its *regret* is the best mean in the table minus that
-score. Each (method, dataset, budget) runs ``--seeds`` seeds (0, 1, ...; a search's seed
-also seeds its noise) and prints one JSON line::
+best: for ours, :func:`strategies.rank`'s first (the best mean of a sample's evaluations);
+for Optuna's, the study's best trial (its best single value). Its *regret* is the best
+mean in the table minus that score. Each (method, dataset, budget) runs ``--seeds`` seeds
+(0, 1, ...; a search's seed also seeds its noise) and prints one JSON line::
 
     {"method": ..., "dataset": ..., "budget": ..., "score_mean": ..., "score_std": ...,
      "regret_mean": ..., "regret_std": ..., "wall_s": ...}
@@ -38,6 +40,7 @@ from typing import Any
 import anyio
 
 from strategies import RandomSearch, RegularizedEvolution
+from strategies.evolution import Reevaluation
 
 METHODS = ("evolution", "random", "optuna-tpe", "optuna-random")
 Evo = dict[str, Any]  # RegularizedEvolution's keyword arguments, seed aside
@@ -132,7 +135,26 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="evolution's mutation_prob (default: mutate one label)")
     parser.add_argument("--deduplicate", choices=("yes", "no"), default=None,
                         help="evolution's deduplicate (default: the strategy's)")
+    parser.add_argument("--reevaluate", choices=("yes", "no"), default="yes",
+                        help="evolution's reevaluate: a Reevaluation (yes, the setting for "
+                        "noisy training) or None (no)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="Reevaluation.top_k (default: Reevaluation's)")
+    parser.add_argument("--evaluations", type=int, default=None,
+                        help="Reevaluation.evaluations (default: Reevaluation's)")
+    parser.add_argument("--share", type=float, default=None,
+                        help="Reevaluation.share (default: Reevaluation's)")
     return parser.parse_args(argv)
+
+
+def reevaluation(args: argparse.Namespace) -> Reevaluation | None:
+    if args.reevaluate == "no":
+        return None
+    default = Reevaluation()
+    return Reevaluation(
+        top_k=args.top_k or default.top_k,
+        evaluations=args.evaluations or default.evaluations,
+        share=args.share or default.share)
 
 
 def evolution_settings(args: argparse.Namespace) -> Evo:
@@ -143,6 +165,7 @@ def evolution_settings(args: argparse.Namespace) -> Evo:
         "mutation_prob": args.mutation_prob,
         "deduplicate": (default.deduplicate if args.deduplicate is None
                         else args.deduplicate == "yes"),
+        "reevaluate": reevaluation(args),
     }
 
 

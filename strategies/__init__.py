@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from strategies.base import BaseStrategy as BaseStrategy
 from strategies.base import Mode as Mode
+from strategies.base import RankedSample as RankedSample
 from strategies.base import StopReason as StopReason
 from strategies.base import Strategy as Strategy
 from strategies.base import rank as rank
+from strategies.base import ranked_samples as ranked_samples
 from strategies.base import sample_key as sample_key
 from strategies.base import search as search
 from strategies.evolution import Individual as Individual
+from strategies.evolution import Reevaluation as Reevaluation
 from strategies.evolution import RegularizedEvolution as RegularizedEvolution
 from strategies.grid import GridSearch as GridSearch
 from strategies.random_search import RandomSearch as RandomSearch
@@ -21,10 +24,13 @@ __all__ = (
     "Individual",
     "Mode",
     "RandomSearch",
+    "RankedSample",
+    "Reevaluation",
     "RegularizedEvolution",
     "StopReason",
     "Strategy",
     "rank",
+    "ranked_samples",
     "sample_key",
     "search",
 )

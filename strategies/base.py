@@ -16,16 +16,23 @@ The loop stops at the first of: the engine's budget (``engine.exhausted`` or
 ``max_trials``, or ``propose`` returning ``None``. :attr:`BaseStrategy.stop_reason`
 says which.
 
-Samples are de-duplicated by :func:`sample_key`; a sample that was ever submitted (or
-found in the journal at resume), whatever became of it, is never proposed again.
+Samples are de-duplicated by :func:`sample_key`: :meth:`BaseStrategy.is_new` says whether
+a sample was ever submitted (or found in the journal at resume), whatever became of it.
+Strategies propose only new samples, except where one evaluates a sample again on
+purpose (:class:`~strategies.evolution.RegularizedEvolution` with ``reevaluate``).
+
+:func:`rank` and :func:`search` score a sample by the mean metric of its trained models,
+so a sample evaluated several times (noisy training) is ranked once, on all its evidence.
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import enum
 import math
 import random
+import statistics
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -40,10 +47,12 @@ __all__ = (
     "EngineLike",
     "HandleLike",
     "Mode",
+    "RankedSample",
     "StopReason",
     "Strategy",
     "check_mode",
     "rank",
+    "ranked_samples",
     "sample_key",
     "search",
 )
@@ -111,11 +120,42 @@ def _scored(model: ExecutableModelSpace) -> bool:
     return model.status is ModelStatus.Trained and metric is not None and not math.isnan(metric)
 
 
-def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[ExecutableModelSpace]:
-    """Trained models with a metric, best first (ties keep their order); others dropped."""
-    scored = [m for m in models if _scored(m)]
+class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
+    """One sample as :func:`ranked_samples` scores it: ``mean`` of the ``metrics`` of its
+    trained models (in the order given), and ``model``, the first of them."""
+
+    model: ExecutableModelSpace
+    mean: float
+    metrics: tuple[float, ...]
+
+    @property
+    def count(self) -> int:
+        """How many trained models the mean is over."""
+        return len(self.metrics)
+
+
+def ranked_samples(models: Iterable[ExecutableModelSpace],
+                   mode: Mode = "max") -> list[RankedSample]:
+    """Each sample with a trained model, best mean metric first (ties keep the order of
+    the samples' first trained models). Models that did not train, or whose metric is
+    missing or NaN, are left out of the means; a sample with no trained model is dropped."""
     sign = -1.0 if check_mode(mode) == "max" else 1.0
-    return sorted(scored, key=lambda m: sign * float(m.metric))  # type: ignore[arg-type]
+    groups: dict[bytes, tuple[ExecutableModelSpace, list[float]]] = {}
+    for model in models:
+        if _scored(model):
+            _, metrics = groups.setdefault(sample_key(model.sample or {}), (model, []))
+            metrics.append(float(model.metric))  # type: ignore[arg-type]
+    entries = [RankedSample(model=first, mean=statistics.fmean(metrics), metrics=tuple(metrics))
+               for first, metrics in groups.values()]
+    return sorted(entries, key=lambda entry: sign * entry.mean)
+
+
+def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[ExecutableModelSpace]:
+    """One model per sample, best first: a sample evaluated several times is scored by the
+    mean metric of its trained models and stands for itself once, by its first trained
+    model (whose own ``metric`` is that one evaluation's; :func:`ranked_samples` has the
+    means). Models that did not train or have no metric are dropped."""
+    return [entry.model for entry in ranked_samples(models, mode)]
 
 
 def sample_key(sample: Mapping[str, Any]) -> bytes:
@@ -178,9 +218,18 @@ class BaseStrategy(abc.ABC):
         return len(self._seen)
 
     @property
+    def model_count(self) -> int:
+        """How many models were submitted or found at resume, repeated samples included."""
+        return len(self._ids)
+
+    @property
     def in_flight(self) -> int:
         """How many of this run's models are submitted and not yet observed."""
         return len(self._pending)
+
+    def in_flight_counts(self) -> collections.Counter[bytes]:
+        """How many of this run's models in flight each sample (by :func:`sample_key`) has."""
+        return collections.Counter(sample_key(h.model.sample or {}) for h in self._pending)
 
     def better(self, a: float, b: float) -> bool:
         """Whether metric ``a`` is strictly better than ``b`` under :attr:`mode`."""
@@ -267,8 +316,8 @@ async def search(
     space: ExecutableModelSpace, strategy: Strategy, engine: EngineLike, *, mode: str | None = None
 ) -> list[ExecutableModelSpace]:
     """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
-    the trained models the engine holds, best first. ``mode`` defaults to the strategy's
-    own (``"max"`` when it has none)."""
+    :func:`rank` of the models the engine holds: one per trained sample, best mean metric
+    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none)."""
     chosen = check_mode(mode if mode is not None else getattr(strategy, "mode", "max"))
     await strategy.run(engine, space)
     return rank((h.model for h in engine.handles()), chosen)

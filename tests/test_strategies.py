@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,8 @@ from strategies import (
     sample_key,
     search,
 )
-from strategies.base import BaseStrategy
-from strategies.evolution import mutate
+from strategies.base import BaseStrategy, ranked_samples
+from strategies.evolution import Reevaluation, mutate
 from strategies.grid import grid_samples
 
 LABELS = [f"op{i}" for i in range(6)]
@@ -90,8 +92,9 @@ def keys(handles: list[e.ModelHandle]) -> list[bytes]:
 
 @pytest.mark.parametrize(
     "make", [lambda s: RandomSearch(s), lambda s: RegularizedEvolution(5, 2, seed=s),
+             lambda s: RegularizedEvolution(5, 2, seed=s, reevaluate=Reevaluation(share=0.3)),
              lambda s: GridSearch(shuffle=True, seed=s)],
-    ids=["random", "evolution", "grid"])
+    ids=["random", "evolution", "evolution-reevaluate", "grid"])
 @pytest.mark.anyio
 async def test_same_seed_same_samples(make: Any) -> None:
     cell = space(Cell(), matches)
@@ -146,6 +149,15 @@ def test_bad_arguments_say_what_to_pass() -> None:
         RegularizedEvolution(5, 2, mutation_prob=0.0)
     with pytest.raises(ValueError, match="max_trials must be a non-negative int"):
         GridSearch(max_trials=-1)
+    with pytest.raises(ValueError, match=r"Reevaluation.top_k must be a positive int, got 0"):
+        Reevaluation(top_k=0)
+    with pytest.raises(ValueError, match=r"Reevaluation.evaluations must be a positive int, "
+                       r"got True"):
+        Reevaluation(evaluations=True)
+    with pytest.raises(ValueError, match=r"Reevaluation.share must be in \(0, 1\).*got 1.0"):
+        Reevaluation(share=1.0)
+    with pytest.raises(TypeError, match="reevaluate must be a Reevaluation or None, got bool"):
+        RegularizedEvolution(reevaluate=True)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
@@ -375,3 +387,189 @@ async def test_resume_awaits_models_still_in_flight() -> None:
         assert handle.done
     assert evolution.history[0].sample == TARGET
     assert len(engine.handles()) == 3
+
+
+# --- noisy training: ranking by the mean, re-evaluation -----------------------------------
+
+
+class Scripted:
+    """Each sample's metrics in turn (``None``: that training fails), one per call."""
+
+    def __init__(self, script: dict[str, list[float | None]]) -> None:
+        self.script = {name: list(values) for name, values in script.items()}
+
+    async def __call__(self, model: Small) -> float:
+        value = self.script[f"{model.x}{model.y}"].pop(0)
+        if value is None:
+            raise RuntimeError(f"x={model.x} y={model.y} did not train this time")
+        return value
+
+
+class Noisy:
+    """``matches`` plus Gaussian noise drawn from its own seeded stream, call by call."""
+
+    def __init__(self, seed: int, sigma: float = 1.0) -> None:
+        self.rng, self.sigma = random.Random(seed), sigma
+
+    async def __call__(self, model: Cell) -> float:
+        return await matches(model) + self.rng.gauss(0.0, self.sigma)
+
+
+def noisy_cell(seed: int = 0) -> e.RawFormatModelSpace:
+    return e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(Noisy(seed)))
+
+
+async def submit_all(model_space: e.ExecutableModelSpace,
+                     samples_in_order: list[dict[str, Any]]) -> list[e.ModelHandle]:
+    async with Engine(InlinePool(1)) as engine:
+        for sample in samples_in_order:
+            await engine.submit(model_space.freeze(sample))
+    return engine.handles()
+
+
+A, B, C = {"x": 1, "y": "a"}, {"x": 2, "y": "b"}, {"x": 3, "y": "c"}
+
+
+@pytest.mark.anyio
+async def test_rank_scores_each_sample_once_by_its_mean() -> None:
+    script: dict[str, list[float | None]] = {
+        "1a": [9.0, None, 1.0, float("nan")], "2b": [6.0], "3c": [4.0, 8.0, 7.0]}
+    handles = await submit_all(space(Small(), Scripted(script)), [A, B, A, C, A, C, C, A])
+    models = [h.model for h in handles]
+    # A's one value of 9 is the best single value, but its mean is 5 (the failed and
+    # the NaN model are left out): C (mean 19/3) and B (6) rank above it.
+    assert rank(models) == [models[3], models[1], models[0]]
+    assert rank(models, "min") == [models[0], models[1], models[3]]
+    entries = ranked_samples(models)
+    assert [(en.model.sample, en.mean, en.metrics, en.count) for en in entries] == [
+        (C, pytest.approx(19 / 3), (4.0, 8.0, 7.0), 3), (B, 6.0, (6.0,), 1),
+        (A, 5.0, (9.0, 1.0), 2)]
+    assert models[0].metric == 9.0  # each model keeps its own metric
+
+
+@pytest.mark.anyio
+async def test_search_returns_one_model_per_sample_best_mean_first() -> None:
+    script: dict[str, list[float | None]] = {"1a": [9.0, 1.0], "2b": [6.0, 7.0]}
+
+    class Twice(BaseStrategy):
+        def propose(self, leaves: Any) -> dict[str, Any] | None:
+            return [A, B, A, B][self.model_count] if self.model_count < 4 else None
+
+    async with Engine(InlinePool(1)) as engine:
+        best_first = await search(space(Small(), Scripted(script)), Twice(), engine)
+    assert [m.sample for m in best_first] == [B, A]
+    assert [m.metric for m in best_first] == [6.0, 9.0]
+
+
+def repeats_in_order(handles: list[e.ModelHandle]) -> list[int]:
+    """The indices of the models whose sample was submitted before."""
+    seen: set[bytes] = set()
+    repeats = []
+    for index, key in enumerate(keys(handles)):
+        if key in seen:
+            repeats.append(index)
+        seen.add(key)
+    return repeats
+
+
+def check_policy(handles: list[e.ModelHandle], policy: Reevaluation) -> list[int]:
+    """Assert that a one-worker top-1 run re-evaluated exactly when :class:`Reevaluation`
+    says: the leader by mean, while it has fewer than ``evaluations`` results and the
+    repeats stay within ``share``. Returns the repeats' indices."""
+    assert policy.top_k == 1
+    models, repeats = [h.model for h in handles], repeats_in_order(handles)
+    for index in range(1, len(models)):
+        leader = ranked_samples(models[:index])[0]
+        due = (leader.count < policy.evaluations
+               and len([r for r in repeats if r < index]) + 1 <= policy.share * (index + 1))
+        assert (index in repeats) is due, f"model {index}"
+        if due:
+            assert models[index].sample == leader.model.sample
+    return repeats
+
+
+@pytest.mark.anyio
+async def test_reevaluation_trains_the_leader_again_within_its_share() -> None:
+    policy = Reevaluation(top_k=1, evaluations=4, share=0.2)
+    evolution = RegularizedEvolution(5, 2, seed=0, reevaluate=policy)
+    handles = await run(evolution, noisy_cell(), max_trials=80)
+    repeats = check_policy(handles, policy)
+    assert len(repeats) >= 5
+    entries = ranked_samples(h.model for h in handles)
+    assert max(entry.count for entry in entries) == policy.evaluations
+    assert len(entries) == 80 - len(repeats)  # every other model is a new child
+    assert entries[0].count > 1  # the search's best rests on repeated evidence
+    assert evolution.metrics_of(entries[0].model.sample or {}) == list(entries[0].metrics)
+
+
+@pytest.mark.anyio
+async def test_population_holds_each_sample_once_with_its_mean() -> None:
+    evolution = RegularizedEvolution(20, 2, seed=1, reevaluate=Reevaluation(share=0.3))
+    handles = await run(evolution, noisy_cell(1), max_trials=60)
+    first_trained = list(dict.fromkeys(keys(handles)))  # distinct, in order of first result
+    assert [sample_key(m.sample) for m in evolution.population] == first_trained[-20:]
+    assert max(member.evaluations for member in evolution.population) > 1
+    for member in evolution.population:
+        metrics = evolution.metrics_of(member.sample)
+        assert member.evaluations == len(metrics)
+        assert member.metric == statistics.fmean(metrics)
+    assert [m.metric for m in evolution.history] == [h.model.metric for h in handles]
+
+
+@pytest.mark.anyio
+async def test_reevaluation_counts_models_in_flight() -> None:
+    policy = Reevaluation(top_k=2, evaluations=2, share=0.5)
+    handles = await run(RegularizedEvolution(4, 2, seed=2, reevaluate=policy), noisy_cell(2),
+                        workers=4, max_trials=40)
+    counts = [entry.count for entry in ranked_samples(h.model for h in handles)]
+    assert len(repeats_in_order(handles)) >= 4
+    assert max(counts) == 2
+
+
+@pytest.mark.anyio
+async def test_a_sample_that_fails_when_trained_again_is_not_tried_a_third_time() -> None:
+    script: dict[str, list[float | None]] = {
+        f"{x}{y}": [float(x * 10 + "abc".index(y)), None] for x in range(4) for y in "abc"}
+    evolution = RegularizedEvolution(3, 2, seed=0, reevaluate=Reevaluation(share=0.5))
+    handles = await run(evolution, space(Small(), Scripted(script)), max_trials=40)
+    repeats = repeats_in_order(handles)
+    assert len(repeats) >= 2
+    assert len(handles) == 12 + len(repeats)  # every sample once, and some leaders again
+    assert all(handles[index].status is ModelStatus.Failed for index in repeats)
+    assert len({keys(handles)[index] for index in repeats}) == len(repeats)  # never thrice
+    assert evolution.stop_reason is StopReason.space_exhausted
+
+
+@pytest.mark.parametrize("where", ["engine", "journal"])
+@pytest.mark.anyio
+async def test_reevaluation_resumes_from_the_models_found(tmp_path: Path, where: str) -> None:
+    policy = Reevaluation(top_k=1, evaluations=6, share=0.25)
+
+    def make(max_trials: int | None = None) -> RegularizedEvolution:
+        return RegularizedEvolution(4, 2, seed=5, reevaluate=policy, max_trials=max_trials)
+
+    if where == "engine":  # a second strategy on the same engine
+        async with Engine(InlinePool(1), max_trials=60) as engine:
+            await make(30).run(engine, noisy_cell(5))
+            resumed = make()
+            await resumed.run(engine, noisy_cell(5))
+        runs = [engine.handles()]
+    else:  # two copies of a journal, each resumed by a new strategy
+        first = tmp_path / "a.nasrun"
+        async with Engine(InlinePool(1), max_trials=30, journal=first) as engine:
+            await make().run(engine, noisy_cell(5))
+        shutil.copy(first, tmp_path / "b.nasrun")
+        runs = []
+        for name in ("a", "b"):
+            async with Engine(InlinePool(1), max_trials=60,
+                              journal=tmp_path / f"{name}.nasrun") as engine:
+                resumed = make()
+                await resumed.run(engine, noisy_cell(6))
+            runs.append(engine.handles())
+        assert samples(runs[1]) == samples(runs[0])  # resuming is deterministic too
+    handles = runs[0]
+    assert len(handles) == 60
+    repeats = check_policy(handles, policy)  # the rebuilt counts decide as before
+    assert any(index >= 30 for index in repeats)
+    for entry in ranked_samples(h.model for h in handles):
+        assert resumed.metrics_of(entry.model.sample or {}) == list(entry.metrics)
