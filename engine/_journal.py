@@ -110,16 +110,14 @@ class Journal:
             await self.store.flushed(seq)
             self._release(seq)
 
-    async def close(self, last_seq: int) -> None:
-        """Commit everything up to ``last_seq``, resolve every handle, close the store.
-        Shielded: it runs while the engine is being cancelled too."""
+    async def close(self) -> None:
+        """Commit what is pending (now, not after the batch window), resolve every handle
+        and close the store. Shielded: it runs while the engine is being cancelled too."""
         with anyio.CancelScope(shield=True):
             try:
-                if last_seq >= 1:
-                    await self.store.flushed(last_seq)
+                await self.store.aclose()
             finally:
                 self._release(None)
-                await self.store.aclose()
 
     def _release(self, upto: int | None) -> None:
         while self._unresolved and (upto is None or self._unresolved[0][0] <= upto):

@@ -218,7 +218,7 @@ class Engine:
         self._log.close()
         try:
             if self._journal is not None:
-                await self._journal.close(self._log.next_seq - 1)
+                await self._journal.close()
         finally:
             self._outer.cancel_scope.cancel()
             await self._outer.__aexit__(None, None, None)
