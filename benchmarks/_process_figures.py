@@ -61,11 +61,12 @@ async def _drain(subscription: Any) -> None:
         pass
 
 
-async def _through_engine(models: list[e.SimplifiedModelSpace], workers: int) -> tuple[
-        float, list[e.ExecutableModelSpace]]:
+async def _through_engine(models: list[e.SimplifiedModelSpace], workers: int,
+                          prefetch: int = 1) -> tuple[float, list[e.ExecutableModelSpace]]:
     """Wall time from the first submit until the last model finished, and the models."""
     async with anyio.create_task_group() as tg:
-        engine = Engine(ProcessPool(workers), queue_size=max(64, len(models)))
+        engine = Engine(ProcessPool(workers, prefetch=prefetch),
+                        queue_size=max(64, len(models)))
         tg.start_soon(_drain, engine.subscribe())
         async with engine:  # the workers are up once this is entered
             start = time.perf_counter()
@@ -93,22 +94,22 @@ async def _to_process_calls_per_s(calls: int, in_flight: int) -> float:
     return calls / (time.perf_counter() - start)
 
 
-async def overhead_ratio(trials: int = 1000) -> float:
+async def overhead_ratio(trials: int = 1000, prefetch: int = 1) -> float:
     """Engine + ProcessPool(2) no-op trials/s over to_process.run_sync no-op calls/s."""
     space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
     models = [space.freeze({"x": i / trials}) for i in range(trials)]
-    elapsed, finished = await _through_engine(models, workers=2)
+    elapsed, finished = await _through_engine(models, workers=2, prefetch=prefetch)
     assert all(m.status is e.ModelStatus.Trained for m in finished)
     baseline = await _to_process_calls_per_s(trials, in_flight=2)
     return (trials / elapsed) / baseline
 
 
-async def utilization(trials: int = 200, seconds: float = 0.02) -> float:
+async def utilization(trials: int = 200, seconds: float = 0.02, prefetch: int = 1) -> float:
     """Busy time over (2 workers x wall time) for trials that each spin ``seconds``."""
     space = e.SimplifiedModelSpace.from_model(
         Space(), e.FunctionEvaluator(busy_trial, seconds=seconds))
     models = [space.freeze({"x": i / trials}) for i in range(trials)]
-    elapsed, finished = await _through_engine(models, workers=2)
+    elapsed, finished = await _through_engine(models, workers=2, prefetch=prefetch)
     busy = sum(m.metric or 0.0 for m in finished)
     return busy / (2 * elapsed)
 
@@ -130,12 +131,13 @@ class _Monitor:
                     signal: int | None, reason: str) -> None: ...
 
 
-async def pool_trials_per_s(trials: int = 400, workers: int = 2) -> float:
-    """No-op trials per second through ProcessPool.run alone (no engine), ``workers`` in
-    flight: where the engine's share of the overhead ends and the pool's begins."""
+async def pool_trials_per_s(trials: int = 400, workers: int = 2, prefetch: int = 1) -> float:
+    """No-op trials per second through ProcessPool.run alone (no engine), as many in
+    flight as the pool takes: where the engine's share of the overhead ends and the
+    pool's begins."""
     space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
     models = iter([space.freeze({"x": i / trials}) for i in range(trials)])
-    pool = ProcessPool(workers)
+    pool = ProcessPool(workers, prefetch=prefetch)
 
     async def runner() -> None:
         for model in models:
@@ -145,7 +147,7 @@ async def pool_trials_per_s(trials: int = 400, workers: int = 2) -> float:
         await tg.start(pool.serve, _Monitor())
         start = time.perf_counter()
         async with anyio.create_task_group() as runners:
-            for _ in range(workers):
+            for _ in range(pool.capacity + pool.prefetch):
                 runners.start_soon(runner)
         elapsed = time.perf_counter() - start
         tg.cancel_scope.cancel()
@@ -154,13 +156,16 @@ async def pool_trials_per_s(trials: int = 400, workers: int = 2) -> float:
 
 async def _report() -> None:
     space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
-    models = [space.freeze({"x": i / 1000}) for i in range(1000)]
-    elapsed, _ = await _through_engine(models, workers=2)
-    print("  engine+pool trials/s", round(1000 / elapsed))
-    print("  pool alone trials/s", round(await pool_trials_per_s(1000)))
     print("  to_process calls/s", round(await _to_process_calls_per_s(1000, 2)))
-    print("  overhead_ratio", round(await overhead_ratio(), 3))
-    print("  utilization", round(await utilization(), 3))
+    for prefetch in (0, 1):  # one after the other, so both see the same machine
+        models = [space.freeze({"x": i / 1000}) for i in range(1000)]
+        elapsed, _ = await _through_engine(models, workers=2, prefetch=prefetch)
+        print(f"  prefetch={prefetch}: engine+pool trials/s {round(1000 / elapsed)}, pool "
+              f"alone {round(await pool_trials_per_s(1000, prefetch=prefetch))}")
+    for prefetch in (0, 1):
+        print(f"  prefetch={prefetch}: overhead_ratio "
+              f"{await overhead_ratio(prefetch=prefetch):.3f}, utilization "
+              f"{await utilization(prefetch=prefetch):.3f}")
 
 
 if __name__ == "__main__":

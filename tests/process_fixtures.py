@@ -94,13 +94,34 @@ def fork_and_die(model: Space) -> float:
     os._exit(5)
 
 
-def wait_for(model: Space, flag: str) -> float:
-    """Reports 1.0, then waits until ``flag`` exists (forever, if nobody creates it)."""
+def wait_for(model: Space, flag: str, marker: str = "") -> float:
+    """Creates ``marker`` (if given), reports 1.0, then waits until ``flag`` exists
+    (forever, if nobody creates it)."""
+    if marker:
+        Path(marker).touch()
     report_intermediate(1.0)
     path = Path(flag)
     while not path.exists():
         time.sleep(0.005)
     return 2.0
+
+
+def wait_then_die(model: Space, flag: str, how: str) -> float:
+    """Reports 1.0, waits until ``flag`` exists, then kills its worker (see ``die``)."""
+    wait_for(model, flag)
+    return die(model, how)
+
+
+def sleep_for(model: Space, seconds: float) -> float:
+    """Sleeps ``seconds``; returns how long it slept."""
+    start = time.monotonic()
+    time.sleep(seconds)
+    return time.monotonic() - start
+
+
+def payload_size(model: Space, payload: str) -> float:
+    """For a model too big for one pipe buffer: the size of its argument."""
+    return float(len(payload))
 
 
 async def async_chatty(model: Space) -> float:
@@ -153,25 +174,32 @@ def placed(model: Space, flag: str) -> float:
 
 
 class Recorder:
-    """A Trial that records every call; ``reported`` is set at the first intermediate,
-    ``finalized`` at the first final."""
+    """A Trial that records every call (also in ``log``, shared between recorders, as
+    ``(model_id, call)``); ``reported`` is set at the first intermediate, ``finalized``
+    at the first final."""
 
-    def __init__(self, model_id: int = 1, attempt: int = 1) -> None:
+    def __init__(self, model_id: int = 1, attempt: int = 1,
+                 log: list[tuple[int, str]] | None = None) -> None:
         self.model_id, self.attempt = model_id, attempt
         self.calls: list[tuple[Any, ...]] = []
+        self.log = log if log is not None else []
         self.reported = anyio.Event()
         self.finalized = anyio.Event()
 
     def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
-        self.calls.append(("started", worker, tuple(gpus)))
+        self._record("started", worker, tuple(gpus))
 
     def intermediate(self, value: float) -> None:
-        self.calls.append(("intermediate", value))
+        self._record("intermediate", value)
         self.reported.set()
 
     def final(self, value: float) -> None:
-        self.calls.append(("final", value))
+        self._record("final", value)
         self.finalized.set()
+
+    def _record(self, *call: Any) -> None:
+        self.calls.append(call)
+        self.log.append((self.model_id, call[0]))
 
     @property
     def worker(self) -> str:
@@ -199,6 +227,10 @@ class Monitor:
         while len(self.started) < count:
             await self._changed.wait()
 
+    async def wait_died(self, count: int) -> None:
+        while len(self.died) < count:
+            await self._changed.wait()
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
@@ -219,15 +251,37 @@ async def serving(pool: ProcessPool) -> AsyncIterator[Monitor]:
     assert children() == []
 
 
+class Running:
+    """A ``pool.run`` started by :func:`run_in`: cancel it with ``scope``; ``ended`` is
+    set once it returned (or raised)."""
+
+    def __init__(self) -> None:
+        self.scope = anyio.CancelScope()
+        self.ended = anyio.Event()
+
+    async def cancel(self) -> None:
+        """Cancel the run and wait until it has returned."""
+        self.scope.cancel()
+        await self.ended.wait()
+
+
 async def run_in(tg: Any, pool: ProcessPool, model: Any, trial: Recorder,
-                 results: dict[int, Any]) -> None:
-    """Start ``pool.run`` in ``tg``; its output or error lands in ``results``."""
+                 results: dict[int, Any]) -> Running:
+    """Start ``pool.run`` in ``tg`` and let it reach its first wait; its output or
+    error lands in ``results``."""
+    running = Running()
+
     async def run() -> None:
         try:
-            results[trial.model_id] = await pool.run(model, trial)
+            with running.scope:
+                results[trial.model_id] = await pool.run(model, trial)
         except (TrialFailed, WorkerLost) as exc:
             results[trial.model_id] = exc
+        finally:
+            running.ended.set()
     tg.start_soon(run)
+    await anyio.wait_all_tasks_blocked()  # run() has given its model to the pool
+    return running
 
 
 def pid_of(output: str) -> int:

@@ -152,9 +152,11 @@ class Posted(Recorder):
 
 
 @pytest.mark.anyio
-async def test_each_worker_sees_only_its_share(tmp_path: Path) -> None:
-    """Four workers share two GPUs; a fifth trial waits for a share to come free."""
-    pool = ProcessPool(4, gpus_per_trial=0.5, gpus=[0, 1])
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_each_worker_sees_only_its_share(tmp_path: Path, prefetch: int) -> None:
+    """Four workers share two GPUs; a fifth trial waits for a share to come free (in
+    the pool, or prefetched by the worker whose trial started first)."""
+    pool = ProcessPool(4, gpus_per_trial=0.5, gpus=[0, 1], prefetch=prefetch)
     board = Board()
     flags = [tmp_path / f"go{i}" for i in range(5)]
     trials = [Posted(i, board) for i in range(5)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +124,12 @@ async def test_exception_fails_the_trial_and_keeps_the_worker() -> None:
      ("sigkill", None, signal.SIGKILL, "was killed by SIGKILL"),
      ("segfault", None, signal.SIGSEGV, "was killed by SIGSEGV")],
 )
+@pytest.mark.parametrize("prefetch", [0, 1])
 async def test_worker_death_is_lost_and_replaced(
-    tmp_path: Path, how: str, exitcode: int | None, signum: int | None, words: str
+    tmp_path: Path, how: str, exitcode: int | None, signum: int | None, words: str,
+    prefetch: int,
 ) -> None:
-    pool = ProcessPool(2)
+    pool = ProcessPool(2, prefetch=prefetch)
     results: dict[int, Any] = {}
     async with serving(pool) as monitor:
         bystander = Recorder(1)
@@ -158,8 +162,9 @@ async def test_worker_death_is_lost_and_replaced(
 
 
 @pytest.mark.anyio
-async def test_death_is_seen_while_a_forked_grandchild_holds_the_pipes() -> None:
-    pool = ProcessPool(1)
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_death_is_seen_while_a_forked_grandchild_holds_the_pipes(prefetch: int) -> None:
+    pool = ProcessPool(1, prefetch=prefetch)
     async with serving(pool) as monitor:
         with anyio.fail_after(10), pytest.raises(WorkerLost) as caught:  # not 30 s
             await pool.run(fx.model(fx.fork_and_die), Recorder())
@@ -170,8 +175,10 @@ async def test_death_is_seen_while_a_forked_grandchild_holds_the_pipes() -> None
 
 
 @pytest.mark.anyio
-async def test_cancelled_run_kills_and_replaces_its_worker(tmp_path: Path) -> None:
-    pool = ProcessPool(1)
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_cancelled_run_kills_and_replaces_its_worker(tmp_path: Path,
+                                                           prefetch: int) -> None:
+    pool = ProcessPool(1, prefetch=prefetch)
     async with serving(pool) as monitor:
         old_pid = monitor.started[0][1]
         assert old_pid is not None
@@ -215,8 +222,9 @@ async def test_cancelling_serve_leaves_no_worker_process(tmp_path: Path) -> None
 
 
 @pytest.mark.anyio
-async def test_worker_is_recycled_after_n_trials() -> None:
-    pool = ProcessPool(1, recycle_after=2)
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_worker_is_recycled_after_n_trials(prefetch: int) -> None:
+    pool = ProcessPool(1, prefetch=prefetch, recycle_after=2)
     async with serving(pool) as monitor:
         pids = [pid_of((await pool.run(fx.model(fx.environment), Recorder(i))).stdout)
                 for i in range(5)]
@@ -230,23 +238,25 @@ async def test_worker_is_recycled_after_n_trials() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("startup", "problem"),
-    [("import time\ntime.sleep(60)\n",
+    ("startup", "start_timeout", "problem"),
+    [("import time\ntime.sleep(60)\n", 0.5,
       "did not answer within start_timeout=0.5 s and was killed"),
-     ("import os\nos._exit(7)\n", "exited with code 7 before it was ready"),
-     ("import os\nos.environ['CUDA_VISIBLE_DEVICES'] = '7'\n",
+     ("import os\nos._exit(7)\n", 30, "exited with code 7 before it was ready"),
+     ("import os\nos.environ['CUDA_VISIBLE_DEVICES'] = '7'\n", 30,
       "saw CUDA_VISIBLE_DEVICES='7' instead of '', so its trials would use the wrong GPUs")],
 )
 async def test_worker_that_does_not_start_is_a_clear_error(
-    tmp_path: Path, startup: str, problem: str
+    tmp_path: Path, startup: str, start_timeout: float, problem: str
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text(startup)
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    pool = ProcessPool(2, start_timeout=0.5, env={"PYTHONPATH": path})
+    pool = ProcessPool(2, start_timeout=start_timeout, env={"PYTHONPATH": path})
     with pytest.raises(WorkerStartFailed, match=r"worker process-0 \(pid \d+\) ") as caught:
         await pool.serve(Monitor())
     assert problem in str(caught.value)
-    assert "-m engine.workers._worker` starts in this environment" in str(caught.value)
+    assert str(caught.value).endswith(
+        f": check that `{sys.executable} -c 'import engine.workers._worker'` works in this "
+        "environment, or raise start_timeout")
     assert children() == []
 
 
@@ -357,10 +367,12 @@ def kinds(events: list[ev.Event], model_id: int) -> list[str]:
 
 
 @pytest.mark.anyio
-async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path,
+                                                           prefetch: int) -> None:
     events: list[ev.Event] = []
     async with anyio.create_task_group() as tg:
-        engine = Engine(ProcessPool(2), max_retries=1, trial_timeout=2.0)
+        engine = Engine(ProcessPool(2, prefetch=prefetch), max_retries=1, trial_timeout=2.0)
         await tg.start(collect, engine, events)
         async with engine:
             events_of = engine.subscribe()
@@ -369,10 +381,11 @@ async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path) -> No
             dies = await engine.submit(fx.model(fx.die, how="exit"))
             hangs = await engine.submit(fx.model(fx.wait_for, flag=str(tmp_path / "never")))
             cancelled = await engine.submit(fx.model(fx.wait_for, flag=str(tmp_path / "n2")))
-            await flaky, await boom, await dies, await hangs
+            await flaky, await boom, await dies
+            # Cancelled as soon as it trains, well within its 2 s (hangs times out then).
             await training(events_of, cancelled.model_id)
             cancelled.cancel()
-            await cancelled
+            await cancelled, await hangs
     assert (flaky.status, flaky.model.metric) == (ModelStatus.Trained, 1.0)
     assert kinds(events, flaky.model_id) == [
         "queued", "training", "retrying", "training", "trained"]
@@ -395,14 +408,16 @@ async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path) -> No
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("leave_by", ["cancellation", "error"])
-async def test_leaving_the_engine_interrupts_running_models(tmp_path: Path,
-                                                            leave_by: str) -> None:
+@pytest.mark.parametrize("prefetch", [0, 1])
+async def test_leaving_the_engine_interrupts_running_models(tmp_path: Path, leave_by: str,
+                                                            prefetch: int) -> None:
+    """Models running, queued in a worker (prefetch) and queued in the engine."""
     handles = []
     with contextlib.suppress(KeyError):
         with anyio.CancelScope() as scope:
-            async with Engine(ProcessPool(2)) as engine:
+            async with Engine(ProcessPool(2, prefetch=prefetch), queue_size=8) as engine:
                 events_of = engine.subscribe()
-                for i in range(3):
+                for i in range(7):
                     flag = str(tmp_path / f"never{i}")
                     handles.append(await engine.submit(fx.model(fx.wait_for, flag=flag)))
                 await training(events_of, handles[0].model_id)
@@ -411,7 +426,8 @@ async def test_leaving_the_engine_interrupts_running_models(tmp_path: Path,
                     raise KeyError("the block failed")
                 scope.cancel()
                 await anyio.sleep_forever()
-    assert [h.status for h in handles] == [ModelStatus.Interrupted] * 3
+    assert [h.status for h in handles] == [ModelStatus.Interrupted] * 7
+    assert [h.started_at is not None for h in handles] == [True] * 2 + [False] * 5
     assert children() == []
 
 
@@ -431,3 +447,288 @@ async def test_engine_output_and_pids_in_events() -> None:
     assert started[0].pid != os.getpid()
     assert kinds(events, handle.model_id) == [
         "queued", "training", "metric", "metric", "trained"]
+
+
+# -- prefetch: a worker holds its next model ---------------------------------------------
+
+
+def test_prefetch_is_per_worker() -> None:
+    assert (ProcessPool(3).prefetch, ProcessPool(3, prefetch=2).prefetch) == (3, 6)
+    assert ProcessPool(2, prefetch=0).prefetch == 0
+    assert repr(ProcessPool(1, prefetch=0)) == "ProcessPool(workers=1, gpus=[()], prefetch=0)"
+    for bad in (-1, 1.5, True, None):
+        with pytest.raises(ValueError, match=(
+                r"^prefetch must be an int >= 0 \(models each worker holds besides the one "
+                rf"it runs\), got {re.escape(repr(bad))}$")):
+            ProcessPool(1, prefetch=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_queued_model_starts_when_the_one_before_ends(tmp_path: Path) -> None:
+    pool = ProcessPool(1, prefetch=1)
+    log: list[tuple[int, str]] = []
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        first, second, third = (Recorder(i, log=log) for i in (1, 2, 3))
+        async with anyio.create_task_group() as tg:
+            await run_in(tg, pool, fx.model(fx.wait_for, flag=str(tmp_path / "go")), first,
+                         results)
+            await run_in(tg, pool, fx.model(fx.environment), second, results)
+            await run_in(tg, pool, fx.model(fx.environment), third, results)
+            await first.reported.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert log == [(1, "started"), (1, "intermediate")]  # held, not started
+            (tmp_path / "go").touch()
+    assert log == [(1, "started"), (1, "intermediate"), (1, "final"), (2, "started"),
+                   (2, "final"), (3, "started"), (3, "final")]
+    pid = monitor.started[0][1]
+    assert pid_of(results[2].stdout) == pid_of(results[3].stdout) == pid
+    assert monitor.died == []
+
+
+@pytest.mark.anyio
+async def test_idle_worker_first_then_the_earliest_started(tmp_path: Path) -> None:
+    pool = ProcessPool(2, prefetch=1)
+    flags = [tmp_path / f"go{i}" for i in range(2)]
+    trials = [Recorder(i) for i in range(3)]
+    results: dict[int, Any] = {}
+    async with serving(pool):
+        async with anyio.create_task_group() as tg:
+            for i in range(2):  # each takes an idle worker
+                await run_in(tg, pool, fx.model(fx.wait_for, flag=str(flags[i])), trials[i],
+                             results)
+                await trials[i].reported.wait()
+            await run_in(tg, pool, fx.model(fx.wait_for, flag=str(flags[0])), trials[2],
+                         results)
+            flags[0].touch()  # its worker starts the third at once
+            await trials[2].reported.wait()
+            flags[1].touch()
+    assert [t.worker for t in trials] == ["process-0", "process-1", "process-0"]
+
+
+@pytest.mark.anyio
+async def test_an_idle_worker_takes_a_model_queued_behind_another(tmp_path: Path) -> None:
+    """The third model waits behind the first; when the second's worker comes free and
+    stays idle, the third is taken back (Skip, Skipped) and runs there."""
+    pool = ProcessPool(2, prefetch=1)
+    flags = [tmp_path / f"go{i}" for i in range(2)]
+    trials = [Recorder(i) for i in range(3)]
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        async with anyio.create_task_group() as tg:
+            for i in range(2):
+                await run_in(tg, pool, fx.model(fx.wait_for, flag=str(flags[i])), trials[i],
+                             results)
+                await trials[i].reported.wait()
+            await run_in(tg, pool, fx.model(fx.environment), trials[2], results)
+            flags[1].touch()
+            await trials[2].finalized.wait()
+            assert trials[0].calls[-1] == ("intermediate", 1.0)  # still running
+            flags[0].touch()
+    assert [t.worker for t in trials] == ["process-0", "process-1", "process-1"]
+    assert pid_of(results[2].stdout) == monitor.started[1][1]
+    assert [c[0] for c in trials[2].calls] == ["started", "final"]
+    assert monitor.died == []
+
+
+@pytest.mark.anyio
+async def test_training_and_timeout_start_when_the_worker_starts() -> None:
+    """Two 0.5 s models on one worker with trial_timeout=0.8: the second would time
+    out if its clock started when it was handed to the busy worker."""
+    events: list[ev.Event] = []
+    async with anyio.create_task_group() as tg:
+        engine = Engine(ProcessPool(1, prefetch=1), trial_timeout=0.8)
+        await tg.start(collect, engine, events)
+        async with engine:
+            handles = [await engine.submit(fx.model(fx.sleep_for, x=x, seconds=0.5))
+                       for x in (1, 2)]
+            await handles[0], await handles[1]
+    assert [h.status for h in handles] == [ModelStatus.Trained] * 2
+    assert [h.attempts for h in handles] == [1, 1]
+    first, second = handles
+    assert second.started_at is not None
+    assert first.started_at is not None
+    assert second.started_at - first.started_at >= 0.5  # once the first had slept
+    training = [x for x in events if isinstance(x, ev.TrainingStarted)]
+    assert [(x.model_id, x.worker, x.attempt) for x in training] == [
+        (first.model_id, "process-0", 1), (second.model_id, "process-0", 1)]
+    assert children() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_death_reruns_the_queued_model_elsewhere(tmp_path: Path, workers: int) -> None:
+    """The running model fails with WorkerLost; the one queued behind it never started,
+    so it runs on another worker (or the replacement) as the same attempt."""
+    pool = ProcessPool(workers, prefetch=1)
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        dying, queued = Recorder(1), Recorder(2, attempt=3)
+        async with anyio.create_task_group() as tg:
+            await run_in(tg, pool, fx.model(
+                fx.wait_then_die, flag=str(tmp_path / "die"), how="exit"), dying, results)
+            await dying.reported.wait()
+            if workers == 2:  # the other worker is busy until the end
+                other = Recorder(3)
+                await run_in(tg, pool, fx.model(fx.wait_for, flag=str(tmp_path / "end")),
+                             other, results)
+                await other.reported.wait()
+            await run_in(tg, pool, fx.model(fx.environment), queued, results)
+            assert queued.calls == []
+            (tmp_path / "die").touch()
+            await monitor.wait_started(workers + 1)
+            if workers == 2:
+                await queued.finalized.wait()
+                (tmp_path / "end").touch()
+    assert isinstance(results[1], WorkerLost)
+    assert results[1].exitcode == 3
+    assert [c[0] for c in queued.calls] == ["started", "final"]  # started once
+    dead_pid = monitor.started[0][1]
+    ran_on = pid_of(results[2].stdout)
+    assert ran_on != dead_pid
+    assert ran_on in [pid for _, pid, _ in monitor.started]
+    assert [d[1] for d in monitor.died] == [dead_pid]
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_queued_model_keeps_its_worker(tmp_path: Path) -> None:
+    pool = ProcessPool(1, prefetch=1)
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        running, queued = Recorder(1), Recorder(2)
+        async with anyio.create_task_group() as tg:
+            await run_in(tg, pool, fx.model(fx.wait_for, flag=str(tmp_path / "go")), running,
+                         results)
+            await running.reported.wait()
+            run = await run_in(tg, pool, fx.model(fx.environment), queued, results)
+            await run.cancel()
+            (tmp_path / "go").touch()
+        assert 2 not in results
+        assert queued.calls == []
+        assert running.calls[-1] == ("final", 2.0)
+        output = await pool.run(fx.model(fx.environment), Recorder(3))
+        assert pid_of(output.stdout) == monitor.started[0][1]  # the same worker
+        assert monitor.died == []
+
+
+@pytest.mark.anyio
+async def test_a_model_bigger_than_the_pipe_waits_and_can_be_taken_back(
+        tmp_path: Path) -> None:
+    """Runs that do not fit in the pipe while the worker is busy wait in the parent: a
+    cancelled one half written is skipped by the worker, one not written at all is
+    dropped there; the worker lives on."""
+    pool = ProcessPool(1, prefetch=3)
+    big = "x" * 300_000  # several times a pipe's buffer
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        trials = [Recorder(i) for i in range(4)]
+        async with anyio.create_task_group() as tg:
+            await run_in(tg, pool, fx.model(fx.wait_for, flag=str(tmp_path / "go")),
+                         trials[0], results)
+            await trials[0].reported.wait()
+            runs = [await run_in(tg, pool, fx.model(fx.payload_size, x=x, payload=big),
+                                 trials[x], results) for x in (1, 2, 3)]
+            await runs[0].cancel()  # written, at least in part
+            await runs[1].cancel()  # perhaps not written yet
+            (tmp_path / "go").touch()
+        assert sorted(results) == [0, 3]
+        assert trials[3].calls[1:] == [("final", 300_000.0)]
+        assert trials[1].calls == trials[2].calls == []
+        assert monitor.died == []
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_queued_model_as_it_starts_kills_its_worker(
+        tmp_path: Path) -> None:
+    """The worker starts the queued model before the parent has read that the one
+    before ended (its loop is held up here): the Skip comes too late, so the worker is
+    killed and replaced; the model before it keeps its result."""
+    pool = ProcessPool(1, prefetch=1)
+    results: dict[int, Any] = {}
+    marker = tmp_path / "second began"
+    async with serving(pool) as monitor:
+        first, second = Recorder(1), Recorder(2)
+        async with anyio.create_task_group() as tg:
+            await run_in(tg, pool, fx.model(fx.wait_for, flag=str(tmp_path / "go")), first,
+                         results)
+            await first.reported.wait()
+            run = await run_in(tg, pool, fx.model(
+                fx.wait_for, flag=str(tmp_path / "never"), marker=str(marker)), second,
+                results)
+            (tmp_path / "go").touch()
+            while not marker.exists():  # block the event loop: nothing is read meanwhile
+                time.sleep(0.005)  # noqa: ASYNC251
+            await run.cancel()
+            await monitor.wait_died(1)
+        await monitor.wait_started(2)
+    assert results[1].stdout == ""
+    assert first.calls[-1] == ("final", 2.0)
+    assert 2 not in results
+    (died,) = monitor.died
+    assert died[1] == monitor.started[0][1]
+    assert died[4] in {  # which one it is depends on what the parent reads first
+        "its queued trial (model 2) was cancelled as it started (was killed by SIGKILL)",
+        "its trial (model 2) was stopped (was killed by SIGKILL)"}
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_running_model_moves_its_queued_one(tmp_path: Path) -> None:
+    pool = ProcessPool(1, prefetch=1)
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        running, queued = Recorder(1), Recorder(2)
+        async with anyio.create_task_group() as tg:
+            run = await run_in(tg, pool, fx.model(
+                fx.wait_for, flag=str(tmp_path / "never")), running, results)
+            await running.reported.wait()
+            await run_in(tg, pool, fx.model(fx.environment), queued, results)
+            await run.cancel()
+        old_pid, new_pid = (pid for _, pid, _ in monitor.started)
+        assert monitor.died == [("process-0", old_pid, None, signal.SIGKILL,
+                                 "its trial (model 1) was stopped (was killed by SIGKILL)")]
+        assert pid_of(results[2].stdout) == new_pid
+        assert [c[0] for c in queued.calls] == ["started", "final"]
+
+
+@pytest.mark.anyio
+async def test_recycling_keeps_queued_models() -> None:
+    pool = ProcessPool(1, prefetch=1, recycle_after=2)
+    results: dict[int, Any] = {}
+    async with serving(pool) as monitor:
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                await run_in(tg, pool, fx.model(fx.environment), Recorder(i), results)
+    pids = [pid_of(results[i].stdout) for i in range(5)]
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+    assert [pid for _, pid, _ in monitor.started] == [pids[0], pids[2], pids[4]]
+    assert [d[4] for d in monitor.died] == [
+        "recycled after 2 trials (exited with code 0)"] * 2
+
+
+@pytest.mark.anyio
+async def test_stopping_the_pool_fails_models_not_started(tmp_path: Path) -> None:
+    """Leaving serve() while run() calls still wait (not cancelled themselves)."""
+    pool = ProcessPool(1, prefetch=1)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    async def run(trial: Recorder, flag: str) -> None:
+        try:
+            results[trial.model_id] = await pool.run(fx.model(fx.wait_for, flag=flag), trial)
+        except (RuntimeError, WorkerLost) as exc:
+            errors.append(exc)
+
+    running = Recorder(1)
+    async with anyio.create_task_group() as outer:
+        async with anyio.create_task_group() as tg:
+            await tg.start(pool.serve, Monitor())
+            outer.start_soon(run, running, str(tmp_path / "never"))
+            await running.reported.wait()
+            for i in (2, 3):  # one queued in the worker, one waiting for it
+                outer.start_soon(run, Recorder(i), str(tmp_path / "never"))
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+    assert sorted(type(e).__name__ for e in errors) == ["RuntimeError", "RuntimeError",
+                                                        "WorkerLost"]
+    assert any("stopped serving" in str(e) for e in errors)
+    assert children() == []

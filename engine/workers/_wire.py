@@ -1,10 +1,13 @@
 """The messages between a :class:`~engine.workers.process.ProcessPool` and its worker
 processes, and their framing: a 4-byte big-endian length, then one msgpack message.
 
-Parent to worker: ``Setup`` once, then ``Run`` per trial, ``Stop`` to exit cleanly.
+Parent to worker: ``Setup`` once, then ``Run`` per trial, ``Skip`` to take back a Run
+not started yet, ``Stop`` to exit cleanly. A worker may be sent Runs while it is busy
+(prefetch): it runs them in order, each as soon as the one before has ended.
 Worker to parent: ``Hello`` once ready, then per trial any ``Intermediate`` and
 ``Final`` reports as they happen, ending with ``Done`` (which carries a final reported
-just before the trial ended) or ``Failed``.
+just before the trial ended) or ``Failed``; the next Run it holds starts right after
+that. A Skip is answered at once: ``Skipped``, or ``Started`` when that Run had begun.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ __all__ = (
     "OUTPUT_LIMIT",
     "Run",
     "Setup",
+    "Skip",
+    "Skipped",
+    "Started",
     "Stop",
     "ToWorker",
     "frame",
@@ -45,13 +51,21 @@ class Setup(msgspec.Struct, frozen=True, kw_only=True, tag="setup"):
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True, tag="run"):
-    """Execute one frozen model (``SimplifiedModelSpace.dump()`` bytes)."""
+    """Execute one frozen model (``SimplifiedModelSpace.dump()`` bytes), after the Runs
+    sent before it. ``id`` names it in Skip, Started and Skipped."""
 
+    id: int
     model: bytes
 
 
+class Skip(msgspec.Struct, frozen=True, kw_only=True, tag="skip"):
+    """Drop Run ``id`` if it has not started: answered by Skipped, or by Started."""
+
+    id: int
+
+
 class Stop(msgspec.Struct, frozen=True, kw_only=True, tag="stop"):
-    """Exit after the current message: the worker is being recycled."""
+    """Exit once the Runs sent before it have run: the worker is being recycled."""
 
 
 class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
@@ -59,6 +73,19 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True, tag="hello"):
 
     pid: int
     visible_devices: str | None
+
+
+class Started(msgspec.Struct, frozen=True, kw_only=True, tag="started"):
+    """The answer to a Skip that came too late: Run ``id`` had begun (it may have
+    ended), after the Done or Failed of the Run before it."""
+
+    id: int
+
+
+class Skipped(msgspec.Struct, frozen=True, kw_only=True, tag="skipped"):
+    """Run ``id`` was dropped unstarted, as a Skip asked."""
+
+    id: int
 
 
 class Intermediate(msgspec.Struct, frozen=True, kw_only=True, tag="intermediate"):
@@ -89,8 +116,8 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True, tag="failed"):
     stderr: str = ""
 
 
-ToWorker: TypeAlias = Setup | Run | Stop
-FromWorker: TypeAlias = Hello | Intermediate | Final | Done | Failed
+ToWorker: TypeAlias = Setup | Run | Skip | Stop
+FromWorker: TypeAlias = Hello | Started | Skipped | Intermediate | Final | Done | Failed
 
 _encoder = msgspec.msgpack.Encoder()
 

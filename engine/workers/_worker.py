@@ -1,10 +1,14 @@
-"""A ProcessPool worker: ``python -u -m engine.workers._worker LIFELINE_FD``.
+"""A ProcessPool worker: ``main(LIFELINE_FD)`` in a fresh interpreter.
 
 The protocol (see :mod:`engine.workers._wire`) arrives on stdin and leaves on stdout,
 but the worker moves both pipes to private descriptors first: fd 0 then reads
 ``/dev/null``, and fds 1 and 2 are pointed at per-trial capture files while a trial
 runs (at the inherited stderr between trials), so nothing the model prints can corrupt
 the protocol, and a crash's last words (faulthandler's traceback) land in the capture.
+
+A thread reads the parent's messages while trials run: Runs queue up, so the next one
+starts the moment the current one ends, and a Skip is answered at once (Skipped, or
+Started when that Run has already begun).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
@@ -34,6 +39,9 @@ from engine.workers._wire import (
     Intermediate,
     Run,
     Setup,
+    Skip,
+    Skipped,
+    Started,
     ToWorker,
     frame,
 )
@@ -65,6 +73,52 @@ class _Channel:
                 return None
             self._frames.feed(chunk)
         return self._decoder.decode(payload)
+
+
+class _Inbox:
+    """The Runs sent and not started yet, filled by a thread that reads the parent's
+    messages for as long as the pipe is open."""
+
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
+        self._runs: deque[Run] = deque()
+        self._changed = threading.Condition()
+        self._ended = False  # Stop, or the parent closed the pipe
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, name="nas-engine-inbox", daemon=True).start()
+
+    def next_run(self) -> Run | None:
+        """The next Run to start (waits for one); ``None`` once told to stop."""
+        with self._changed:
+            while not self._runs and not self._ended:
+                self._changed.wait()
+            return self._runs.popleft() if self._runs else None
+
+    def _read(self) -> None:
+        while (message := self._channel.receive()) is not None:
+            with self._changed:
+                self._take(message)
+        with self._changed:
+            self._ended = True
+            self._changed.notify()
+
+    def _take(self, message: ToWorker) -> None:
+        if isinstance(message, Run):
+            self._runs.append(message)
+            self._changed.notify()
+        elif isinstance(message, Skip):
+            # Under the lock, so next_run() cannot take it meanwhile: a Run not queued
+            # any more has begun, after the Done of the one before went out.
+            run = next((run for run in self._runs if run.id == message.id), None)
+            if run is None:
+                self._channel.send(Started(id=message.id))
+            else:
+                self._runs.remove(run)
+                self._channel.send(Skipped(id=message.id))
+        else:  # Stop, or a stray Setup: finish what was sent, then exit
+            self._ended = True
+            self._changed.notify()
 
 
 class _PipeReporter:
@@ -174,6 +228,8 @@ def _execute(data: bytes) -> None:
 
 
 def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: _Capture, run: Run) -> None:
+    """Execute ``run`` and send its Done or Failed (before the next Run is taken: see
+    ``_Inbox._take``)."""
     from engine._context import use_reporter
 
     failure: TrialFailed | None = None
@@ -226,10 +282,11 @@ def main(lifeline: int) -> None:
     capture = _Capture(setup, os.dup(2))
     faulthandler.enable()
     channel.send(Hello(pid=os.getpid(), visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
-    # Anything but a Run (a Stop, or the parent closing the pipe) ends the worker.
     reporter = _PipeReporter(channel)
-    while isinstance(message := channel.receive(), Run):
-        _run_trial(channel, reporter, capture, message)
+    inbox = _Inbox(channel)
+    inbox.start()
+    while (run := inbox.next_run()) is not None:
+        _run_trial(channel, reporter, capture, run)
 
 
 if __name__ == "__main__":

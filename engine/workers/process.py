@@ -1,16 +1,24 @@
 """ProcessPool: persistent worker processes, optionally pinned to GPUs.
 
-Each worker is a fresh interpreter (``python -m engine.workers._worker``, spawned, never
-forked, so it is safe with CUDA) that owns one slot: a fixed set of GPUs, or a share of
-one, through ``CUDA_VISIBLE_DEVICES``. A worker runs one trial at a time; its reports
-stream back while the trial runs (a final within about 0.1 s, or with the trial's end:
-see ``engine.workers._worker``). Its stdout and stderr are captured per trial. A worker
+Each worker is a fresh interpreter (``engine.workers._worker``, spawned, never forked,
+so it is safe with CUDA) that owns one slot: a fixed set of GPUs, or a share of one,
+through ``CUDA_VISIBLE_DEVICES``. A worker runs one trial at a time; its reports stream
+back while the trial runs (a final within about 0.1 s, or with the trial's end: see
+``engine.workers._worker``). Its stdout and stderr are captured per trial. A worker
 that dies is replaced; one that runs ``recycle_after`` trials is stopped cleanly and
 replaced; every worker exits when this process dies.
 
-Who handles what: a task per slot (in :meth:`ProcessPool.serve`'s task group) watches
-its worker process, reports its death and spawns the replacement; :meth:`ProcessPool.run`
-drives one trial on an idle worker, and kills it when the trial is cancelled.
+Prefetch: a worker may hold ``prefetch`` more models while it runs one, and starts each
+the moment the one before ends, without a round trip through this process. A model
+counts as started (``trial.started``, so the engine's training event and timeout) only
+then. One not started yet is taken back when its run() is cancelled, and goes to
+another worker when its worker dies; neither costs it an attempt.
+
+Who handles what: a task per slot (in :meth:`ProcessPool.serve`'s task group) carries
+its worker's messages both ways, reports its death and spawns the replacement;
+:class:`~engine.workers._dispatch.Dispatcher` decides which worker takes which model;
+:meth:`ProcessPool.run` waits for its model's result, and takes the model back or
+kills its worker when cancelled.
 """
 
 from __future__ import annotations
@@ -23,34 +31,27 @@ import sys
 import tempfile
 import weakref
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
 
-from engine.errors import TrialFailed, WorkerLost
+from engine.errors import WorkerLost
 from engine.space import dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
 from engine.workers._child import (
     EXIT_GRACE,
     PIPE_GONE,
-    IdleWorkers,
+    Job,
+    ProtocolBroken,
     Worker,
     collect_output,
     describe_exit,
 )
+from engine.workers._dispatch import Dispatcher
 from engine.workers._gpu import Placement
-from engine.workers._wire import (
-    Done,
-    Failed,
-    Final,
-    FromWorker,
-    Hello,
-    Intermediate,
-    Run,
-    Setup,
-    Stop,
-)
+from engine.workers._wire import FromWorker, Hello, Setup, Stop
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -60,6 +61,12 @@ if TYPE_CHECKING:
 __all__ = ("ProcessPool", "WorkerStartFailed")
 
 _WORKER_MODULE = "engine.workers._worker"
+#: Seconds a cancelled run() waits for its worker's answer to a Skip (a trial that holds
+#: the GIL delays it); after that the answer is handled when it comes.
+ANSWER_GRACE = 1.0
+# Not `python -m`: the package's __init__ imports the module first, and runpy would
+# then run it a second time (and warn).
+_WORKER_MAIN = f"import sys; from {_WORKER_MODULE} import main; main(int(sys.argv[1]))"
 
 
 class WorkerStartFailed(RuntimeError):
@@ -70,10 +77,9 @@ class WorkerStartFailed(RuntimeError):
 class _Serving:
     """The state of one ``serve()`` call."""
 
-    def __init__(self, monitor: PoolMonitor, directory: Path) -> None:
-        self.monitor, self.directory = monitor, directory
-        self.idle = IdleWorkers()
-        self.live: set[Worker] = set()
+    def __init__(self, monitor: PoolMonitor, directory: Path, jobs: Dispatcher) -> None:
+        self.monitor, self.directory, self.jobs = monitor, directory, jobs
+        self.live: set[Worker] = set()  # spawned and not yet buried
         self.spawned = 0
         self.error: BaseException | None = None
         self.cancel_scope = anyio.CancelScope()
@@ -86,17 +92,23 @@ class ProcessPool:
     ``1/n`` (n workers share one); ``gpus`` lists the GPU ids to use (default: detected
     from CUDA_VISIBLE_DEVICES or ``nvidia-smi -L``). ``workers=None`` starts one per GPU
     slot, or one per CPU without GPUs. With ``gpus_per_trial=0`` workers see no GPU.
-    ``recycle_after`` restarts a worker after that many trials; a worker that does not
-    answer within ``start_timeout`` seconds is killed and :class:`WorkerStartFailed`
-    raised. ``env`` adds environment variables to every worker.
+    ``prefetch`` is how many models each worker may hold besides the one it runs, to
+    start the next without waiting for the parent (0: none). ``recycle_after`` restarts
+    a worker after that many trials; a worker that does not answer within
+    ``start_timeout`` seconds is killed and :class:`WorkerStartFailed` raised. ``env``
+    adds environment variables to every worker.
     """
 
     def __init__(
         self, workers: int | None = None, *, gpus_per_trial: float = 0,
-        gpus: Sequence[int] | None = None, recycle_after: int | None = None,
-        start_timeout: float = 60.0, env: Mapping[str, str] | None = None,
+        gpus: Sequence[int] | None = None, prefetch: int = 1,
+        recycle_after: int | None = None, start_timeout: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self._placement = Placement.plan(workers, gpus_per_trial, gpus)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0 (models each worker holds "
+                             f"besides the one it runs), got {prefetch!r}")
         if recycle_after is not None and (isinstance(recycle_after, bool) or not isinstance(
                 recycle_after, int) or recycle_after < 1):
             raise ValueError(f"recycle_after must be a positive int or None, got "
@@ -104,7 +116,8 @@ class ProcessPool:
         if not start_timeout > 0:
             raise ValueError(f"start_timeout must be a positive number of seconds, got "
                              f"{start_timeout!r}")
-        self._recycle_after, self._start_timeout = recycle_after, float(start_timeout)
+        self._prefetch, self._recycle_after = prefetch, recycle_after
+        self._start_timeout = float(start_timeout)
         self._env = dict(env or {})
         self._serving: _Serving | None = None
         self._dumped: weakref.WeakKeyDictionary[ExecutableModelSpace, bytes] = (
@@ -120,7 +133,8 @@ class ProcessPool:
 
     @property
     def prefetch(self) -> int:
-        return 0
+        """Models the pool takes beyond ``capacity``: ``prefetch`` per worker."""
+        return self.capacity * self._prefetch
 
     def check(self, model: ExecutableModelSpace) -> None:
         """TypeError now when ``model`` cannot be sent to a worker process."""
@@ -128,7 +142,8 @@ class ProcessPool:
 
     def __repr__(self) -> str:
         return (f"ProcessPool(workers={self.capacity}, "
-                f"gpus={[self._placement.gpus(s) for s in range(self.capacity)]})")
+                f"gpus={[self._placement.gpus(s) for s in range(self.capacity)]}, "
+                f"prefetch={self._prefetch})")
 
     # -- serving -----------------------------------------------------------------------
 
@@ -139,14 +154,16 @@ class ProcessPool:
         manned until cancelled; on the way out, kill every worker process."""
         if self._serving is not None:
             raise RuntimeError("this ProcessPool is already serving: give each Engine its own")
-        state = self._serving = _Serving(monitor, Path(tempfile.mkdtemp(prefix="nas-workers-")))
+        state = self._serving = _Serving(
+            monitor, Path(tempfile.mkdtemp(prefix="nas-workers-")),
+            Dispatcher(self._prefetch, self._recycle_after))
         try:
             workers = await self._start_all(state)
             async with anyio.create_task_group() as tg:
                 state.cancel_scope = tg.cancel_scope
                 for worker in workers:
-                    state.idle.put(worker)
                     tg.start_soon(self._keep_slot, state, worker)
+                tg.start_soon(self._keep_balance, state.jobs)
                 task_status.started()
             if state.error is not None:
                 raise state.error
@@ -168,33 +185,36 @@ class ProcessPool:
         base = state.directory / str(state.spawned)
         capture = (base.with_suffix(".out"), base.with_suffix(".err"))
         env = {**os.environ, **self._env, **self._placement.environment(slot)}
-        # The worker exits when the parent's end of this pipe closes: when we die.
-        lifeline, keep = os.pipe()
-        command = [sys.executable, "-u", "-m", _WORKER_MODULE, str(lifeline)]
+        theirs, ours = _pipes()
+        # The worker exits when the parent's end of the lifeline closes: when we die.
+        command = [sys.executable, "-u", "-c", _WORKER_MAIN, str(theirs[2])]
         with anyio.CancelScope(shield=True):  # a spawned process is always tracked
             try:
-                process = await anyio.open_process(command, env=env, stderr=None,
-                                                   pass_fds=(lifeline,))
+                process = await anyio.open_process(
+                    command, stdin=theirs[0], stdout=theirs[1], stderr=None, env=env,
+                    pass_fds=(theirs[2],))
             except BaseException:
-                os.close(keep)
+                _close(ours)
                 raise
             finally:
-                os.close(lifeline)
-            worker = Worker(slot, self._placement.gpus(slot), process, capture, keep)
+                _close(theirs)
+            worker = Worker(slot, self._placement.gpus(slot), process, capture, ours)
             state.live.add(worker)
-        with contextlib.suppress(*PIPE_GONE):  # an early exit shows in _greet
-            await worker.send(Setup(sys_path=list(sys.path), stdout_path=str(capture[0]),
-                                    stderr_path=str(capture[1])))
+        worker.post(Setup(sys_path=list(sys.path), stdout_path=str(capture[0]),
+                          stderr_path=str(capture[1])))
         return worker
 
     async def _greet(self, state: _Serving, worker: Worker, deadline: float) -> None:
-        """Wait for ``worker``'s hello; WorkerStartFailed (and the worker killed) without."""
+        """Wait for ``worker``'s hello, then give it work; WorkerStartFailed (and the
+        worker killed) without."""
         hello: FromWorker | None = None
-        with anyio.CancelScope(deadline=deadline) as scope, contextlib.suppress(*PIPE_GONE):
+        with anyio.CancelScope(deadline=deadline) as scope, contextlib.suppress(
+                *PIPE_GONE, ProtocolBroken):
             hello = await worker.receive()
         expected = self._placement.environment(worker.slot)["CUDA_VISIBLE_DEVICES"]
         if isinstance(hello, Hello) and hello.visible_devices == expected:
             state.monitor.worker_started(worker.name, worker.pid, worker.gpus)
+            state.jobs.add(worker)
             return
         worker.kill()
         with anyio.CancelScope(shield=True):
@@ -211,54 +231,85 @@ class ProcessPool:
             problem = f"sent {type(hello).__name__} instead of Hello"
         raise WorkerStartFailed(
             f"worker {worker.name} (pid {worker.pid}) {problem}: check that `{sys.executable} "
-            f"-m {_WORKER_MODULE}` starts in this environment, or raise start_timeout")
+            f"-c 'import {_WORKER_MODULE}'` works in this environment, or raise "
+            "start_timeout")
 
     async def _keep_slot(self, state: _Serving, worker: Worker) -> None:
-        """Watch the slot's worker; when it exits, report it and start a replacement."""
+        """Tend the slot's worker; when it exits, report it and start a replacement."""
         try:
             while True:
-                await self._watch(state, worker)
-                replacement = await self._launch(state, worker.slot)
-                await self._greet(state, replacement, anyio.current_time() + self._start_timeout)
-                worker = replacement
-                state.idle.put(worker)
+                await self._tend(state, worker)
+                worker = await self._launch(state, worker.slot)
+                await self._greet(state, worker, anyio.current_time() + self._start_timeout)
         except WorkerStartFailed as exc:  # raised by serve() itself, not in a group
             state.error = exc
             state.cancel_scope.cancel()
 
-    async def _watch(self, state: _Serving, worker: Worker) -> None:
+    async def _tend(self, state: _Serving, worker: Worker) -> None:
+        """Carry ``worker``'s messages both ways until it exits, then bury it."""
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._read, state, worker)
+            tg.start_soon(worker.write_out)
             tg.start_soon(self._stop_when_retired, worker)
             worker.returncode = returncode = await worker.process.wait()
             tg.cancel_scope.cancel()
-        # Closing its pipes wakes a run() still reading them: they can outlive the worker
-        # in processes it forked.
+        worker.ready = False  # no more trials for it
+        with contextlib.suppress(ProtocolBroken):  # what it said before it exited
+            worker.read_into(partial(state.jobs.on_message, worker), drain=True)
+        # Its pipes can outlive it in processes it forked: we stop reading at its exit.
         await worker.close()
         worker.last_output = await anyio.to_thread.run_sync(
-            collect_output, worker.capture, worker.busy)
+            collect_output, worker.capture, worker.running is not None)
         exitcode, signum, how = describe_exit(returncode)
         reason = f"{worker.reason} ({how})" if worker.reason else how
         state.monitor.worker_died(worker.name, worker.pid, exitcode, signum, reason)
+        state.jobs.bury(worker, _lost(worker, worker.running))
         worker.ended.set()
         state.live.discard(worker)
+
+    @staticmethod
+    async def _read(state: _Serving, worker: Worker) -> None:
+        """Pass on every message ``worker`` sends; stop it when it breaks the protocol or
+        closes its pipe."""
+        try:
+            while worker.read_into(partial(state.jobs.on_message, worker)):
+                await worker.wait_readable()
+        except ProtocolBroken as exc:
+            worker.retire(str(exc), graceful=False)
+            return
+        await anyio.sleep(EXIT_GRACE)  # cancelled when it exits, as it should now
+        worker.retire("it closed its pipe", graceful=False)
+
+    @staticmethod
+    async def _keep_balance(jobs: Dispatcher) -> None:
+        """Wake when a worker is idle while another holds jobs; give it one of them if
+        it stays idle (see ``Dispatcher.rebalance``)."""
+        while True:
+            await jobs.unbalanced.wait()
+            jobs.unbalanced = anyio.Event()
+            delay = jobs.rebalance()
+            if delay is not None:  # look again then
+                jobs.unbalanced.set()
+                await anyio.sleep(delay)
 
     @staticmethod
     async def _stop_when_retired(worker: Worker) -> None:
         await worker.retired.wait()
         if worker.graceful:
-            with contextlib.suppress(*PIPE_GONE):
-                await worker.send(Stop())
+            worker.post(Stop())
             await anyio.sleep(EXIT_GRACE)
         worker.kill()
 
     @staticmethod
     async def _shut_down(state: _Serving) -> None:
-        state.idle.close()
+        state.jobs.abandon(state.live)
         for worker in state.live:
             worker.kill()
         for worker in list(state.live):
             await worker.close()
             worker.returncode = worker.process.returncode
+            if worker.running is not None:
+                worker.running.settle(_lost(worker, worker.running))
             worker.ended.set()
         state.live.clear()
         await anyio.to_thread.run_sync(shutil.rmtree, state.directory, True)
@@ -266,85 +317,65 @@ class ProcessPool:
     # -- running -----------------------------------------------------------------------
 
     async def run(self, model: ExecutableModelSpace, trial: Trial) -> TrialOutput:
-        """Execute ``model`` on the next idle worker, streaming its reports to ``trial``.
-        Raises TrialFailed or WorkerLost. When cancelled, the worker is killed (and
+        """Execute ``model`` on a worker, streaming its reports to ``trial``: an idle one,
+        else one that takes it next (see ``prefetch``). Raises TrialFailed or WorkerLost;
+        a model whose worker died before starting it waits for another. When cancelled,
+        a model not started is taken back, and a running one's worker killed (and
         replaced) before Cancelled propagates."""
         data = self._dumped.pop(model, None) or dump_model(model)
         state = self._serving
         if state is None:
             raise RuntimeError("ProcessPool.run() needs a serving pool: start it with "
                                "task_group.start(pool.serve, monitor), as an Engine does")
-        worker = await state.idle.take()
+        job = state.jobs.submit(data, trial)
         try:
-            output = await self._execute(worker, data, trial)
-        except TrialFailed:
-            self._release(state, worker)
-            raise
-        except WorkerLost:
-            raise
-        except BaseException:  # cancelled (timeout, handle cancelled, shutdown), or a bug
+            await job.settled.wait()
+        except BaseException:  # cancelled (timeout, handle cancelled, shutdown)
             with anyio.CancelScope(shield=True):
-                worker.retire(f"its trial (model {trial.model_id}) was stopped", graceful=False)
-                with anyio.move_on_after(EXIT_GRACE):  # exited, reaped and reported
-                    await worker.ended.wait()
+                await self._withdraw(state, job)
             raise
-        self._release(state, worker)
-        return output
-
-    async def _execute(self, worker: Worker, data: bytes, trial: Trial) -> TrialOutput:
-        trial.started(worker.name, worker.gpus)
-        worker.busy = True
-        try:
-            await worker.send(Run(model=data))
-            while not isinstance(message := await worker.receive(), Done):
-                _forward(message, trial)
-        except PIPE_GONE:
-            raise await self._lost(worker, trial) from None
-        except TrialFailed:
-            worker.busy = False
-            raise
-        worker.busy = False
-        if message.final is not None:
-            trial.final(message.final)
-        return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+        if isinstance(job.result, BaseException):
+            raise job.result
+        assert job.result is not None  # set with settled
+        return job.result
 
     @staticmethod
-    async def _lost(worker: Worker, trial: Trial) -> WorkerLost:
-        """The error for a worker that died in ``trial``, once its death is reported."""
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(EXIT_GRACE):
+    async def _withdraw(state: _Serving, job: Job) -> None:
+        """Take back or stop a cancelled ``job``: wait (a little) for the answer to its
+        Skip, and for its worker's end if it runs."""
+        if job.settled.is_set():
+            return
+        state.jobs.withdraw(job)
+        if (answer := job.recalled) is not None:
+            with anyio.move_on_after(ANSWER_GRACE):  # else it is settled later
+                await answer.wait()
+        worker = job.worker
+        if worker is not None and worker.running is job:
+            worker.retire(f"its trial (model {job.trial.model_id}) was stopped",
+                          graceful=False)
+            with anyio.move_on_after(EXIT_GRACE):  # exited, reaped and reported
                 await worker.ended.wait()
-            if not worker.ended.is_set():  # its pipe closed but it lives on
-                worker.retire("it closed its pipe", graceful=False)
-                await worker.ended.wait()
-        exitcode, signum, how = describe_exit(worker.returncode if worker.returncode is not None
+
+
+def _lost(worker: Worker, job: Job | None) -> WorkerLost:
+    """The error for the trial ``job`` that ``worker`` (exited) was running."""
+    exitcode, signum, how = describe_exit(worker.returncode if worker.returncode is not None
                                           else -signal.SIGKILL)
-        error = WorkerLost(
-            f"worker {worker.name} (pid {worker.pid}) {how} while it ran model "
-            f"{trial.model_id} (attempt {trial.attempt}); its last output is on this error's "
-            ".stdout and .stderr", worker=worker.name, pid=worker.pid, exitcode=exitcode,
-            signal=signum, stdout=worker.last_output.stdout, stderr=worker.last_output.stderr)
-        return error
-
-    def _release(self, state: _Serving, worker: Worker) -> None:
-        """Put ``worker`` back after a trial, or recycle it after ``recycle_after``."""
-        worker.trials += 1
-        if self._recycle_after is not None and worker.trials >= self._recycle_after:
-            worker.retire(f"recycled after {worker.trials} trials", graceful=True)
-        elif not state.idle.closed:
-            state.idle.put(worker)
+    model, attempt = (job.trial.model_id, job.trial.attempt) if job else (None, None)
+    return WorkerLost(
+        f"worker {worker.name} (pid {worker.pid}) {how} while it ran model {model} "
+        f"(attempt {attempt}); its last output is on this error's .stdout and .stderr",
+        worker=worker.name, pid=worker.pid, exitcode=exitcode, signal=signum,
+        stdout=worker.last_output.stdout, stderr=worker.last_output.stderr)
 
 
-def _forward(message: FromWorker, trial: Trial) -> None:
-    """Pass one report on to ``trial``; a Failed message raises TrialFailed."""
-    if isinstance(message, Intermediate):
-        trial.intermediate(message.value)
-    elif isinstance(message, Final):
-        trial.final(message.value)
-    elif isinstance(message, Failed):
-        raise TrialFailed(message.error_type, message.message, message.traceback,
-                          invalid=message.invalid, paths=message.paths,
-                          stdout=message.stdout, stderr=message.stderr)
-    else:
-        raise RuntimeError(f"worker protocol error: unexpected {type(message).__name__}")
+def _pipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """The worker's ends (its stdin, its stdout, the lifeline it watches) and ours."""
+    to_worker, from_worker, lifeline = os.pipe(), os.pipe(), os.pipe()
+    return ((to_worker[0], from_worker[1], lifeline[0]),
+            (to_worker[1], from_worker[0], lifeline[1]))
 
+
+def _close(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
