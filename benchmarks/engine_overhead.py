@@ -138,6 +138,12 @@ def _optional_figures(quick: bool) -> list[tuple[str, str, Callable[[], Awaitabl
     if proc is not None:
         found += [("overhead_ratio", "ratio", proc.overhead_ratio),
                   ("utilization", "fraction", proc.utilization)]
+    try:
+        import _ray_figures
+        import ray  # noqa: F401  (the optional 'ray' extra)
+    except ImportError:
+        return found
+    found.append(("ray_vs_process_ratio", "ratio", _ray_figures.ray_vs_process_ratio))
     return found
 
 
