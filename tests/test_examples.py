@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
 import pytest
 
 from engine.events import EngineStarted, EngineStopped, decode_json
+from tests._example_support import marked, split_file
 
 pytest.importorskip("sklearn")
 
@@ -30,30 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 MARKER = "NAS_ENGINE_EXAMPLE_TEST"
 TIMEOUT = 100  # seconds a script may take on a loaded 2-core machine
-
-
-def split_file(base: Path) -> Path:
-    """The split digits data, made once per session (importing scikit-learn here once
-    instead of in each script)."""
-    spec = importlib.util.spec_from_file_location("_digits_for_tests", EXAMPLES / "_digits.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path: Path = module.ensure_split(base / "digits-split.npz")
-    return path
-
-
-def leftovers(marker: str) -> list[psutil.Process]:
-    """Live processes whose environment carries ``marker``."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(MARKER) == marker and process.status() != "zombie":
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 class Script:
@@ -77,7 +53,7 @@ class Script:
         finally:
             self.kill()
         assert code == 0, f"{self.name} exited {code}:\n{stdout}\n{stderr}"
-        assert leftovers(self.marker) == [], f"{self.name} left processes behind"
+        assert marked(self.marker) == [], f"{self.name} left processes behind"
         return stdout, stderr
 
     def kill(self) -> None:
@@ -85,7 +61,7 @@ class Script:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for process in leftovers(self.marker):
+        for process in marked(self.marker):
             process.kill()
         self._out.close()
         self._err.close()

@@ -4,7 +4,6 @@ with httpx: event streams read while searches run, model lists, cancellation, sh
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from engine.events import (
     WorkerStarted,
     decode_json,
 )
+from tests._example_support import marked, split_file
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
@@ -39,29 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 MARKER = "NAS_ENGINE_EXAMPLE_TEST"
 LONG = {"trials": 10, "workers": 1, "epochs": 10000}  # a first model that runs for minutes
-
-
-def split_file(base: Path) -> Path:
-    """The split digits data, made once per session (see tests/test_examples.py)."""
-    spec = importlib.util.spec_from_file_location("_digits_for_tests", EXAMPLES / "_digits.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    path: Path = module.ensure_split(base / "digits-split.npz")
-    return path
-
-
-def marked(marker: str) -> list[psutil.Process]:
-    """Live processes whose environment carries ``marker``."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(MARKER) == marker and process.status() != "zombie":
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
 
 
 class Server:
