@@ -6,18 +6,25 @@
 - :func:`utilization`: 2 workers run 200 trials that each busy-wait 20 ms; the time
   spent busy over (workers x wall time). Target: >= 0.97.
 
-Both start their workers before the clock starts: they measure steady state. The
-evaluators live in this module, which the workers import through the parent's sys.path.
-``python benchmarks/_process_figures.py [asyncio] [trio]`` prints both with a breakdown
-(the pool alone, without the engine; to_process alone).
+Both start their workers before the clock starts: they measure steady state; both take
+``prefetch`` (the pool's default, 1). The evaluators live in this module, which the
+workers import through the parent's sys.path.
+``python benchmarks/_process_figures.py [asyncio] [trio]`` prints both for prefetch 0
+and 1, one after the other, with a breakdown (the pool alone, without the engine;
+to_process alone).
 
-Measured (asyncio; 16-core VMs, module-level evaluators; the 2-core dev box is too
-loaded to say anything): engine+pool 9089 trials/s, pool alone 8529, to_process 12581
-(ratio 0.72) on an H100 machine; 5585 / 11797 / 11732 (ratio 0.48) on an H200 machine,
-where the engine's own ~100 us of parent CPU per trial was the limit. Utilization
-0.94 to 0.96 on both: a 20 ms trial leaves a gap of about 1 ms, against a 0.15 ms
-round trip for back-to-back no-op trials; the rest is waking idle vCPUs (a worker that
-spun 2 ms instead of blocking gained only 0.005).
+Measured on an H200 machine (16 vCPUs, load below 1), in the same run as the code
+before prefetch, asyncio / trio: utilization 0.982 / 0.978 with prefetch=1, against
+0.958 / 0.954 before and 0.948 / 0.943 with prefetch=0; overhead_ratio 0.558 / 0.643,
+against 0.521 / 0.728 before and 0.467 / 0.522 with prefetch=0 (engine+pool 7664 /
+7614 no-op trials/s, against 6799 / 7626 and 6508 / 4252). A repeat (two rounds, old
+and new interleaved) gave utilization 0.978-0.980 against 0.948-0.961, and
+overhead_ratio 0.555-0.647 against 0.561-0.646: no-op trials are bound by the parent's
+CPU (about 130 us a trial), and the to_process baseline itself moved between 7600 and
+15000 calls/s from run to run. Between two 20 ms trials a worker idled 0.36-0.40 ms
+with prefetch=1, 0.7-1.0 ms before, 1.0-1.15 ms with prefetch=0: what is left is the
+worker's own work between trials (capture, load) in that machine's sandbox, where
+each system call is slow.
 """
 
 from __future__ import annotations
