@@ -14,18 +14,19 @@ All engine state lives on the event-loop thread; pools call back on it too.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from engine._checks import check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
 from engine._journal import (
@@ -36,6 +37,7 @@ from engine._journal import (
     is_duplicate_reason,
     rebuild,
 )
+from engine._queue import ModelQueue
 from engine.errors import BudgetExhausted, EngineClosed, TrialFailed, WorkerLost
 from engine.events import (
     EngineStarted,
@@ -90,19 +92,18 @@ class Engine:
         event_buffer: int = 65536,
         journal: str | Path | bool | None = None,
     ) -> None:
-        _check_budget("max_trials", max_trials, integer=True)
-        _check_budget("max_duration", max_duration)
-        _check_budget("trial_timeout", trial_timeout)
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        check_count("max_trials", max_trials, optional=True)
+        check_positive("max_duration", max_duration, optional=True)
+        check_positive("trial_timeout", trial_timeout, optional=True)
+        check_count("max_retries", max_retries, minimum=0)
+        check_count("queue_size", queue_size, optional=True)
+        check_count("event_buffer", event_buffer)
         self.pool: WorkerPool = pool if pool is not None else InlinePool(1)
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries
         self.deduplicate = deduplicate
         self._slots = self.pool.capacity + self.pool.prefetch  # models a pool takes at once
         self._queue_size = queue_size if queue_size is not None else self._slots
-        if self._queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size!r}")
         self._log = EventLog(event_buffer)
         self._handles: dict[int, ModelHandle] = {}
         self._by_object: dict[int, ModelHandle] = {}
@@ -120,16 +121,14 @@ class Engine:
         self._requeued: deque[ModelHandle] = deque()
         self._unresumable: list[tuple[ModelHandle, str]] = []
         self._tg: TaskGroup | None = None
-        self._send: MemoryObjectSendStream[ModelHandle] | None = None
-        self._receive: MemoryObjectReceiveStream[ModelHandle] | None = None
+        self._queue: ModelQueue[ModelHandle] = ModelQueue(self._queue_size)
 
     # -- life cycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
         if self._running or self._log.closed:
             raise RuntimeError("an Engine can be entered once: make a new one")
-        self._send, self._receive = anyio.create_memory_object_stream[ModelHandle](
-            self._queue_size)
+        refuse_in_worker()
         self._outer = anyio.create_task_group()
         await self._outer.__aenter__()
         try:
@@ -143,8 +142,8 @@ class Engine:
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
                 raise
-        except BaseException:
-            await self._close_outer()
+        except BaseException as exc:
+            await self._close_outer("cancelled" if _is_cancel(exc) else "error")
             raise
         for _ in range(self._slots):
             self._tg.start_soon(self._runner)
@@ -210,25 +209,31 @@ class Engine:
         for handle in self._requeued:
             self._emit(ModelQueued, model_id=handle.model_id, sample=handle.model.sample or {})
 
-    async def _close_outer(self) -> None:
+    async def _close_outer(self, reason: str) -> None:
+        """The last rungs of the cleanup ladder: end every subscription with
+        ``engine_stopped``, close the journal, end the journal's tasks. No rung stops the
+        next; a failure of the journal's writer is raised as itself (the root cause)."""
         assert self._outer is not None
-        for stream in (self._send, self._receive):
-            if stream is not None:
-                stream.close()
-        self._log.close()
+        self._queue.close()
         try:
-            if self._journal is not None:
-                await self._journal.close()
+            if not self._log.closed:
+                self._emit(EngineStopped, reason=reason)
         finally:
-            self._outer.cancel_scope.cancel()
-            await self._outer.__aexit__(None, None, None)
+            self._log.close()
+            try:
+                if self._journal is not None:
+                    await self._journal.close()
+            finally:
+                self._outer.cancel_scope.cancel()
+                try:
+                    await self._outer.__aexit__(None, None, None)
+                except BaseExceptionGroup as group:
+                    raise _root_cause(group) from None
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._tg is not None  # set by __aenter__
-        assert self._send is not None
         reason = "finished"
         try:
             if exc_type is None:
@@ -239,20 +244,28 @@ class Engine:
             reason = "cancelled" if _is_cancel(error) else "error"
             raise
         finally:
-            self._accepting = False
+            await self._stop(reason)
+        return None
+
+    async def _stop(self, reason: str) -> None:
+        """The cleanup ladder: every rung runs, whatever the one before it raised. The
+        block's own exception propagates unchanged unless a rung fails; only the engine's
+        tasks' errors (and the journal writer's) come out of here."""
+        assert self._tg is not None  # set by __aenter__
+        self._accepting = False
+        try:
             self._shutdown(InterruptReason.shutdown)
-            self._send.close()
+        finally:
+            self._queue.close()
             self._tg.cancel_scope.cancel()
             try:
-                # The block's own exception propagates from here unchanged; only the
-                # engine's tasks' errors come out of the task groups.
                 await self._tg.__aexit__(None, None, None)
             finally:
                 self._running = False
-                self._emit(EngineStopped, reason=reason)
-                await self._close_outer()
-                self._changed.notify()
-        return None
+                try:
+                    await self._close_outer(reason)
+                finally:
+                    self._changed.notify()
 
     async def _drain(self) -> None:
         while self.in_flight:
@@ -304,52 +317,82 @@ class Engine:
         return pick(trained, key=lambda m: m.metric)  # type: ignore[arg-type,return-value]
 
     async def submit(self, model: ExecutableModelSpace) -> ModelHandle:
-        """Queue a frozen model; waits while the queue is full. Raises EngineClosed,
-        BudgetExhausted, TypeError or ValueError (bad model) without queueing anything.
-        If cancelled while waiting, nothing was queued."""
+        """Queue a frozen model and return its handle; waits while the queue is full.
+
+        Atomic: either the model is wholly accounted for (its id, the in-flight count,
+        its journal row and its ``queued`` event) before any runner can see it, or
+        nothing of it is queued and no id is used. Raises EngineClosed (the engine is
+        not running, or stopped while this waited), BudgetExhausted, TypeError or
+        ValueError (a bad model, or a sample the journal cannot store) without queueing
+        anything. Cancelled while it waits: nothing was queued. Always a checkpoint.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_submit(model)
         handle = ModelHandle(self, model, 0)
         self._by_object[id(model)] = handle
-        self._trials += 1
+        self._trials += 1  # the budget is held while this waits for a place
         try:
-            duplicate = self._duplicate_of(model)
-            if duplicate is None:
-                assert self._send is not None
-                await self._send.send(handle)
-        except anyio.ClosedResourceError:
-            self._trials -= 1
-            del self._by_object[id(model)]
-            raise EngineClosed("the engine stopped while this model waited for the "
-                               "queue") from None
+            handle = self._admit(handle, await self._place_for(handle))
         except BaseException:
             self._trials -= 1
             del self._by_object[id(model)]
             raise
-        self._accept(handle)
-        if not self._accepting:  # the engine began to stop while this waited for space
-            self._interrupt(handle, InterruptReason.shutdown)
-        elif duplicate is not None:
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return handle
+
+    async def _place_for(self, handle: ModelHandle) -> bool:
+        """Hold a queue place for ``handle`` (True), or say it is a duplicate (False)."""
+        if self._duplicate_of(handle.model) is not None:
+            return False
+        try:
+            await self._queue.reserve()
+        except anyio.ClosedResourceError:
+            raise EngineClosed("the engine stopped while this model waited for the "
+                               "queue") from None
+        if not self._accepting:  # the wall-time budget ran out while this waited
+            self._queue.release()
+            raise BudgetExhausted(self._exhausted_reason())
+        return True
+
+    def _admit(self, handle: ModelHandle, placed: bool) -> ModelHandle:
+        """Account for ``handle`` and queue it; no checkpoint from here to the put."""
+        duplicate = self._duplicate_of(handle.model)
+        if duplicate is not None:  # perhaps queued by another submit while this waited
+            if placed:
+                self._queue.release()
+            self._accept(handle)
             self._trials -= 1
             self._finish(handle, ModelStatus.Invalid, ModelInvalid,
                          message=f"{DUPLICATE_PREFIX} {duplicate}: the same sample was "
                          "submitted before", paths=())
+            return handle
+        self._accept(handle)
+        self._queue.put(handle)
         return handle
 
     async def wait_capacity(self) -> None:
         """Return once fewer models are in flight than the pool takes at once (its
-        workers plus what it prefetches: a worker would soon be idle). Returns at once
-        when the engine stopped accepting."""
+        workers plus what it prefetches: a worker would soon be idle). Returns when the
+        engine stopped accepting. Always a checkpoint; cancelling it changes nothing."""
+        if not (self._accepting and self.in_flight >= self._slots):
+            await anyio.lowlevel.checkpoint()
+            return
         while self._accepting and self.in_flight >= self._slots:
             await self._changed.wait()
 
     async def next_finished(self) -> ModelHandle | None:
         """The next completed model in completion order; None when nothing is in flight
-        and every completed model was already returned."""
+        and every completed model was already returned. Always a checkpoint; cancelled,
+        it hands out nothing (the model stays next)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while not self._finished:
             if not self.in_flight:
+                await anyio.lowlevel.cancel_shielded_checkpoint()
                 return None
             await self._changed.wait()
-        return self._finished.popleft()
+        handle = self._finished.popleft()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return handle
 
     # -- submission -----------------------------------------------------------------------
 
@@ -370,6 +413,8 @@ class Engine:
         if not self._accepting or self.budget_left == 0:
             raise BudgetExhausted(self._exhausted_reason())
         self.pool.check(model)
+        if self._journal is not None:
+            _check_storable(model.sample or {})
 
     def _exhausted_reason(self) -> str:
         if self.budget_left == 0:
@@ -390,18 +435,21 @@ class Engine:
         if self.deduplicate:
             self._samples.setdefault(_sample_key(sample), handle.model_id)
         if self._journal is not None:
-            self._journal.store.record_model(handle.model_id, blob_of(handle.model))
+            self._journal.record_model(handle.model_id, blob_of(handle.model))
         self._emit(ModelQueued, model_id=handle.model_id, sample=sample)
 
     # -- running ------------------------------------------------------------------------
 
     async def _runner(self) -> None:
-        assert self._receive is not None
         while self._requeued:
             handle = self._requeued.popleft()
             if not handle._ended:
                 await self._run(handle)
-        async for handle in self._receive:
+        while True:
+            try:
+                handle = await self._queue.get()
+            except anyio.EndOfStream:
+                return
             if not handle._ended:
                 await self._run(handle)
 
@@ -503,18 +551,34 @@ class Engine:
         item: Event = event(seq=self._log.next_seq, time=time.time(), **fields)
         self._log.append(item)
         if self._journal is not None:
-            self._journal.store.append(item)
+            self._journal.append(item)
         return item.seq
 
 
-def _check_budget(name: str, value: float | None, *, integer: bool = False) -> None:
-    if value is None:
-        return
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or (
-            not integer and not math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive {'int' if integer else 'number'} or "
-                         f"None, got {value!r}")
+def _check_storable(sample: Mapping[str, Any]) -> None:
+    """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
+    for label, value in sample.items():
+        try:
+            _sample_key(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(
+                f"the run journal cannot store the value of {label!r} "
+                f"({type(value).__module__}.{type(value).__qualname__}: {value!r}): a sample "
+                "holds JSON values only (str, int, float, bool, None, lists and dicts of "
+                f"them); convert the choices of {label!r} to plain Python values ({exc})"
+            ) from None
+
+
+def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error a failed task group holds (cancellations aside), else the group."""
+    errors = [e for e in _leaves(group) if not _is_cancel(e)]
+    return errors[0] if len(errors) == 1 else group
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
 
 
 def _is_cancel(exc: BaseException | None) -> bool:

@@ -51,6 +51,11 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
     seq: int
     time: float
 
+    @property
+    def kind(self) -> str:
+        """The event's tag (``"queued"``, ``"trained"``...), as in its JSON."""
+        return str(self.__struct_config__.tag)
+
 
 class ModelEvent(EventBase, frozen=True, kw_only=True):
     model_id: int
