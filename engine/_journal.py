@@ -18,7 +18,7 @@ from anyio.abc import TaskStatus
 
 from engine._recipe import RecipeError
 from engine.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace, dump_model
-from engine.store import RunStore, StoredModel
+from engine.store import RunStore, RunStoreClosed, StoredModel
 
 __all__ = ("Journal", "RestoredModel", "is_duplicate_reason")
 
@@ -78,6 +78,9 @@ class Journal:
         self._resolve = resolve
         self._unresolved: deque[tuple[int, Any]] = deque()
         self._wake = anyio.Event()
+        # The writer failed: nothing more is written, handles resolve at once, and the
+        # writer's error reaches the engine's caller through the engine's task group.
+        self.failed = False
 
     @classmethod
     async def open(cls, where: str | Path | bool, resolve: Callable[[Any], None]) -> Journal:
@@ -95,10 +98,32 @@ class Journal:
         with anyio.CancelScope(shield=True):
             await self.store.serve(task_status=task_status)
 
+    def record_model(self, model_id: int, blob: bytes | None) -> None:
+        if not self.failed:
+            try:
+                self.store.record_model(model_id, blob)
+            except RunStoreClosed:
+                self._fail()
+
+    def append(self, event: Any) -> None:
+        """Queue ``event`` for the writer; nothing once the writer failed (never raises:
+        the engine emits from its cleanup, which must not stop halfway)."""
+        if not self.failed:
+            try:
+                self.store.append(event)
+            except RunStoreClosed:
+                self._fail()
+
     def finished(self, handle: Any, seq: int) -> None:
         """``handle``'s final event is ``seq``: resolve it once that is committed."""
         self._unresolved.append((seq, handle))
+        if self.failed:
+            self._release(None)
         self._wake.set()
+
+    def _fail(self) -> None:
+        self.failed = True
+        self._release(None)
 
     async def resolver(self) -> None:
         """Resolve handles as their final events are committed (runs until cancelled)."""
@@ -107,7 +132,10 @@ class Journal:
                 await self._wake.wait()
                 self._wake = anyio.Event()
             seq = self._unresolved[-1][0]
-            await self.store.flushed(seq)
+            try:
+                await self.store.flushed(seq)
+            except RunStoreClosed:
+                self._fail()
             self._release(seq)
 
     async def close(self) -> None:

@@ -225,10 +225,13 @@ class Engine:
                     await self._journal.close()
             finally:
                 self._outer.cancel_scope.cancel()
+                error: BaseException | None = None
                 try:
                     await self._outer.__aexit__(None, None, None)
                 except BaseExceptionGroup as group:
-                    raise _root_cause(group) from None
+                    error = _root_cause(group)
+                if error is not None:  # raised out here to keep its own __context__
+                    raise error
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -1,0 +1,47 @@
+"""Argument checks shared by the package: one definition of "a count" and "a positive
+number", and the refusal to start an engine inside a nas-engine worker process."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+__all__ = ("WORKER_MARK", "check_count", "check_positive", "refuse_in_worker")
+
+#: Set by a ProcessPool worker to its own pid (a process the trial starts inherits the
+#: variable but has another pid, so it may run an engine of its own).
+WORKER_MARK = "NAS_ENGINE_WORKER_PID"
+
+
+def check_count(name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> None:
+    """``value`` is an int (never a bool) >= ``minimum`` (or None when ``optional``);
+    ValueError naming ``name`` otherwise."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or None" if optional else ""
+        raise ValueError(f"{name} must be an int >= {minimum}{extra}, got {value!r}")
+
+
+def check_positive(name: str, value: Any, *, optional: bool = False) -> None:
+    """``value`` is a finite int or float (never a bool) > 0 (or None when
+    ``optional``); ValueError naming ``name`` otherwise."""
+    if optional and value is None:
+        return
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not value > 0):
+        extra = " or None" if optional else ""
+        raise ValueError(f"{name} must be a positive, finite number{extra}, got {value!r}")
+
+
+def refuse_in_worker() -> None:
+    """RuntimeError when called in a nas-engine worker process: there a script's
+    top-level code runs again to rebuild its models, and without a main guard every
+    worker would start an engine (and workers) of its own."""
+    if os.environ.get(WORKER_MARK) == str(os.getpid()):
+        raise RuntimeError(
+            "an Engine was started inside a nas-engine worker process: the script that "
+            "defines the model space runs again in every worker, so its top-level code "
+            'must not start a search. Put it under `if __name__ == "__main__":` (the '
+            "main guard), or move it into a function that only the main program calls")
