@@ -11,7 +11,11 @@ from engine.engine import Engine as Engine
 from engine.engine import ModelHandle as ModelHandle
 from engine.errors import BudgetExhausted as BudgetExhausted
 from engine.errors import EngineClosed as EngineClosed
+from engine.errors import InWorkerProcess as InWorkerProcess
+from engine.errors import NasEngineError as NasEngineError
+from engine.errors import SearchFailed as SearchFailed
 from engine.errors import SubscriberLagged as SubscriberLagged
+from engine.errors import TrialError as TrialError
 from engine.errors import TrialFailed as TrialFailed
 from engine.errors import WorkerLost as WorkerLost
 from engine.evaluator import Evaluator as Evaluator
@@ -35,6 +39,8 @@ from engine.space import RawFormatModelSpace as RawFormatModelSpace
 from engine.space import SimplifiedModelSpace as SimplifiedModelSpace
 from engine.space import current_model as current_model
 from engine.space import model_context as model_context
+from engine.store import RunFileError as RunFileError
+from engine.store import RunStoreClosed as RunStoreClosed
 from engine.workers._base import TrialOutput as TrialOutput
 from engine.workers._base import WorkerPool as WorkerPool
 from engine.workers.inline import InlinePool as InlinePool
@@ -47,6 +53,12 @@ __all__ = (
     "BudgetExhausted",
     "Engine",
     "EngineClosed",
+    "InWorkerProcess",
+    "NasEngineError",
+    "RunFileError",
+    "RunStoreClosed",
+    "SearchFailed",
+    "TrialError",
     "InlinePool",
     "ModelHandle",
     "ProcessPool",

@@ -7,6 +7,8 @@ import math
 import os
 from typing import Any
 
+from engine.errors import InWorkerProcess
+
 __all__ = ("WORKER_MARK", "check_count", "check_positive", "refuse_in_worker")
 
 #: Set by a ProcessPool worker to its own pid (a process the trial starts inherits the
@@ -36,11 +38,11 @@ def check_positive(name: str, value: Any, *, optional: bool = False) -> None:
 
 
 def refuse_in_worker() -> None:
-    """RuntimeError when called in a nas-engine worker process: there a script's
+    """InWorkerProcess when called in a nas-engine worker process: there a script's
     top-level code runs again to rebuild its models, and without a main guard every
     worker would start an engine (and workers) of its own."""
     if os.environ.get(WORKER_MARK) == str(os.getpid()):
-        raise RuntimeError(
+        raise InWorkerProcess(
             "an Engine was started inside a nas-engine worker process: the script that "
             "defines the model space runs again in every worker, so its top-level code "
             'must not start a search. Put it under `if __name__ == "__main__":` (the '

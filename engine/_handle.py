@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from engine.errors import TrialError
 from engine.events import InterruptReason, MetricReported, WorkerDied, WorkerStarted
 from engine.space import ExecutableModelSpace, ModelStatus
 from engine.workers._base import TrialOutput
@@ -35,6 +36,11 @@ class ModelHandle:
     @property
     def status(self) -> ModelStatus:
         return self.model.status
+
+    @property
+    def error(self) -> TrialError | None:
+        """Why the model failed (type, message, traceback); None unless it failed."""
+        return self.model.error
 
     @property
     def done(self) -> bool:

@@ -11,6 +11,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from engine.errors import NasEngineError
+
 __all__ = (
     "APPLICATION_ID",
     "SCHEMA_VERSION",
@@ -56,7 +58,7 @@ CREATE TABLE models (
 """
 
 
-class RunFileError(ValueError):
+class RunFileError(NasEngineError, ValueError):
     """The path cannot be used as a run file; the message says why and what to do.
     The file is left exactly as it was."""
 

@@ -14,6 +14,7 @@ All engine state lives on the event-loop thread; pools call back on it too.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ from engine._journal import (
     rebuild,
 )
 from engine._queue import ModelQueue
-from engine.errors import BudgetExhausted, EngineClosed, TrialFailed, WorkerLost
+from engine.errors import BudgetExhausted, EngineClosed, TrialError, TrialFailed, WorkerLost
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -58,6 +59,10 @@ from engine.workers._base import TrialOutput, WorkerPool
 from engine.workers.inline import InlinePool
 
 __all__ = ("Engine", "ModelHandle")
+
+# The package's logger: one warning line per failed model. No handler is installed:
+# the program decides where log lines go (logging's last resort prints warnings).
+_logger = logging.getLogger("engine")
 
 _sample_key = msgspec.json.Encoder(order="sorted").encode
 
@@ -513,6 +518,9 @@ class Engine:
             self._emit(ModelRetrying, model_id=handle.model_id, attempt=handle.attempts + 1,
                        reason=f"{error_type}: {message}")
             return
+        handle.model.error = TrialError(type=error_type, message=message,
+                                        traceback=traceback)
+        _logger.warning("model %d failed: %s: %s", handle.model_id, error_type, message)
         self._finish(handle, ModelStatus.Failed, ModelFailed, error_type=error_type,
                      message=message, traceback=traceback, attempt=handle.attempts)
 

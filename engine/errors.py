@@ -1,40 +1,79 @@
-"""The engine's exceptions.
+"""The package's exceptions, and the record of a failed model's error.
 
-::
+Every exception nas-engine raises for its own reasons derives from
+:class:`NasEngineError` and from the builtin it fits, so ``except NasEngineError``
+catches them all and ``except ValueError`` keeps working::
 
-    RuntimeError
-    ├── EngineClosed        the engine is not running: enter ``async with Engine(...)`` first
-    ├── BudgetExhausted     max trials or wall time is used up: stop proposing
-    ├── WorkerLost          a worker process died while it ran a trial
-    ├── TrialFailed         the model's execute raised; carries the original's type,
-    │                       message and traceback (from whichever process ran it)
-    └── SubscriberLagged    a subscriber fell further behind than the engine keeps events
+    NasEngineError
+    ├── EngineClosed (RuntimeError)      the engine is not running: enter ``async with
+    │                                    Engine(...)`` first, or it stopped meanwhile
+    ├── BudgetExhausted (RuntimeError)   max trials or wall time is used up: stop proposing
+    ├── WorkerLost (RuntimeError)        a worker process died while it ran a trial
+    ├── TrialFailed (RuntimeError)       the model's execute raised; carries the original's
+    │                                    type, message and traceback
+    ├── SubscriberLagged (RuntimeError)  a subscriber fell further behind than the engine
+    │                                    keeps events
+    ├── InWorkerProcess (RuntimeError)   an Engine was started inside a worker process: the
+    │                                    script lacks ``if __name__ == "__main__":``
+    ├── SearchFailed (RuntimeError)      a search ended with failed models and none trained
+    ├── RunStoreClosed (RuntimeError)    engine.store: the run file is closed or its writer
+    │                                    failed
+    └── RunFileError (ValueError)        engine.store: the path cannot be used as a run file
+
+Elsewhere, named for what they report: ``SampleValidationError`` and
+``DuplicateLabelError`` (ValueError, engine.mutable), ``RecipeError`` (ImportError),
+``WorkerStartFailed`` (RuntimeError, engine.workers.process).
+
+:class:`TrialError` is not an exception: it is what ``handle.error`` and ``model.error``
+hold once a model failed (the error's type name, message and traceback, from whichever
+process ran the trial).
 """
 
 from __future__ import annotations
 
 import traceback as _traceback
 
-from engine.mutable import SampleValidationError
+import msgspec
 
 __all__ = (
     "BudgetExhausted",
     "EngineClosed",
+    "InWorkerProcess",
+    "NasEngineError",
+    "SearchFailed",
     "SubscriberLagged",
+    "TrialError",
     "TrialFailed",
     "WorkerLost",
 )
 
 
-class EngineClosed(RuntimeError):
+class NasEngineError(Exception):
+    """The base of every exception nas-engine raises for its own reasons."""
+
+
+class TrialError(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a model failed: ``type`` (the exception's class name, or a name such as
+    ``WorkerLost`` / ``NoFinalMetric``), ``message`` and ``traceback`` (text; empty when
+    there is none, e.g. a worker that died)."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+class EngineClosed(NasEngineError, RuntimeError):
     """The engine is not running: use it inside ``async with Engine(...)``."""
 
 
-class BudgetExhausted(RuntimeError):
+class BudgetExhausted(NasEngineError, RuntimeError):
     """The engine's budget (max trials or wall time) is used up; nothing more is accepted."""
 
 
-class WorkerLost(RuntimeError):
+class WorkerLost(NasEngineError, RuntimeError):
     """A worker died while it ran a trial (crash, ``os._exit``, a signal). ``stdout`` and
     ``stderr`` hold what the trial had written (empty where the pool cannot capture)."""
 
@@ -48,7 +87,7 @@ class WorkerLost(RuntimeError):
         self.stdout, self.stderr = stdout, stderr
 
 
-class TrialFailed(RuntimeError):
+class TrialFailed(NasEngineError, RuntimeError):
     """The model's execute raised. ``invalid`` is true when it raised
     SampleValidationError (the model is then ``invalid``, not ``failed``). ``stdout`` and
     ``stderr`` hold what the trial had written (empty where the pool cannot capture)."""
@@ -64,6 +103,8 @@ class TrialFailed(RuntimeError):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TrialFailed:
+        from engine.mutable import SampleValidationError  # here: mutable may import us
+
         text = "".join(_traceback.format_exception(exc))
         if isinstance(exc, SampleValidationError):
             return cls(type(exc).__name__, exc.message, text, invalid=True,
@@ -71,7 +112,7 @@ class TrialFailed(RuntimeError):
         return cls(type(exc).__name__, str(exc), text)
 
 
-class SubscriberLagged(RuntimeError):
+class SubscriberLagged(NasEngineError, RuntimeError):
     """A subscriber fell behind by more events than the engine keeps in memory. Read the
     run's journal for the missed ones, or subscribe with a larger ``buffer``."""
 
@@ -81,3 +122,26 @@ class SubscriberLagged(RuntimeError):
             "memory; read them from the run's journal or subscribe with a larger buffer"
         )
         self.missed_from, self.missed_to = missed_from, missed_to
+
+
+class InWorkerProcess(NasEngineError, RuntimeError):
+    """An Engine was started inside a nas-engine worker process. A worker runs the
+    script that defines the model space again; without a main guard its top-level code
+    would start a search (and workers) in every worker."""
+
+
+class SearchFailed(NasEngineError, RuntimeError):
+    """A search ended with failed models and not one trained. ``errors`` holds each
+    failed model's id and :class:`TrialError`, in id order."""
+
+    def __init__(self, errors: list[tuple[int, TrialError]], *, shown: int = 3) -> None:
+        lines = [f"model {model_id}: {error}" for model_id, error in errors[:shown]]
+        more = len(errors) - shown
+        if more > 0:
+            lines.append(f"... and {more} more")
+        super().__init__(
+            f"the search trained no model: {len(errors)} failed. First failures:\n  "
+            + "\n  ".join(lines)
+            + "\nEach model's traceback is in handle.error / model.error (and the "
+            "engine's log).")
+        self.errors = errors

@@ -25,6 +25,7 @@ import msgspec
 
 from engine._context import current_model, ensure_frozen, model_context
 from engine._recipe import Call, Recipe, RecipeError, check_plain_data
+from engine.errors import TrialError
 from engine.evaluator import Evaluator, EvaluatorSpec, FunctionEvaluator
 from engine.mutable import (
     LabeledMutable,
@@ -154,6 +155,7 @@ class ExecutableModelSpace(BaseModelSpace):
 
     evaluator: Evaluator | None
     sample: Sample | None
+    error: TrialError | None = None  # set by the engine when the model failed
 
     def __init__(self, status: ModelStatus = ModelStatus.Initialized) -> None:
         self.status = status

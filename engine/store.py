@@ -71,6 +71,7 @@ from engine._store_schema import (
     create_schema,
 )
 from engine._store_write import write_batch
+from engine.errors import NasEngineError
 from engine.events import Event, ModelQueued, decode_json
 
 __all__ = (
@@ -87,7 +88,7 @@ __all__ = (
 _BATCH_WINDOW = 0.01  # seconds a batch may gather before it is written
 
 
-class RunStoreClosed(RuntimeError):
+class RunStoreClosed(NasEngineError, RuntimeError):
     """The store is closed (or its writer failed): events can no longer be written."""
 
 

@@ -38,7 +38,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import msgspec
 
-from engine.errors import BudgetExhausted
+from engine.errors import BudgetExhausted, SearchFailed, TrialError
 from engine.mutable import LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
 
@@ -317,7 +317,17 @@ async def search(
 ) -> list[ExecutableModelSpace]:
     """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
     :func:`rank` of the models the engine holds: one per trained sample, best mean metric
-    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none)."""
+    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none).
+
+    Raises :class:`~engine.errors.SearchFailed`, quoting the first failures, when the
+    search ended with failed models and not one trained (a bug in the training code
+    should not look like an empty result)."""
     chosen = check_mode(mode if mode is not None else getattr(strategy, "mode", "max"))
     await strategy.run(engine, space)
-    return rank((h.model for h in engine.handles()), chosen)
+    handles = engine.handles()
+    failed = [h for h in handles if h.model.status is ModelStatus.Failed]
+    if failed and not any(h.model.status is ModelStatus.Trained for h in handles):
+        unknown = TrialError(type="Failed", message="no error was recorded")
+        errors = [(h.model_id, h.model.error or unknown) for h in failed]
+        raise SearchFailed(sorted(errors, key=lambda pair: pair[0]))
+    return rank((h.model for h in handles), chosen)

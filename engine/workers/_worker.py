@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from engine._checks import WORKER_MARK
 from engine.errors import TrialFailed
 from engine.workers._wire import (
     OUTPUT_LIMIT,
@@ -271,6 +272,7 @@ def _take_pipes() -> _Channel:
 
 
 def main(lifeline: int) -> None:
+    os.environ[WORKER_MARK] = str(os.getpid())  # an Engine started here refuses at once
     _exit_with_parent(lifeline)
     # Ctrl-C in a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
