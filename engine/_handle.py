@@ -87,8 +87,9 @@ class Trial:
         if self.open:
             metrics = self._handle.model.metrics
             metrics.intermediates.append(value)
-            self._engine._emit(MetricReported, model_id=self.model_id, value=value,
-                               step=len(metrics.intermediates))
+            engine = self._engine
+            engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id, value=value,
+                                        step=len(metrics.intermediates)))
 
     def final(self, value: float) -> None:
         if self.open:
@@ -100,12 +101,14 @@ class Monitor:
         self._engine = engine
 
     def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
-        self._engine._emit(WorkerStarted, worker=worker, pid=pid, gpus=tuple(gpus))
+        engine = self._engine
+        engine._emit(WorkerStarted(**engine._stamp(), worker=worker, pid=pid, gpus=tuple(gpus)))
 
     def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
                     signal: int | None, reason: str) -> None:
-        self._engine._emit(WorkerDied, worker=worker, pid=pid, exitcode=exitcode,
-                           signal=signal, reason=reason)
+        engine = self._engine
+        engine._emit(WorkerDied(**engine._stamp(), worker=worker, pid=pid, exitcode=exitcode,
+                                signal=signal, reason=reason))
 
 
 class Signal:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import anyio.lowlevel
@@ -51,6 +51,7 @@ from engine.events import (
     ModelQueued,
     ModelRetrying,
     ModelTrained,
+    Stamp,
     TrainingStarted,
 )
 from engine.space import ExecutableModelSpace, Metrics, ModelStatus
@@ -59,6 +60,8 @@ from engine.workers._base import TrialOutput, WorkerPool
 from engine.workers.inline import InlinePool
 
 __all__ = ("Engine", "ModelHandle")
+
+_FinalEvent: TypeAlias = ModelTrained | ModelFailed | ModelInterrupted | ModelInvalid
 
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
@@ -156,9 +159,9 @@ class Engine:
             self._tg.start_soon(self._wall_clock, self.max_duration)
         self._running = self._accepting = True
         journal = str(self._journal.path) if self._journal is not None else None
-        self._emit(EngineStarted, pool=self.pool.name, capacity=self.pool.capacity,
+        self._emit(EngineStarted(**self._stamp(), pool=self.pool.name, capacity=self.pool.capacity,
                    resumed=self._journal is not None and self._journal.store.resume_state.resumed,
-                   journal=journal)
+                   journal=journal))
         self._requeue()
         return self
 
@@ -212,7 +215,8 @@ class Engine:
             self._failed(handle, "NotResumable", f"model {handle.model_id} cannot be "
                          f"trained again: {why}", "", retry=False)
         for handle in self._requeued:
-            self._emit(ModelQueued, model_id=handle.model_id, sample=handle.model.sample or {})
+            self._emit(ModelQueued(**self._stamp(), model_id=handle.model_id,
+                                   sample=handle.model.sample or {}))
 
     async def _close_outer(self, reason: str) -> None:
         """The last rungs of the cleanup ladder: end every subscription with
@@ -222,7 +226,7 @@ class Engine:
         self._queue.close()
         try:
             if not self._log.closed:
-                self._emit(EngineStopped, reason=reason)
+                self._emit(EngineStopped(**self._stamp(), reason=reason))
         finally:
             self._log.close()
             try:
@@ -370,9 +374,9 @@ class Engine:
                 self._queue.release()
             self._accept(handle)
             self._trials -= 1
-            self._finish(handle, ModelStatus.Invalid, ModelInvalid,
-                         message=f"{DUPLICATE_PREFIX} {duplicate}: the same sample was "
-                         "submitted before", paths=())
+            self._finish(handle, ModelStatus.Invalid, ModelInvalid(
+                **self._stamp(), model_id=handle.model_id, message=f"{DUPLICATE_PREFIX} "
+                f"{duplicate}: the same sample was submitted before", paths=()))
             return handle
         self._accept(handle)
         self._queue.put(handle)
@@ -444,7 +448,7 @@ class Engine:
             self._samples.setdefault(_sample_key(sample), handle.model_id)
         if self._journal is not None:
             self._journal.record_model(handle.model_id, blob_of(handle.model))
-        self._emit(ModelQueued, model_id=handle.model_id, sample=sample)
+        self._emit(ModelQueued(**self._stamp(), model_id=handle.model_id, sample=sample))
 
     # -- running ------------------------------------------------------------------------
 
@@ -481,8 +485,8 @@ class Engine:
                     reason = handle._stop_reason or (
                         InterruptReason.timeout if scope.cancel_called
                         else InterruptReason.shutdown)
-                    self._finish(handle, ModelStatus.Interrupted, ModelInterrupted,
-                                 reason=reason)
+                    self._finish(handle, ModelStatus.Interrupted, ModelInterrupted(
+                        **self._stamp(), model_id=handle.model_id, reason=reason))
 
     async def _attempt(self, handle: ModelHandle, trial: Trial) -> None:
         try:
@@ -491,8 +495,9 @@ class Engine:
             trial.open = False
             handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
             if exc.invalid:
-                self._finish(handle, ModelStatus.Invalid, ModelInvalid,
-                             message=exc.message, paths=exc.paths)
+                self._finish(handle, ModelStatus.Invalid, ModelInvalid(
+                    **self._stamp(), model_id=handle.model_id, message=exc.message,
+                    paths=exc.paths))
             else:
                 self._failed(handle, exc.error_type, exc.message, exc.traceback)
             return
@@ -508,29 +513,32 @@ class Engine:
             return
         handle.model.metrics.final = trial.final_value
         duration = time.time() - (handle.started_at or time.time())
-        self._finish(handle, ModelStatus.Trained, ModelTrained, final=trial.final_value,
-                     duration=duration)
+        self._finish(handle, ModelStatus.Trained, ModelTrained(
+            **self._stamp(), model_id=handle.model_id, final=trial.final_value,
+            duration=duration))
 
     def _failed(self, handle: ModelHandle, error_type: str, message: str, traceback: str,
                 *, retry: bool = True) -> None:
         if retry and handle.attempts <= self.max_retries and self._accepting:
             handle.model.status = ModelStatus.Retrying
-            self._emit(ModelRetrying, model_id=handle.model_id, attempt=handle.attempts + 1,
-                       reason=f"{error_type}: {message}")
+            self._emit(ModelRetrying(**self._stamp(), model_id=handle.model_id,
+                                     attempt=handle.attempts + 1,
+                                     reason=f"{error_type}: {message}"))
             return
         handle.model.error = TrialError(type=error_type, message=message,
                                         traceback=traceback)
         _logger.warning("model %d failed: %s: %s", handle.model_id, error_type, message)
-        self._finish(handle, ModelStatus.Failed, ModelFailed, error_type=error_type,
-                     message=message, traceback=traceback, attempt=handle.attempts)
+        self._finish(handle, ModelStatus.Failed, ModelFailed(
+            **self._stamp(), model_id=handle.model_id, error_type=error_type,
+            message=message, traceback=traceback, attempt=handle.attempts))
 
     def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...]) -> None:
         if self.trial_timeout is not None and handle._scope is not None:
             handle._scope.deadline = anyio.current_time() + self.trial_timeout
         handle.model.status = ModelStatus.Training
         handle.started_at = time.time()
-        self._emit(TrainingStarted, model_id=handle.model_id, worker=worker,
-                   attempt=handle.attempts, gpus=gpus)
+        self._emit(TrainingStarted(**self._stamp(), model_id=handle.model_id, worker=worker,
+                   attempt=handle.attempts, gpus=gpus))
 
     def _interrupt(self, handle: ModelHandle, reason: InterruptReason) -> None:
         if handle._ended:
@@ -539,13 +547,15 @@ class Engine:
             handle._stop_reason = handle._stop_reason or reason  # the first reason wins
             handle._scope.cancel()
             return
-        self._finish(handle, ModelStatus.Interrupted, ModelInterrupted, reason=reason)
+        self._finish(handle, ModelStatus.Interrupted, ModelInterrupted(
+            **self._stamp(), model_id=handle.model_id, reason=reason))
 
-    def _finish(self, handle: ModelHandle, status: ModelStatus, event: type[Any],
-                **fields: Any) -> None:
+    def _finish(self, handle: ModelHandle, status: ModelStatus,
+                event: _FinalEvent) -> None:
+        """``handle`` ends with ``status``: emit its final ``event`` and resolve it."""
         handle.model.status = status
         handle.ended_at = time.time()
-        seq = self._emit(event, model_id=handle.model_id, **fields)
+        seq = self._emit(event)
         if self._journal is not None:
             self._journal.finished(handle, seq)
         else:
@@ -558,12 +568,17 @@ class Engine:
         handle._done.set()
         self._changed.notify()
 
-    def _emit(self, event: type[Any], **fields: Any) -> int:
-        item: Event = event(seq=self._log.next_seq, time=time.time(), **fields)
-        self._log.append(item)
+    def _stamp(self) -> Stamp:
+        """The ``seq`` and ``time`` of the next event: build it with ``Kind(**stamp, ...)``
+        and emit it before any other (mypy checks the fields at every call site)."""
+        return {"seq": self._log.next_seq, "time": time.time()}
+
+    def _emit(self, event: Event) -> int:
+        """Hand ``event`` (built with :meth:`_stamp`) to subscribers and the journal."""
+        self._log.append(event)
         if self._journal is not None:
-            self._journal.append(item)
-        return item.seq
+            self._journal.append(event)
+        return event.seq
 
 
 def _check_storable(sample: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ the same types::
 from __future__ import annotations
 
 import enum
+import typing
 from typing import Any, TypeAlias
 
 import msgspec
@@ -31,6 +32,7 @@ __all__ = (
     "ModelQueued",
     "ModelRetrying",
     "ModelTrained",
+    "Stamp",
     "TrainingStarted",
     "WorkerDied",
     "WorkerStarted",
@@ -45,6 +47,13 @@ class InterruptReason(enum.StrEnum):
     cancelled = "cancelled"  # its handle was cancelled
     timeout = "timeout"  # it ran past the per-trial timeout
     shutdown = "shutdown"  # the engine stopped (error, cancellation, wall-time budget)
+
+
+class Stamp(typing.TypedDict):
+    """What every event starts with: ``Kind(**stamp, field=...)``."""
+
+    seq: int
+    time: float
 
 
 class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -146,10 +155,9 @@ Event: TypeAlias = (
     | ModelInvalid
 )
 
-EVENT_TYPES: tuple[type[EventBase], ...] = (
-    EngineStarted, EngineStopped, WorkerStarted, WorkerDied, ModelQueued, TrainingStarted,
-    MetricReported, ModelTrained, ModelFailed, ModelRetrying, ModelInterrupted, ModelInvalid,
-)
+#: Every concrete event type, derived from the union: a new event type is added to
+#: ``Event`` and nowhere else.
+EVENT_TYPES: tuple[type[EventBase], ...] = typing.get_args(Event)
 
 _json_encoder = msgspec.json.Encoder()
 _json_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)

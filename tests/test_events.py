@@ -89,6 +89,24 @@ def test_the_tag_is_the_kind_field() -> None:
     assert ev.decode_json(ev.encode_json(event).decode()) == event  # str input too
 
 
+@settings(max_examples=50, deadline=None, database=None)
+@given(event=st.sampled_from(ev.EVENT_TYPES).flatmap(_events))
+def test_every_event_has_its_tag_as_kind(event: ev.EventBase) -> None:
+    assert event.kind == type(event).__struct_config__.tag
+    assert msgspec.json.decode(ev.encode_json(event))["kind"] == event.kind
+    assert ev.decode_json(ev.encode_json(event)).kind == event.kind
+
+
+def test_kind_reads_in_a_match_statement() -> None:
+    event: ev.Event = ev.ModelTrained(seq=1, time=0.0, model_id=2, final=0.5, duration=1.0)
+    match event.kind:
+        case "trained":
+            found = True
+        case _:
+            found = False
+    assert found
+
+
 _GOOD = '"seq":1,"time":2.0,"model_id":3'
 
 
