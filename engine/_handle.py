@@ -19,7 +19,12 @@ __all__ = ("ModelHandle", "Monitor", "Signal", "Trial")
 
 
 class ModelHandle:
-    """One submitted model. ``await handle`` gives the model once it is completed."""
+    """One submitted model. ``await handle`` gives the model once it is completed.
+
+    ``output`` holds the last attempt's captured stdout and stderr (empty where the
+    pool captures nothing), bounded: only the last 64 KiB (65,536 characters) of each
+    stream is kept, after a line saying how much was dropped. ``error`` says why the
+    model failed."""
 
     def __init__(self, engine: Engine, model: ExecutableModelSpace, model_id: int) -> None:
         self._engine = engine

@@ -63,6 +63,9 @@ __all__ = ("Engine", "ModelHandle")
 
 _FinalEvent: TypeAlias = ModelTrained | ModelFailed | ModelInterrupted | ModelInvalid
 
+#: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
+OUTPUT_TAIL = 64 * 1024
+
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
 _logger = logging.getLogger("engine")
@@ -490,10 +493,10 @@ class Engine:
 
     async def _attempt(self, handle: ModelHandle, trial: Trial) -> None:
         try:
-            handle.output = await self.pool.run(handle.model, trial)
+            output = await self.pool.run(handle.model, trial)
         except TrialFailed as exc:
             trial.open = False
-            handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
+            self._keep_output(handle, TrialOutput(stdout=exc.stdout, stderr=exc.stderr))
             if exc.invalid:
                 self._finish(handle, ModelStatus.Invalid, ModelInvalid(
                     **self._stamp(), model_id=handle.model_id, message=exc.message,
@@ -503,10 +506,11 @@ class Engine:
             return
         except WorkerLost as exc:
             trial.open = False
-            handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
+            self._keep_output(handle, TrialOutput(stdout=exc.stdout, stderr=exc.stderr))
             self._failed(handle, "WorkerLost", str(exc), "")
             return
         trial.open = False
+        self._keep_output(handle, output)
         if trial.final_value is None:
             self._failed(handle, "NoFinalMetric", "the evaluator neither returned a number "
                          "nor called report_final()", "", retry=False)
@@ -516,6 +520,13 @@ class Engine:
         self._finish(handle, ModelStatus.Trained, ModelTrained(
             **self._stamp(), model_id=handle.model_id, final=trial.final_value,
             duration=duration))
+
+    def _keep_output(self, handle: ModelHandle, output: TrialOutput) -> None:
+        """What the handle keeps of an attempt's captured output: the last
+        ``OUTPUT_TAIL`` characters of each stream, so memory stays bounded however much
+        a trial prints. (A failed trial's full output is stored before this, where the
+        run keeps it.)"""
+        handle.output = TrialOutput(stdout=_tail(output.stdout), stderr=_tail(output.stderr))
 
     def _failed(self, handle: ModelHandle, error_type: str, message: str, traceback: str,
                 *, retry: bool = True) -> None:
@@ -563,6 +574,9 @@ class Engine:
 
     def _resolve(self, handle: ModelHandle) -> None:
         """``handle``'s result is final (and durable, with a journal): hand it out."""
+        # Only an in-flight model can be submitted again by mistake: a completed one is
+        # refused by its status, so the object no longer needs to be known.
+        self._by_object.pop(id(handle.model), None)
         self._in_flight -= 1
         self._finished.append(handle)
         handle._done.set()
@@ -579,6 +593,13 @@ class Engine:
         if self._journal is not None:
             self._journal.append(event)
         return event.seq
+
+
+def _tail(text: str) -> str:
+    if len(text) <= OUTPUT_TAIL:
+        return text
+    dropped = len(text) - OUTPUT_TAIL
+    return f"[... {dropped} earlier characters dropped ...]\n{text[-OUTPUT_TAIL:]}"
 
 
 def _check_storable(sample: Mapping[str, Any]) -> None:
