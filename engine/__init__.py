@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engine._context import ensure_frozen as ensure_frozen
 from engine._eventlog import Subscription as Subscription
+from engine._journal import RestoredModel as RestoredModel
 from engine._progress import Progress as Progress
 from engine._progress import show_progress as show_progress
 from engine._recipe import RecipeError as RecipeError
@@ -13,6 +14,7 @@ from engine.errors import BudgetExhausted as BudgetExhausted
 from engine.errors import EngineClosed as EngineClosed
 from engine.errors import InWorkerProcess as InWorkerProcess
 from engine.errors import NasEngineError as NasEngineError
+from engine.errors import NotRebuildable as NotRebuildable
 from engine.errors import SearchFailed as SearchFailed
 from engine.errors import SubscriberLagged as SubscriberLagged
 from engine.errors import TrialError as TrialError
@@ -55,6 +57,8 @@ __all__ = (
     "EngineClosed",
     "InWorkerProcess",
     "NasEngineError",
+    "NotRebuildable",
+    "RestoredModel",
     "RunFileError",
     "RunStoreClosed",
     "SearchFailed",

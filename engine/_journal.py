@@ -7,6 +7,7 @@ crash. Without a store, handles resolve at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -17,10 +18,11 @@ import anyio
 from anyio.abc import TaskStatus
 
 from engine._recipe import RecipeError
+from engine.errors import NotRebuildable, TrialError
 from engine.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace, dump_model
 from engine.store import RunStore, RunStoreClosed, StoredModel
 
-__all__ = ("Journal", "RestoredModel", "is_duplicate_reason")
+__all__ = ("Journal", "RestoredModel", "is_duplicate_reason", "restore_finished")
 
 logger = logging.getLogger("engine")
 
@@ -32,8 +34,14 @@ def is_duplicate_reason(reason: str | None) -> bool:
 
 
 class RestoredModel(ExecutableModelSpace):
-    """A finished model read back from a run's journal: its sample, status and metrics.
-    It cannot be executed again (its space lives in the program that made it)."""
+    """A finished model read back from a run file that holds no recipe to rebuild it
+    (a raw-format model, whose live space stayed in the program that made it): its
+    sample, status, metrics, ``reason`` and ``error``. ``executable_model()`` raises
+    :class:`~engine.errors.NotRebuildable`.
+
+    A resumed run gives back every other finished model as the
+    :class:`~engine.space.SimplifiedModelSpace` it was, rebuilt from its recipe, so its
+    ``executable_model()`` works as before the resume."""
 
     def __init__(self, stored: StoredModel) -> None:
         super().__init__(stored.status)
@@ -41,12 +49,37 @@ class RestoredModel(ExecutableModelSpace):
         self.sample = dict(stored.sample)
         self.metrics = stored.metrics
         self.reason = stored.reason
+        self.model_id = stored.id
 
     def leaf_mutables(self, is_leaf: Any = None) -> Any:
         return iter(())
 
+    def executable_model(self) -> Any:
+        raise NotRebuildable(
+            f"model {self.model_id} was restored from a run file that holds no recipe for "
+            "it (it was a raw-format model, or its arguments could not be sent), so it "
+            "cannot be built again: rebuild it from its sample with your own space, "
+            f"space.freeze({self.sample!r}).executable_model()")
+
     def __repr__(self) -> str:
         return f"RestoredModel({self.sample!r}, {self.metrics!r}, {self.status.value!r})"
+
+
+def restore_finished(stored: StoredModel) -> ExecutableModelSpace:
+    """A finished model of a resumed run: rebuilt from its recipe when the file holds
+    one (its recipe resolves only when it is built), else a :class:`RestoredModel`."""
+    model: ExecutableModelSpace | None = None
+    if stored.blob is not None:
+        with contextlib.suppress(RecipeError, ImportError, AttributeError, TypeError,
+                                 ValueError):
+            model = SimplifiedModelSpace.load(stored.blob)
+    if model is None:
+        model = RestoredModel(stored)
+    model.status, model.sample, model.metrics = stored.status, dict(stored.sample), stored.metrics
+    if stored.status is ModelStatus.Failed:
+        kind, _, message = (stored.reason or "").partition(": ")
+        model.error = TrialError(type=kind or "Failed", message=message or kind)
+    return model
 
 
 def rebuild(stored: StoredModel) -> SimplifiedModelSpace | str:

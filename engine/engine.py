@@ -37,6 +37,7 @@ from engine._journal import (
     blob_of,
     is_duplicate_reason,
     rebuild,
+    restore_finished,
 )
 from engine._queue import ModelQueue
 from engine.errors import BudgetExhausted, EngineClosed, TrialError, TrialFailed, WorkerLost
@@ -192,7 +193,7 @@ class Engine:
             if self.deduplicate:
                 self._samples.setdefault(_sample_key(stored.sample), stored.id)
         if not stored.needs_training:
-            handle = ModelHandle(self, RestoredModel(stored), stored.id)
+            handle = ModelHandle(self, restore_finished(stored), stored.id)
             handle.attempts = stored.attempts
             handle._done.set()
             self._handles[stored.id] = handle

@@ -16,6 +16,8 @@ catches them all and ``except ValueError`` keeps working::
     ├── InWorkerProcess (RuntimeError)   an Engine was started inside a worker process: the
     │                                    script lacks ``if __name__ == "__main__":``
     ├── SearchFailed (RuntimeError)      a search ended with failed models and none trained
+    ├── NotRebuildable (RuntimeError)    a model restored from a run file has no recipe
+    │                                    to build it again (it was raw-format)
     ├── RunStoreClosed (RuntimeError)    engine.store: the run file is closed or its writer
     │                                    failed
     └── RunFileError (ValueError)        engine.store: the path cannot be used as a run file
@@ -40,6 +42,7 @@ __all__ = (
     "EngineClosed",
     "InWorkerProcess",
     "NasEngineError",
+    "NotRebuildable",
     "SearchFailed",
     "SubscriberLagged",
     "TrialError",
@@ -145,3 +148,8 @@ class SearchFailed(NasEngineError, RuntimeError):
             + "\nEach model's traceback is in handle.error / model.error (and the "
             "engine's log).")
         self.errors = errors
+
+
+class NotRebuildable(NasEngineError, RuntimeError):
+    """A model restored from a run file cannot be built again: the file holds no recipe
+    for it (a raw-format model). Freeze your own space with its sample instead."""
