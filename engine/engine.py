@@ -7,7 +7,14 @@ Every status change is one event in the engine's :class:`~engine._eventlog.Event
 
 Leaving the block normally waits for every submitted model; leaving it by an error or a
 cancellation interrupts what is queued or running (reason ``shutdown``). Either way no
-task or worker is left behind and every submitted model ends ``completed()``.
+task or worker is left behind, every submitted model ends ``completed()`` and every
+subscription ends with ``engine_stopped``. The cleanup is a ladder whose rungs each run
+whatever the one before raised; the block's own exception comes out unchanged, and
+when the journal's writer failed (a full disk, say) the caller gets that error itself.
+
+A failed model carries its :class:`~engine.errors.TrialError` on ``handle.error`` and
+``model.error``, and is logged (one warning line) on ``logging.getLogger("engine")``.
+An Engine refuses to start inside a ProcessPool worker (a script without a main guard).
 
 All engine state lives on the event-loop thread; pools call back on it too.
 """
