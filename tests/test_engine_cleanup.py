@@ -41,7 +41,7 @@ async def collect(engine: Engine, into: list[ev.Event], *,
 async def fill_the_disk(engine: Engine) -> None:
     """Let the journal's file grow no more (SQLite's own "database or disk is full")."""
     store = engine._journal.store  # type: ignore[union-attr]
-    await store.flushed(store.resume_state.next_seq)  # the writer is idle now
+    await store.flushed(engine._log.next_seq - 1)  # all written: the writer is idle
     pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
     store._conn.execute(f"PRAGMA max_page_count = {pages}")
 
