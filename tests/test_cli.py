@@ -75,10 +75,11 @@ def test_show_lists_counts_and_best_models(run: Path, capsys: pytest.CaptureFixt
     assert out[0].startswith(f"run     {run} (created ")
     assert out[1] == "engine  stopped (finished) at event 27"
     assert out[2] == "models  7: failed 1, trained 5, training 1"
-    assert out[4] == "best 5 of 5 trained (max final metric):"
-    assert out[5].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
-    assert [line.split()[1] for line in out[6:]] == ["2", "5", "3", "1", "4"]
-    assert out[6].split() == ["1", "2", "0.9", "1", "1.5s",
+    assert out[4:6] == ["failed models, by reason:", "     1  ValueError: nope  (model 6)"]
+    assert out[7] == "best 5 of 5 trained (max final metric, the run recorded no objective):"
+    assert out[8].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
+    assert [line.split()[1] for line in out[9:]] == ["2", "5", "3", "1", "4"]
+    assert out[9].split() == ["1", "2", "0.9", "1", "1.5s",
                               '{"width":16,"act":"relu","ops":[1,2]}']
     assert not run.with_name("run.nasrun.lock").exists()  # reading takes no lock
 
@@ -86,8 +87,8 @@ def test_show_lists_counts_and_best_models(run: Path, capsys: pytest.CaptureFixt
 def test_show_top_and_min_mode(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(run), "--top", "2", "--mode", "min"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[4] == "best 2 of 5 trained (min final metric):"
-    assert [line.split()[1] for line in out[6:]] == ["4", "1"]
+    assert out[7] == "best 2 of 5 trained (min final metric, --mode):"
+    assert [line.split()[1] for line in out[9:]] == ["4", "1"]
 
 
 def test_export_csv_to_a_file(run: Path, tmp_path: Path) -> None:
@@ -231,11 +232,12 @@ def test_progress_counts_events() -> None:
     for event in run_events():
         progress.update(event)
     assert progress.line().startswith(
-        "trials 6/10 done (1 failed) | 1 running | 0 queued | best 0.9 (#2) | 0m")
+        "trials 6/10 done (1 failed) | 1 running | 0 queued | best 0.9 (max, #2) | 0m")
     low = Progress(mode="min")
     for event in run_events()[:9]:
         low.update(event)
-    assert low.line().startswith("trials 2 done (0 failed) | 0 running | 0 queued | best 0.5 (#1)")
+    assert low.line().startswith(
+        "trials 2 done (0 failed) | 0 running | 0 queued | best 0.5 (min, #1)")
 
 
 async def feed(events: list[Event], out: Any) -> Progress:
