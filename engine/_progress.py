@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from engine._objective import Mode, better, check_mode, is_score
 from engine.events import (
-    EngineStarted,
     EngineStopped,
     Event,
     ModelFailed,
@@ -57,7 +56,8 @@ class Progress:
       start (of a prefetched model) comes before the end event of the one before.
     - ``queued``: accepted and not started, prefetched ones included; retried ones too.
     - ``done``: finished, trained or failed (``failed`` counts failed and invalid ones),
-      including those a resumed run had finished before (see :meth:`restore`).
+      including those finished before the first event it saw: a resumed run's earlier
+      models (see :meth:`restore`).
     - ``interrupted``: apart from done: a shutdown's are trained again on resume.
     - ``total``: the run's budget (``engine.max_trials`` when given an engine).
     - ``best``: ``(final, model id)`` of the best trained model under ``mode`` (default:
@@ -73,6 +73,7 @@ class Progress:
         self._counts: Counter[ModelStatus] = Counter()
         self._workers: dict[str, int] = {}  # worker -> the model it trains now
         self._best: dict[Mode, tuple[float, int]] = {}
+        self._restored = engine is None
         self.started = time.monotonic()
 
     @property
@@ -106,18 +107,24 @@ class Progress:
     def best(self) -> tuple[float, int] | None:
         return self._best.get(self.mode)
 
-    def restore(self, handles: Iterable[ModelHandle]) -> None:
-        """Count the completed models among ``handles`` that no event told of yet: the
-        models a resumed run had finished before. An event about one of them later (it
-        is trained again) takes over from here."""
+    def restore(self, handles: Iterable[ModelHandle], before: float) -> None:
+        """Count the models among ``handles`` that were completed before ``before`` (or
+        before this engine ran: a resumed run's), as no event will tell of them. With an
+        engine, the first event calls it with that event's time. An event about one of
+        them later takes over from here."""
         for handle in handles:
-            if handle.model_id not in self._status and handle.status.completed():
+            ended = handle.ended_at
+            if (handle.model_id not in self._status and handle.status.completed()
+                    and (ended is None or ended < before)):
                 self._set(handle.model_id, handle.status)
                 if handle.status is ModelStatus.Trained:
                     self._scored(handle.model_id, handle.model.metric)
 
     def update(self, event: Event) -> None:
         """Count ``event``; events that change no count are ignored."""
+        if not self._restored and self._engine is not None:
+            self._restored = True
+            self.restore(self._engine.handles(), event.time)
         if isinstance(event, ModelQueued | ModelRetrying):
             self._release(event.model_id)
             self._set(event.model_id, ModelStatus.Frozen if isinstance(event, ModelQueued)
@@ -133,8 +140,6 @@ class Progress:
                 self._scored(event.model_id, event.final)
         elif isinstance(event, WorkerDied):
             self._workers.pop(event.worker, None)
-        elif isinstance(event, EngineStarted) and self._engine is not None:
-            self.restore(self._engine.handles())
 
     def _set(self, model_id: int, status: ModelStatus) -> None:
         old = self._status.get(model_id)
@@ -181,8 +186,6 @@ async def show_progress(
     ``total`` override those. When cancelled, the line stays as last drawn."""
     out = sys.stderr if stream is None else stream
     progress = Progress(mode=mode, total=total, engine=engine)
-    if engine is not None:
-        progress.restore(engine.handles())
     tty = out.isatty()
     drawn = -math.inf
     try:
