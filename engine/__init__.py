@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine._context import ensure_frozen as ensure_frozen
 from engine._eventlog import Subscription as Subscription
 from engine._journal import RestoredModel as RestoredModel
+from engine._objective import Objective as Objective
 from engine._progress import Progress as Progress
 from engine._progress import show_progress as show_progress
 from engine._recipe import RecipeError as RecipeError
@@ -65,6 +66,7 @@ __all__ = (
     "TrialError",
     "InlinePool",
     "ModelHandle",
+    "Objective",
     "ProcessPool",
     "Progress",
     "RayPool",

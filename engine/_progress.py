@@ -2,11 +2,15 @@
 
 ::
 
-    async with engine.subscribe() as events:
-        tg.start_soon(show_progress, events)   # cancel it, or let it end with the stream
+    events = engine.subscribe()                 # before the engine starts: every event
+    async with engine:
+        tg.start_soon(functools.partial(show_progress, events, engine=engine))
 
 It draws only when the stream is a terminal; otherwise it reads the events and draws
-nothing (so the subscription never falls behind).
+nothing (so the subscription never falls behind). With ``engine``, the line counts the
+models a resumed run finished before (so a 40-model run resumed after 35 ends at
+``40/40``), its total is the engine's ``max_trials`` and "best" follows the run's
+objective (``engine.set_objective``, which strategies call with their ``mode``).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import AsyncIterable
-from typing import Literal, TextIO
+from collections import Counter
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING, TextIO
 
+from engine._objective import Mode, better, check_mode, is_score
 from engine.events import (
     EngineStopped,
     Event,
@@ -27,65 +33,159 @@ from engine.events import (
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
+    WorkerDied,
 )
+from engine.space import ModelStatus
+
+if TYPE_CHECKING:
+    from engine.engine import Engine, ModelHandle
 
 __all__ = ("Progress", "show_progress")
 
-_ENDED = (ModelTrained, ModelFailed, ModelInterrupted, ModelInvalid)
+_ENDED = {ModelTrained: ModelStatus.Trained, ModelFailed: ModelStatus.Failed,
+          ModelInvalid: ModelStatus.Invalid, ModelInterrupted: ModelStatus.Interrupted}
+_DONE = (ModelStatus.Trained, ModelStatus.Failed, ModelStatus.Invalid)
+_MODES: tuple[Mode, ...] = ("max", "min")
 
 
 class Progress:
-    """Counts from events: trials done, running, queued, failed, and the best metric."""
+    """Counts from events, as a user means them.
 
-    def __init__(self, *, mode: Literal["max", "min"] = "max", total: int | None = None) -> None:
-        self.mode, self.total = mode, total
-        self.done = self.failed = 0
-        self.queued: set[int] = set()
-        self.running: set[int] = set()
-        self.best: tuple[float, int] | None = None  # (final, model id)
+    - ``running``: models a worker trains now. A worker trains one model at a time, so
+      the model a worker starts ends the one before on that worker, even when the
+      start (of a prefetched model) comes before the end event of the one before.
+    - ``queued``: accepted and not started, prefetched ones included; retried ones too.
+    - ``done``: finished, trained or failed (``failed`` counts failed and invalid ones),
+      including those finished before the first event it saw: a resumed run's earlier
+      models (see :meth:`restore`).
+    - ``interrupted``: apart from done: a shutdown's are trained again on resume.
+    - ``total``: the run's budget (``engine.max_trials`` when given an engine).
+    - ``best``: ``(final, model id)`` of the best trained model under ``mode`` (default:
+      the engine's objective, else ``"max"``); ties go to the earlier one.
+    """
+
+    def __init__(self, *, mode: str | None = None, total: int | None = None,
+                 engine: Engine | None = None) -> None:
+        self._mode: Mode | None = None if mode is None else check_mode(mode)
+        self._engine = engine
+        self.total = total if total is not None or engine is None else engine.max_trials
+        self._status: dict[int, ModelStatus] = {}
+        self._counts: Counter[ModelStatus] = Counter()
+        self._workers: dict[str, int] = {}  # worker -> the model it trains now
+        self._best: dict[Mode, tuple[float, int]] = {}
+        self._restored = engine is None
         self.started = time.monotonic()
 
-    def update(self, event: Event) -> None:
-        if isinstance(event, ModelQueued):
-            self.queued.add(event.model_id)
-        elif isinstance(event, TrainingStarted):
-            self.queued.discard(event.model_id)
-            self.running.add(event.model_id)
-        elif isinstance(event, ModelRetrying):
-            self.running.discard(event.model_id)
-            self.queued.add(event.model_id)
-        elif isinstance(event, _ENDED):
-            self._ended(event)
+    @property
+    def mode(self) -> Mode:
+        if self._mode is not None:
+            return self._mode
+        objective = self._engine.objective if self._engine is not None else None
+        return objective.mode if objective is not None else "max"
 
-    def _ended(self, event: ModelTrained | ModelFailed | ModelInterrupted | ModelInvalid) -> None:
-        self.queued.discard(event.model_id)
-        self.running.discard(event.model_id)
-        self.done += 1
-        if isinstance(event, (ModelFailed, ModelInvalid)):
-            self.failed += 1
-        elif isinstance(event, ModelTrained) and not math.isnan(event.final):
-            if self.best is None or (event.final > self.best[0] if self.mode == "max"
-                                     else event.final < self.best[0]):
-                self.best = (event.final, event.model_id)
+    @property
+    def done(self) -> int:
+        return sum(self._counts[status] for status in _DONE)
+
+    @property
+    def failed(self) -> int:
+        return self._counts[ModelStatus.Failed] + self._counts[ModelStatus.Invalid]
+
+    @property
+    def interrupted(self) -> int:
+        return self._counts[ModelStatus.Interrupted]
+
+    @property
+    def running(self) -> int:
+        return len(self._workers)
+
+    @property
+    def queued(self) -> int:
+        return self._counts[ModelStatus.Frozen] + self._counts[ModelStatus.Retrying]
+
+    @property
+    def best(self) -> tuple[float, int] | None:
+        return self._best.get(self.mode)
+
+    def restore(self, handles: Iterable[ModelHandle], before: float) -> None:
+        """Count the models among ``handles`` that were completed before ``before`` (or
+        before this engine ran: a resumed run's), as no event will tell of them. With an
+        engine, the first event calls it with that event's time. An event about one of
+        them later takes over from here."""
+        for handle in handles:
+            ended = handle.ended_at
+            if (handle.model_id not in self._status and handle.status.completed()
+                    and (ended is None or ended < before)):
+                self._set(handle.model_id, handle.status)
+                if handle.status is ModelStatus.Trained:
+                    self._scored(handle.model_id, handle.model.metric)
+
+    def update(self, event: Event) -> None:
+        """Count ``event``; events that change no count are ignored."""
+        if not self._restored and self._engine is not None:
+            self._restored = True
+            self.restore(self._engine.handles(), event.time)
+        if isinstance(event, ModelQueued | ModelRetrying):
+            self._release(event.model_id)
+            self._set(event.model_id, ModelStatus.Frozen if isinstance(event, ModelQueued)
+                      else ModelStatus.Retrying)
+        elif isinstance(event, TrainingStarted):
+            self._release(event.model_id)
+            self._workers[event.worker] = event.model_id  # the worker's model before ended
+            self._set(event.model_id, ModelStatus.Training)
+        elif isinstance(event, ModelTrained | ModelFailed | ModelInvalid | ModelInterrupted):
+            self._release(event.model_id)
+            self._set(event.model_id, _ENDED[type(event)])
+            if isinstance(event, ModelTrained):
+                self._scored(event.model_id, event.final)
+        elif isinstance(event, WorkerDied):
+            self._workers.pop(event.worker, None)
+
+    def _set(self, model_id: int, status: ModelStatus) -> None:
+        old = self._status.get(model_id)
+        if old is not None:
+            self._counts[old] -= 1
+        self._status[model_id] = status
+        self._counts[status] += 1
+
+    def _release(self, model_id: int) -> None:
+        for worker, running in list(self._workers.items()):
+            if running == model_id:
+                del self._workers[worker]
+
+    def _scored(self, model_id: int, final: float | None) -> None:
+        if not is_score(final):
+            return
+        for mode in _MODES:
+            best = self._best.get(mode)
+            if best is None or better(final, best[0], mode):
+                self._best[mode] = (final, model_id)
 
     def line(self) -> str:
-        """``trials 12/50 done (1 failed) | 2 running | 3 queued | best 0.93 (#7) | 1m05s``"""
+        """``trials 12/50 done (1 failed) | 2 interrupted | 2 running | 3 queued |
+        best 0.93 (max, #7) | 1m05s`` (interrupted only when there are some)."""
         done = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
-        best = f"{self.best[0]:.6g} (#{self.best[1]})" if self.best is not None else "-"
+        best = self.best
+        shown = f"{best[0]:.6g} ({self.mode}, #{best[1]})" if best is not None else "-"
+        interrupted = f" | {self.interrupted} interrupted" if self.interrupted else ""
         elapsed = int(time.monotonic() - self.started)
-        return (f"trials {done} done ({self.failed} failed) | {len(self.running)} running | "
-                f"{len(self.queued)} queued | best {best} | {elapsed // 60}m{elapsed % 60:02d}s")
+        return (f"trials {done} done ({self.failed} failed){interrupted} | {self.running} "
+                f"running | {self.queued} queued | best {shown} | "
+                f"{elapsed // 60}m{elapsed % 60:02d}s")
 
 
 async def show_progress(
-    events: AsyncIterable[Event], *, stream: TextIO | None = None,
-    mode: Literal["max", "min"] = "max", total: int | None = None, interval: float = 0.1,
+    events: AsyncIterable[Event], *, engine: Engine | None = None,
+    stream: TextIO | None = None, mode: str | None = None, total: int | None = None,
+    interval: float = 0.1,
 ) -> Progress:
     """Draw a progress line on ``stream`` (stderr) at most every ``interval`` seconds until
-    the events end or an engine_stopped event; returns the final counts. When cancelled,
-    the line stays as last drawn."""
+    the events end or an engine_stopped event; returns the final counts. ``engine`` (the
+    one ``events`` come from) adds the models a resumed run finished before, the total
+    (its ``max_trials``) and the direction of "best" (its objective); ``mode`` and
+    ``total`` override those. When cancelled, the line stays as last drawn."""
     out = sys.stderr if stream is None else stream
-    progress = Progress(mode=mode, total=total)
+    progress = Progress(mode=mode, total=total, engine=engine)
     tty = out.isatty()
     drawn = -math.inf
     try:

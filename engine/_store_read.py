@@ -54,6 +54,7 @@ class ResumeState(msgspec.Struct, frozen=True, kw_only=True):
     next_seq: int  # the seq of the next event (1 for a new run)
     next_model_id: int  # the id of the next new model (1 for a new run)
     models: list[StoredModel]  # id order, blobs included
+    meta: dict[str, str] = {}  # the run's meta table (format, created, objective...)
 
     @property
     def resumed(self) -> bool:
@@ -102,7 +103,9 @@ def load_resume_state(conn: sqlite3.Connection, path: Path) -> ResumeState:
                            f"(found {first}..{last}); it cannot be resumed")
     models = read_models(conn, blobs=True)
     top = max(top_id or 0, models[-1].id if models else 0)
-    return ResumeState(next_seq=(last or 0) + 1, next_model_id=top + 1, models=models)
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    return ResumeState(next_seq=(last or 0) + 1, next_model_id=top + 1, models=models,
+                       meta=meta)
 
 
 class RunReader:

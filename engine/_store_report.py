@@ -1,39 +1,77 @@
-"""Text reports of a run file for the ``nas-engine`` CLI: summary, best table, exports."""
+"""Text reports of a run file for the ``nas-engine`` CLI: summary, best table, failure
+reasons, exports. "Best" follows the objective the run recorded (see engine._objective)."""
 
 from __future__ import annotations
 
 import csv
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import msgspec
 
+from engine._objective import Mode, Objective, best_first, check_mode, objective_from_meta
 from engine._store_read import RunReader, StoredModel
+from engine._store_schema import RunFileError
 from engine.events import EngineStopped
 from engine.space import ModelStatus
 
-__all__ = ("best_models", "export_csv", "export_jsonl", "show")
+__all__ = ("best_models", "export_csv", "export_jsonl", "failure_reasons", "objective_of",
+           "ranking_mode", "show")
 
-Mode = Literal["max", "min"]
 _encoder = msgspec.json.Encoder()
 _FIELDS = ("id", "status", "final", "attempts", "duration", "queued_at", "started_at",
            "ended_at", "worker", "reason", "intermediates")
 
 
+_REASON_WIDTH = 100  # characters of a failure reason that show shows
+
+
+def objective_of(reader: RunReader) -> Objective | None:
+    """The objective the run recorded; RunFileError when its meta value is damaged."""
+    try:
+        return objective_from_meta(reader.meta())
+    except ValueError as exc:
+        raise RunFileError(f"{reader.path}: {exc}") from None
+
+
+def ranking_mode(recorded: Objective | None, requested: str | None) -> tuple[Objective, str]:
+    """The objective to rank by (``requested`` overrides the recorded direction, which
+    defaults to max) and a note on where it came from, for the reader."""
+    if requested is None:
+        if recorded is None:
+            return Objective(), "the run recorded no objective"
+        return recorded, "recorded in the run"
+    chosen = Objective(name=recorded.name if recorded else "metric", mode=check_mode(requested))
+    if recorded is not None and recorded.mode != chosen.mode:
+        return chosen, f"--mode; the run records {recorded.mode}"
+    return chosen, "--mode"
+
+
 def best_models(models: Iterable[StoredModel], mode: Mode) -> list[StoredModel]:
     """Trained models with a final metric, best first (ties: lower id first)."""
-    scored = [m for m in models if m.status is ModelStatus.Trained
-              and m.metrics.final is not None and not math.isnan(m.metrics.final)]
-    sign = -1.0 if mode == "max" else 1.0
-    return sorted(scored, key=lambda m: (sign * (m.metrics.final or 0.0), m.id))
+    trained = sorted((m for m in models if m.status is ModelStatus.Trained), key=lambda m: m.id)
+    return best_first(trained, lambda m: m.metrics.final, mode)
 
 
-def show(reader: RunReader, out: TextIO, *, top: int, mode: Mode) -> None:
-    """The run's state, status counts and its ``top`` best models."""
+def failure_reasons(models: Iterable[StoredModel],
+                    status: ModelStatus = ModelStatus.Failed) -> list[tuple[str, list[int]]]:
+    """The reasons of the models in ``status`` (error type and message of a failed one;
+    the first line), most frequent first, each with its models' ids in id order."""
+    ids: dict[str, list[int]] = {}
+    for m in sorted(models, key=lambda m: m.id):
+        if m.status is status:
+            reason = (m.reason or "no reason recorded").strip().splitlines() or [""]
+            ids.setdefault(reason[0], []).append(m.id)
+    return sorted(ids.items(), key=lambda item: -len(item[1]))
+
+
+def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -> None:
+    """The run's state, status counts, why models failed, and its ``top`` best models
+    by the run's recorded objective (``mode`` overrides its direction)."""
     models = reader.models()
+    objective, source = ranking_mode(objective_of(reader), mode)
     created = reader.meta().get("created")
     when = time.strftime(" (created %Y-%m-%d %H:%M:%S)",
                          time.localtime(float(created))) if created else ""
@@ -42,12 +80,27 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: Mode) -> None:
     counts = Counter(m.status.value for m in models)
     summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
     out.write(f"models  {len(models)}" + (f": {summary}" if summary else "") + "\n")
-    best = best_models(models, mode)
+    for status in (ModelStatus.Failed, ModelStatus.Invalid):
+        out.write(_reasons(models, status))
+    best = best_models(models, objective.mode)
     if not best:
-        out.write("no trained model yet\n")
+        out.write("\nno trained model yet\n")
         return
-    out.write(f"\nbest {min(top, len(best))} of {len(best)} trained ({mode} final metric):\n")
+    out.write(f"\nbest {min(top, len(best))} of {len(best)} trained ({objective.mode} final "
+              f"{objective.name}, {source}):\n")
     out.write(_table(best[:top]))
+
+
+def _reasons(models: list[StoredModel], status: ModelStatus) -> str:
+    reasons = failure_reasons(models, status)
+    if not reasons:
+        return ""
+    lines = [f"\n{status.value} models, by reason:\n"]
+    for reason, ids in reasons:
+        text = reason if len(reason) <= _REASON_WIDTH else reason[:_REASON_WIDTH - 3] + "..."
+        some = ", ".join(map(str, ids[:3])) + (", ..." if len(ids) > 3 else "")
+        lines.append(f"{len(ids):>6}  {text}  (model{'s' if len(ids) > 1 else ''} {some})\n")
+    return "".join(lines)
 
 
 def _engine_state(reader: RunReader) -> str:

@@ -2,19 +2,24 @@
 
 ::
 
-    nas-engine show RUN [--top N] [--mode max|min]    status counts and the best models
+    nas-engine show RUN [--top N] [--mode max|min]    status counts, failure reasons and
+                                                      the best models
     nas-engine export RUN --format csv|jsonl [-o FILE] one row per model
     nas-engine plot RUN -o FILE.png [--mode max|min]  best-so-far against trials and time
     nas-engine events RUN [--follow]                  events as JSON lines
+    nas-engine --version
 
-Every command opens the run read-only and takes no lock. Exit status: 0 done, 1 the
-command could not run (matplotlib missing), 2 bad arguments or a bad run file,
-130 interrupted.
+"Best" follows the objective the run recorded (``Engine.set_objective``, which a
+strategy calls with its ``mode``); ``--mode`` overrides its direction. Every command
+opens the run read-only and takes no lock. Exit status: 0 done, 1 the command could not
+run (matplotlib missing), 2 bad arguments or a bad run file, 130 interrupted. Help and
+``--version`` answer without importing torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 import time
 from collections.abc import Sequence
@@ -53,8 +58,9 @@ def _fail(message: str, status: int) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nas-engine", description="Inspect a nas-engine run.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    cmd = commands.add_parser("show", help="status counts and the best models")
+    cmd = commands.add_parser("show", help="status counts, failure reasons, the best models")
     cmd.add_argument("--top", type=int, default=10, metavar="N", help="models to list (10)")
     _mode(cmd)
     cmd.set_defaults(command=_show)
@@ -77,9 +83,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("nas-engine")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: not installed)"
+
+
 def _mode(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--mode", choices=("max", "min"), default="max",
-                     help="whether a larger final metric is better (max)")
+    cmd.add_argument("--mode", choices=("max", "min"), default=None,
+                     help="rank by a larger (max) or smaller (min) final metric (default: "
+                     "the direction the run recorded, else max)")
 
 
 def _show(reader: RunReader, args: argparse.Namespace) -> int:
@@ -102,7 +116,7 @@ def _export(reader: RunReader, args: argparse.Namespace) -> int:
 
 def _plot(reader: RunReader, args: argparse.Namespace) -> int:
     try:
-        shown = plot_run(reader.models(), args.output, mode=args.mode, title=reader.path.name)
+        shown = plot_run(reader, args.output, mode=args.mode)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
     sys.stdout.write(f"{args.output}: best-so-far of {shown} trained models\n")

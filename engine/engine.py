@@ -46,6 +46,16 @@ from engine._journal import (
     rebuild,
     restore_finished,
 )
+from engine._objective import (
+    META_KEY,
+    Objective,
+    best_of,
+    check_mode,
+    declare,
+    objective_from_meta,
+    objective_meta,
+)
+from engine._objective import sample_key as _sample_key
 from engine._queue import ModelQueue
 from engine.errors import BudgetExhausted, EngineClosed, TrialError, TrialFailed, WorkerLost
 from engine.events import (
@@ -77,8 +87,6 @@ OUTPUT_TAIL = 64 * 1024
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
 _logger = logging.getLogger("engine")
-
-_sample_key = msgspec.json.Encoder(order="sorted").encode
 
 
 class Engine:
@@ -136,6 +144,7 @@ class Engine:
         self._accepting = False
         self._journal_where = journal
         self._journal: Journal | None = None
+        self._objective: Objective | None = None  # see set_objective
         self._outer: TaskGroup | None = None
         self._requeued: deque[ModelHandle] = deque()
         self._unresumable: list[tuple[ModelHandle, str]] = []
@@ -191,6 +200,7 @@ class Engine:
         self._log.rebase(state.next_seq)
         self._log.backfill = store.read_events
         self._next_id = state.next_model_id
+        self._record_objective(objective_from_meta(state.meta))
         for stored in state.models:
             self._restore(stored)
 
@@ -328,16 +338,49 @@ class Engine:
     def handles(self) -> list[ModelHandle]:
         return list(self._handles.values())
 
-    def best(self, mode: str = "max") -> ExecutableModelSpace | None:
-        """The trained model with the highest (``max``) or lowest (``min``) metric."""
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        trained = [h.model for h in self._handles.values()
-                   if h.status is ModelStatus.Trained and h.model.metric is not None]
-        if not trained:
-            return None
-        pick = max if mode == "max" else min
-        return pick(trained, key=lambda m: m.metric)  # type: ignore[arg-type,return-value]
+    @property
+    def objective(self) -> Objective | None:
+        """What this run optimizes, once declared (:meth:`set_objective`) or read back
+        from its run file; None before."""
+        return self._objective
+
+    def set_objective(self, mode: str = "max", *, name: str | None = None) -> Objective:
+        """Declare that this run ranks models by their final metric ``name`` (default
+        ``"metric"``), bigger is better under ``mode="max"``, smaller under ``"min"``.
+        Strategies call it at the start of ``run`` with their ``mode``; call it yourself
+        when you submit models by hand. The run file records it: ``best()``,
+        ``nas-engine show`` / ``plot`` and ``show_progress(engine=...)`` follow it, also
+        after a resume. Declaring again with the same direction is a no-op; another
+        direction (or name) is a ValueError, as is one that contradicts the run file.
+        Not async: it returns with the objective set, or raises and changes nothing."""
+        store = self._journal.store if self._journal is not None else None
+        objective = declare(self._objective, mode, name,
+                            recorded_in=str(store.path) if store is not None else None)
+        if objective == self._objective:
+            return objective
+        if store is not None and store.closed:
+            raise EngineClosed(f"the run file {store.path} is closed: declare the objective "
+                               "while the engine runs, or pass mode= to best()")
+        if store is not None:
+            store.set_meta(META_KEY, objective_meta(objective))
+        self._objective = objective
+        return objective
+
+    def _record_objective(self, recorded: Objective | None) -> None:
+        """At journal open: keep the run file's objective; one declared before the
+        engine started must agree with it, and is written to a new file."""
+        declared, self._objective = self._objective, recorded
+        if declared is not None:
+            self.set_objective(declared.mode, name=declared.name)
+
+    def best(self, mode: str | None = None) -> ExecutableModelSpace | None:
+        """The trained model with the best final metric: the highest under ``"max"``, the
+        lowest under ``"min"`` (default: the run's :attr:`objective`, else ``"max"``).
+        Models without a metric (or NaN) are left out; ties go to the earlier model."""
+        chosen = mode if mode is not None else (
+            self._objective.mode if self._objective is not None else "max")
+        trained = (h.model for h in self._handles.values() if h.status is ModelStatus.Trained)
+        return best_of(trained, lambda m: m.metric, check_mode(chosen))
 
     async def submit(self, model: ExecutableModelSpace) -> ModelHandle:
         """Queue a frozen model and return its handle; waits while the queue is full.

@@ -118,6 +118,7 @@ class RunStore:
         self._pending: list[Event] = []
         self._inflight: list[Event] = []
         self._blobs: dict[int, bytes | None] = {}
+        self._meta: dict[str, str] = {}
         self._wake, self._commit = anyio.Event(), anyio.Event()
         self._write_lock = anyio.Lock()
         self._serving = self._closed = False
@@ -145,6 +146,13 @@ class RunStore:
         the model's next ModelQueued event. Call it before appending that event."""
         self._check_open()
         self._blobs[model_id] = blob
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set ``key`` in the run's ``meta`` table; written (before the events) with the
+        next batch, or at close."""
+        self._check_open()
+        self._meta[key] = value
+        self._wake.set()
 
     def append(self, event: Event) -> None:
         """Queue ``event`` for the writer. Events must come in seq order, without gaps."""
@@ -222,27 +230,34 @@ class RunStore:
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            while self._pending and not self._closed:
+            while (self._pending or self._meta) and not self._closed:
                 batch, self._pending = self._pending, []
+                meta, self._meta = self._meta, {}
                 blobs = {e.model_id: self._blobs.pop(e.model_id, None)
                          for e in batch if isinstance(e, ModelQueued)}
                 self._inflight = batch
                 try:
                     # Shielded: a batch taken from _pending is written, whatever happens.
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._write, batch, blobs)
+                        await anyio.to_thread.run_sync(self._write, batch, blobs, meta)
                 finally:
                     self._inflight = []
                     self._notify()
 
-    def _write(self, batch: list[Event], blobs: dict[int, bytes | None]) -> None:
+    def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
+               meta: dict[str, str]) -> None:
         # In a worker thread; the write lock keeps one batch at a time.
         try:
-            write_batch(self._conn, batch, blobs)
+            if meta:  # autocommit: each key is written whole
+                self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                       list(meta.items()))
+            if batch:
+                write_batch(self._conn, batch, blobs)
         except BaseException as exc:
             self._error = exc
             raise
-        self._committed = batch[-1].seq
+        if batch:
+            self._committed = batch[-1].seq
 
     def _close_files(self) -> None:
         try:

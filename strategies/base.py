@@ -30,14 +30,15 @@ from __future__ import annotations
 import abc
 import collections
 import enum
-import math
 import random
 import statistics
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import msgspec
 
+from engine._objective import Mode, best_first, check_mode, is_score
+from engine._objective import sample_key as sample_key
 from engine.errors import BudgetExhausted, SearchFailed, TrialError
 from engine.mutable import LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
@@ -57,7 +58,6 @@ __all__ = (
     "search",
 )
 
-Mode: TypeAlias = Literal["max", "min"]
 Leaves: TypeAlias = Mapping[str, LabeledMutable]
 
 
@@ -90,6 +90,8 @@ class EngineLike(Protocol):
 
     def handles(self) -> Sequence[HandleLike]: ...
 
+    def set_objective(self, mode: str = "max", *, name: str | None = None) -> object: ...
+
 
 class Strategy(Protocol):
     """Anything with ``run``: proposes samples, freezes ``space``, submits them to
@@ -106,18 +108,8 @@ class StopReason(enum.StrEnum):
     space_exhausted = "space_exhausted"  # propose() found nothing new to try
 
 
-def check_mode(mode: str) -> Mode:
-    """``mode`` itself when it is ``"max"`` or ``"min"``; ValueError otherwise."""
-    if mode == "max":
-        return "max"
-    if mode == "min":
-        return "min"
-    raise ValueError(f"mode must be 'max' (bigger metric is better) or 'min', got {mode!r}")
-
-
 def _scored(model: ExecutableModelSpace) -> bool:
-    metric = model.metric
-    return model.status is ModelStatus.Trained and metric is not None and not math.isnan(metric)
+    return model.status is ModelStatus.Trained and is_score(model.metric)
 
 
 class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,7 +131,7 @@ def ranked_samples(models: Iterable[ExecutableModelSpace],
     """Each sample with a trained model, best mean metric first (ties keep the order of
     the samples' first trained models). Models that did not train, or whose metric is
     missing or NaN, are left out of the means; a sample with no trained model is dropped."""
-    sign = -1.0 if check_mode(mode) == "max" else 1.0
+    checked = check_mode(mode)
     groups: dict[bytes, tuple[ExecutableModelSpace, list[float]]] = {}
     for model in models:
         if _scored(model):
@@ -147,7 +139,7 @@ def ranked_samples(models: Iterable[ExecutableModelSpace],
             metrics.append(float(model.metric))  # type: ignore[arg-type]
     entries = [RankedSample(model=first, mean=statistics.fmean(metrics), metrics=tuple(metrics))
                for first, metrics in groups.values()]
-    return sorted(entries, key=lambda entry: sign * entry.mean)
+    return best_first(entries, lambda entry: entry.mean, checked)
 
 
 def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[ExecutableModelSpace]:
@@ -156,15 +148,6 @@ def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[Exe
     model (whose own ``metric`` is that one evaluation's; :func:`ranked_samples` has the
     means). Models that did not train or have no metric are dropped."""
     return [entry.model for entry in ranked_samples(models, mode)]
-
-
-def sample_key(sample: Mapping[str, Any]) -> bytes:
-    """A hashable key that is equal for equal samples (label order, tuples vs lists and
-    a msgpack round trip do not matter)."""
-    try:
-        return msgspec.json.encode(dict(sample), order="sorted")
-    except TypeError:  # a value msgspec cannot encode: its repr stands in
-        return repr(sorted((k, repr(v)) for k, v in sample.items())).encode()
 
 
 class BaseStrategy(abc.ABC):
@@ -262,6 +245,7 @@ class BaseStrategy(abc.ABC):
         if space.status is not ModelStatus.Initialized:
             raise ValueError(f"a strategy searches an initialized space, got one whose "
                              f"status is {space.status.value}: pass the space, not a model")
+        engine.set_objective(self.mode)  # the run file, best() and the CLI rank the same way
         self.stop_reason = None
         self.resume(engine)
         leaves = space.simplify()
@@ -317,12 +301,16 @@ async def search(
 ) -> list[ExecutableModelSpace]:
     """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
     :func:`rank` of the models the engine holds: one per trained sample, best mean metric
-    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none).
+    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none); it is
+    the engine's objective (``engine.set_objective``), so ``engine.best()``, the run file
+    and the CLI rank the same way. ValueError, before anything runs, when it contradicts
+    the objective the engine (or its run file) already has.
 
     Raises :class:`~engine.errors.SearchFailed`, quoting the first failures, when the
     search ended with failed models and not one trained (a bug in the training code
     should not look like an empty result)."""
     chosen = check_mode(mode if mode is not None else getattr(strategy, "mode", "max"))
+    engine.set_objective(chosen)
     await strategy.run(engine, space)
     handles = engine.handles()
     failed = [h for h in handles if h.model.status is ModelStatus.Failed]

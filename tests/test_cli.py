@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import os
 import shutil
@@ -14,6 +15,7 @@ import msgspec
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from engine import Engine, InlinePool
 from engine._progress import Progress, show_progress
 from engine.cli import main
 from engine.events import (
@@ -28,6 +30,7 @@ from engine.events import (
     decode_json,
 )
 from engine.store import RunStore
+from tests._journal_fixtures import Counter, journal_space
 
 ROOT = Path(__file__).resolve().parents[1]
 FINALS = {1: 0.5, 2: 0.9, 3: 0.7, 4: 0.2, 5: 0.8}
@@ -75,19 +78,47 @@ def test_show_lists_counts_and_best_models(run: Path, capsys: pytest.CaptureFixt
     assert out[0].startswith(f"run     {run} (created ")
     assert out[1] == "engine  stopped (finished) at event 27"
     assert out[2] == "models  7: failed 1, trained 5, training 1"
-    assert out[4] == "best 5 of 5 trained (max final metric):"
-    assert out[5].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
-    assert [line.split()[1] for line in out[6:]] == ["2", "5", "3", "1", "4"]
-    assert out[6].split() == ["1", "2", "0.9", "1", "1.5s",
+    assert out[4:6] == ["failed models, by reason:", "     1  ValueError: nope  (model 6)"]
+    assert out[7] == "best 5 of 5 trained (max final metric, the run recorded no objective):"
+    assert out[8].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
+    assert [line.split()[1] for line in out[9:]] == ["2", "5", "3", "1", "4"]
+    assert out[9].split() == ["1", "2", "0.9", "1", "1.5s",
                               '{"width":16,"act":"relu","ops":[1,2]}']
     assert not run.with_name("run.nasrun.lock").exists()  # reading takes no lock
+
+
+def picky(model: Counter) -> float:
+    if model.x in (1, 2, 4):
+        raise ValueError("too small")
+    if model.x == 3:
+        raise KeyError("missing")
+    return float(model.x)
+
+
+async def run_picky(path: Path) -> None:
+    async with Engine(InlinePool(2), journal=path) as engine:
+        for x in range(1, 7):
+            await engine.submit(journal_space(picky).freeze({"x": x}))
+
+
+def test_show_lists_failure_reasons_with_counts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "picky.nasrun"
+    anyio.run(run_picky, path)
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "models  6: failed 4, trained 2"
+    assert out[3:7] == ["", "failed models, by reason:",
+                        "     3  ValueError: too small  (models 1, 2, 4)",
+                        "     1  KeyError: 'missing'  (model 3)"]
+    assert [line.split()[1] for line in out[10:]] == ["6", "5"]
 
 
 def test_show_top_and_min_mode(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(run), "--top", "2", "--mode", "min"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[4] == "best 2 of 5 trained (min final metric):"
-    assert [line.split()[1] for line in out[6:]] == ["4", "1"]
+    assert out[7] == "best 2 of 5 trained (min final metric, --mode):"
+    assert [line.split()[1] for line in out[9:]] == ["4", "1"]
 
 
 def test_export_csv_to_a_file(run: Path, tmp_path: Path) -> None:
@@ -155,6 +186,7 @@ WRITER = """
 import sys, time, anyio
 from engine.events import EngineStarted, EngineStopped, ModelQueued
 from engine.store import RunStore
+from tests._journal_fixtures import Counter, journal_space
 
 async def main(path):
     store = await RunStore.open(path)
@@ -212,6 +244,34 @@ def test_a_bad_run_file_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtur
         f"nas-engine: error: no run file at {tmp_path / 'missing.nasrun'}: check the path\n")
 
 
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "engine.cli", "--version"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"nas-engine {importlib.metadata.version('nas-engine')}\n"
+
+
+# Runs the CLI's help, then says which heavy modules it imported.
+HELP = """
+import contextlib, sys
+from engine.cli import main
+with contextlib.suppress(SystemExit), contextlib.redirect_stdout(sys.stderr):
+    main(sys.argv[1:])
+print(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "ray", "matplotlib"}))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["show", "--help"],
+                                  ["export", "--help"], ["plot", "--help"],
+                                  ["events", "--help"]])
+def test_help_answers_without_importing_torch(argv: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-c", HELP, *argv], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "usage: nas-engine" in result.stderr or "nas-engine 0" in result.stderr
+    assert result.stdout == "[]\n"
+
+
 def test_bad_arguments_exit_with_usage(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["export", str(run)])
@@ -231,11 +291,12 @@ def test_progress_counts_events() -> None:
     for event in run_events():
         progress.update(event)
     assert progress.line().startswith(
-        "trials 6/10 done (1 failed) | 1 running | 0 queued | best 0.9 (#2) | 0m")
+        "trials 6/10 done (1 failed) | 1 running | 0 queued | best 0.9 (max, #2) | 0m")
     low = Progress(mode="min")
     for event in run_events()[:9]:
         low.update(event)
-    assert low.line().startswith("trials 2 done (0 failed) | 0 running | 0 queued | best 0.5 (#1)")
+    assert low.line().startswith(
+        "trials 2 done (0 failed) | 0 running | 0 queued | best 0.5 (min, #1)")
 
 
 async def feed(events: list[Event], out: Any) -> Progress:
