@@ -657,7 +657,7 @@ def _check_storable(sample: Mapping[str, Any]) -> None:
     """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
     for label, value in sample.items():
         try:
-            _sample_key(value)
+            msgspec.json.encode(value)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(
                 f"the run journal cannot store the value of {label!r} "
