@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -286,3 +287,31 @@ async def run_in(tg: Any, pool: ProcessPool, model: Any, trial: Recorder,
 
 def pid_of(output: str) -> int:
     return int(output.split("pid=")[1].split()[0])
+
+
+def spawn_then_wait(model: Space, flag: str) -> float:
+    """Starts a child process that sleeps 1000 s, reports its pid, then waits until
+    ``flag`` exists (forever, if nobody creates it)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
+    return wait_for_pid(child.pid, flag)
+
+
+def wait_for_pid(pid: int, flag: str) -> float:
+    report_intermediate(float(pid))
+    path = Path(flag)
+    while not path.exists():
+        time.sleep(0.005)
+    return 2.0
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` has exited (a zombie has) within ``timeout`` seconds."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        deadline = time.monotonic() + timeout
+        while process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                return False
+            with contextlib.suppress(psutil.TimeoutExpired):
+                process.wait(timeout=0.05)
+    return True

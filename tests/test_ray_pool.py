@@ -153,6 +153,8 @@ async def test_failures_keep_the_worker(ray_session: Any) -> None:
     assert (failed.error_type, failed.message, failed.attempt) == ("ValueError", "boom 3", 1)
     assert "ray_fixtures.py" in failed.traceback
     assert "in boom" in failed.traceback
+    assert boom.output == e.TrialOutput(stdout="about to fail 3\n",
+                                        stderr="stderr before failing 3\n")
     invalid = rec.of(ev.ModelInvalid)[0]
     assert (invalid.message, invalid.paths) == ("this architecture cannot be built",
                                                 ("model", "x"))

@@ -51,6 +51,7 @@ class Dispatcher:
         self.waiting: deque[Job] = deque()  # jobs without a worker, first come first
         self.jobs = 0
         self.stopped = False
+        self.stop_error: RuntimeError | None = None  # what jobs left at the end raise
         self.unbalanced = anyio.Event()  # a worker is idle while others hold jobs
 
     def submit(self, data: bytes, trial: Trial) -> Job:
@@ -241,11 +242,14 @@ class Dispatcher:
                 self.waiting.appendleft(job)
         self.dispatch()
 
-    def abandon(self, workers: Iterable[Worker]) -> None:
-        """The pool stopped: every job waiting or queued in ``workers`` fails."""
+    def abandon(self, workers: Iterable[Worker], cause: BaseException | None = None) -> None:
+        """The pool stopped (because of ``cause``, if given): every job waiting or queued
+        in ``workers`` fails with ``stop_error``."""
         self.stopped = True
-        error = RuntimeError("the ProcessPool stopped serving: run models only while its "
-                             "serve() runs (inside the Engine's block)")
+        error = self.stop_error = RuntimeError(
+            "the ProcessPool stopped serving: run models only while its serve() runs "
+            "(inside the Engine's block)")
+        error.__cause__ = cause
         for job in self.waiting:
             job.settle(error)
         for worker in workers:

@@ -17,6 +17,7 @@ import contextlib
 import faulthandler
 import inspect
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -249,15 +250,26 @@ def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: _Capture, ru
                             paths=failure.paths, stdout=stdout, stderr=stderr))
 
 
-def _exit_with_parent(lifeline: int) -> None:
+class _Lifeline:
     """Exit as soon as the parent dies, even mid-trial: nothing is ever written to the
-    lifeline pipe, so a read returns only when the parent's end closes."""
-    def watch() -> None:
-        while os.read(lifeline, 1):
-            pass
-        os._exit(1)
+    lifeline pipe, so a read returns only when the parent's end closes. The worker then
+    removes the pool's scratch folder (the parent cannot any more) and kills its process
+    group, which holds the processes its trials started (it leads the group when the
+    pool started it: see ``ProcessPool``)."""
 
-    threading.Thread(target=watch, name="nas-engine-lifeline", daemon=True).start()
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.scratch: str | None = None  # the folder to remove, once known
+        threading.Thread(target=self._watch, name="nas-engine-lifeline", daemon=True).start()
+
+    def _watch(self) -> None:
+        while os.read(self._fd, 1):
+            pass
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
 
 
 def _take_pipes() -> _Channel:
@@ -271,7 +283,7 @@ def _take_pipes() -> _Channel:
 
 
 def main(lifeline: int) -> None:
-    _exit_with_parent(lifeline)
+    watch = _Lifeline(lifeline)
     # Ctrl-C in a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = _take_pipes()
@@ -279,6 +291,7 @@ def main(lifeline: int) -> None:
     if not isinstance(setup, Setup):
         return
     sys.path[:] = setup.sys_path
+    watch.scratch = os.path.dirname(setup.stdout_path)
     capture = _Capture(setup, os.dup(2))
     faulthandler.enable()
     channel.send(Hello(pid=os.getpid(), visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))

@@ -383,7 +383,8 @@ class RayPool:
             message = await self._stream(worker, data, trial)
         if isinstance(message, Failed):
             raise TrialFailed(message.error_type, message.message, message.traceback,
-                              invalid=message.invalid, paths=tuple(message.paths))
+                              invalid=message.invalid, paths=tuple(message.paths),
+                              stdout=message.stdout, stderr=message.stderr)
         _report(trial, message)
         return TrialOutput(stdout=message.stdout, stderr=message.stderr)
 
