@@ -24,6 +24,7 @@ import engine as e
 from engine import Engine, ModelStatus
 from engine import events as ev
 from engine.errors import TrialFailed, WorkerLost
+from engine.testing import check_start_failure
 from engine.workers.process import ProcessPool, WorkerStartFailed
 from tests import process_fixtures as fx
 from tests.process_fixtures import Monitor, Recorder, children, pid_of, run_in, serving
@@ -97,22 +98,13 @@ async def test_reports_stream_live_and_output_is_captured(tmp_path: Path) -> Non
 
 @pytest.mark.anyio
 async def test_exception_fails_the_trial_and_keeps_the_worker() -> None:
+    """The pool-specific part (the rest: engine.testing.check_exception and
+    check_output, in tests/test_conformance.py)."""
     pool = ProcessPool(1)
     async with serving(pool) as monitor:
-        trial = Recorder()
         with pytest.raises(TrialFailed) as caught:
-            await pool.run(fx.model(fx.boom, x=3), trial)
-        error = caught.value
-        assert (error.error_type, error.message, error.invalid) == ("ValueError", "boom 3", False)
-        assert 'process_fixtures.py", line' in error.traceback
-        assert "in boom" in error.traceback
-        assert error.traceback.rstrip().endswith("ValueError: boom 3")
-        assert (error.stdout, error.stderr) == ("about to fail\n", "")
-        assert trial.calls == [("started", "process-0", ())]
-        with pytest.raises(TrialFailed) as caught:
-            await pool.run(fx.model(fx.invalid), Recorder())
-        assert caught.value.invalid
-        assert caught.value.paths == ("model", "x")
+            await pool.run(fx.model(fx.boom, x=3), Recorder())
+        assert 'process_fixtures.py", line' in caught.value.traceback
         output = await pool.run(fx.model(fx.environment), Recorder())
         assert pid_of(output.stdout) == monitor.started[0][1]  # the same worker, still alive
         assert "CUDA_VISIBLE_DEVICES=''" in output.stdout  # no GPU share: no GPU
@@ -178,53 +170,6 @@ async def test_death_is_seen_while_a_forked_grandchild_holds_the_pipes(prefetch:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("prefetch", [0, 1])
-async def test_cancelled_run_kills_and_replaces_its_worker(tmp_path: Path,
-                                                           prefetch: int) -> None:
-    pool = ProcessPool(1, prefetch=prefetch)
-    async with serving(pool) as monitor:
-        old_pid = monitor.started[0][1]
-        assert old_pid is not None
-        trial = Recorder(7)
-        async with anyio.create_task_group() as tg:
-            async def run() -> None:
-                await pool.run(fx.model(fx.wait_for, flag=str(tmp_path / "never")), trial)
-            tg.start_soon(run)
-            await trial.reported.wait()
-            tg.cancel_scope.cancel()
-        assert not psutil.pid_exists(old_pid)  # stopped before run() returned
-        await monitor.wait_started(2)
-        assert monitor.died == [("process-0", old_pid, None, signal.SIGKILL,
-                                 "its trial (model 7) was stopped (was killed by SIGKILL)")]
-        output = await pool.run(fx.model(fx.environment), Recorder(8))
-        assert pid_of(output.stdout) == monitor.started[1][1] != old_pid
-
-
-@pytest.mark.anyio
-async def test_cancelling_serve_leaves_no_worker_process(tmp_path: Path) -> None:
-    pool = ProcessPool(2)
-    trial = Recorder()
-    stopped = False
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.serve, Monitor())
-        assert len(children()) == 2
-
-        async def run() -> None:
-            nonlocal stopped
-            try:
-                await pool.run(fx.model(fx.wait_for, flag=str(tmp_path / "never")), trial)
-            finally:
-                stopped = True
-        tg.start_soon(run)
-        await trial.reported.wait()  # one worker busy, one idle
-        tg.cancel_scope.cancel()
-    assert stopped
-    assert children() == []
-    with pytest.raises(RuntimeError, match="needs a serving pool"):
-        await pool.run(fx.model(fx.noop), Recorder())
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("prefetch", [0, 1])
 async def test_worker_is_recycled_after_n_trials(prefetch: int) -> None:
     pool = ProcessPool(1, prefetch=prefetch, recycle_after=2)
     async with serving(pool) as monitor:
@@ -252,11 +197,11 @@ async def test_worker_that_does_not_start_is_a_clear_error(
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text(startup)
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    pool = ProcessPool(2, start_timeout=start_timeout, env={"PYTHONPATH": path})
-    with pytest.raises(WorkerStartFailed, match=r"worker process-0 \(pid \d+\) ") as caught:
-        await pool.serve(Monitor())
-    assert problem in str(caught.value)
-    assert str(caught.value).endswith(
+    error = await check_start_failure(
+        lambda: ProcessPool(2, start_timeout=start_timeout, env={"PYTHONPATH": path}))
+    assert re.match(r"worker process-0 \(pid \d+\) ", str(error))
+    assert problem in str(error)
+    assert str(error).endswith(
         f": check that `{sys.executable} -c 'import engine.workers._worker'` works in this "
         "environment, or raise start_timeout")
     assert children() == []
