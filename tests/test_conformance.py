@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from engine.testing import Check, Feature, MockPool, check_start_failure, checks
 from engine.workers.process import ProcessPool
 from tests.process_fixtures import children
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 PROCESS = Feature.ALL
 INLINE = Feature.EXCEPTION | Feature.CANCEL | Feature.TIMEOUT | Feature.STOP
@@ -24,6 +25,7 @@ def name(check: Check) -> str:
     return check.__name__.removeprefix("check_")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("prefetch", [0, 1])
 @pytest.mark.parametrize("check", checks(PROCESS), ids=name)
 async def test_process_pool(check: Check, prefetch: int) -> None:
@@ -31,6 +33,7 @@ async def test_process_pool(check: Check, prefetch: int) -> None:
     assert children() == []
 
 
+@pytest.mark.anyio
 async def test_process_pool_start_failure(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text("import os\nos._exit(7)\n")
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
@@ -38,6 +41,7 @@ async def test_process_pool_start_failure(tmp_path: Path) -> None:
     assert children() == []
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("check", checks(INLINE), ids=name)
 async def test_inline_pool(check: Check) -> None:
     await check(lambda: InlinePool(2, grace=5.0))
@@ -48,6 +52,26 @@ def execute(model: ExecutableModelSpace) -> None:
     model.execute()
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("check", checks(Feature.EXCEPTION), ids=name)
 async def test_mock_pool(check: Check) -> None:
     await check(lambda: MockPool(execute, capacity=2))
+
+
+# -- every count refuses a bool (True is not 1 worker) -------------------------------------
+
+
+@pytest.mark.parametrize(("make", "argument"), [
+    (lambda v: InlinePool(v), "workers"),
+    (lambda v: InlinePool(1, grace=v), "grace"),
+    (lambda v: ProcessPool(v), "workers"),
+    (lambda v: ProcessPool(1, prefetch=v), "prefetch"),
+    (lambda v: ProcessPool(1, recycle_after=v), "recycle_after"),
+    (lambda v: ProcessPool(1, start_timeout=v), "start_timeout"),
+    (lambda v: ProcessPool(1, gpus_per_trial=v), "gpus_per_trial"),
+    (lambda v: MockPool(execute, capacity=v), "capacity"),
+])
+@pytest.mark.parametrize("value", [True, False])
+def test_counts_refuse_bools(make: Any, argument: str, value: bool) -> None:
+    with pytest.raises(ValueError, match=f"^{argument} must be .*got {value}"):
+        make(value)

@@ -289,7 +289,9 @@ async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
 
 
 @pytest.mark.parametrize("value", [{"workers": 0}, {"recycle_after": 0},
-                                   {"recycle_after": 1.5}, {"start_timeout": 0}])
+                                   {"recycle_after": 1.5}, {"start_timeout": 0},
+                                   {"workers": True}, {"recycle_after": True},
+                                   {"start_timeout": True}])
 def test_bad_arguments_are_value_errors(value: dict[str, Any]) -> None:
     name = next(iter(value))
     with pytest.raises(ValueError, match=f"^{name} must be a positive"):

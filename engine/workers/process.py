@@ -127,7 +127,8 @@ class ProcessPool:
                 recycle_after, int) or recycle_after < 1):
             raise ValueError(f"recycle_after must be a positive int or None, got "
                              f"{recycle_after!r}")
-        if not start_timeout > 0:
+        if (isinstance(start_timeout, bool) or not isinstance(start_timeout, int | float)
+                or not start_timeout > 0):
             raise ValueError(f"start_timeout must be a positive number of seconds, got "
                              f"{start_timeout!r}")
         self._prefetch, self._recycle_after = prefetch, recycle_after
