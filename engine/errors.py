@@ -6,6 +6,7 @@
     ├── EngineClosed        the engine is not running: enter ``async with Engine(...)`` first
     ├── BudgetExhausted     max trials or wall time is used up: stop proposing
     ├── WorkerLost          a worker process died while it ran a trial
+    ├── WorkerStartFailed   a pool's worker did not start (exited, or did not answer)
     ├── TrialFailed         the model's execute raised; carries the original's type,
     │                       message and traceback (from whichever process ran it)
     └── SubscriberLagged    a subscriber fell further behind than the engine keeps events
@@ -23,6 +24,7 @@ __all__ = (
     "SubscriberLagged",
     "TrialFailed",
     "WorkerLost",
+    "WorkerStartFailed",
 )
 
 
@@ -32,6 +34,11 @@ class EngineClosed(RuntimeError):
 
 class BudgetExhausted(RuntimeError):
     """The engine's budget (max trials or wall time) is used up; nothing more is accepted."""
+
+
+class WorkerStartFailed(RuntimeError):
+    """A pool's worker did not start: it exited, or did not answer within the pool's
+    ``start_timeout``. The message says which and what to check."""
 
 
 class WorkerLost(RuntimeError):

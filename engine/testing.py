@@ -45,7 +45,7 @@ import anyio
 import anyio.lowlevel
 
 from engine._context import report_intermediate, use_reporter
-from engine.errors import TrialFailed, WorkerLost
+from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.evaluator import FunctionEvaluator
 from engine.mutable import Categorical, SampleValidationError
 from engine.space import (
@@ -55,7 +55,6 @@ from engine.space import (
     ensure_frozen,
 )
 from engine.workers._base import PoolMonitor, Trial, TrialOutput, WorkerPool
-from engine.workers.process import WorkerStartFailed
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus

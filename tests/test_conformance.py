@@ -4,12 +4,14 @@ RayPool's part is in tests/test_ray_pool.py (it shares that module's Ray cluster
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import engine.workers
 from engine import ExecutableModelSpace, InlinePool
 from engine.testing import Check, Feature, MockPool, check_start_failure, checks
 from engine.workers.process import ProcessPool
@@ -75,3 +77,19 @@ async def test_mock_pool(check: Check) -> None:
 def test_counts_refuse_bools(make: Any, argument: str, value: bool) -> None:
     with pytest.raises(ValueError, match=f"^{argument} must be .*got {value}"):
         make(value)
+
+
+# -- one trial runner: no pool reaches into another ------------------------------------------
+
+POOLS = ("inline", "process", "ray_pool")
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_no_pool_imports_another_pools_names(pool: str) -> None:
+    """Pools share the public trial runner (engine.workers.trial_runner) and the
+    package's common modules, never another pool's module or its worker's."""
+    source = (Path(engine.workers.__file__).parent / f"{pool}.py").read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    others = {f"engine.workers.{name}" for name in (*POOLS, "_worker") if name != pool}
+    assert imported & others == set()

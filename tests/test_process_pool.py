@@ -266,6 +266,11 @@ async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
     parent, pids, child = start_parent(tmp_path, "asyncio")
     for pid in pids:  # so they cannot clean up when the driver dies
         os.kill(pid, signal.SIGSTOP)
+    for pid in pids:  # the signal is delivered when the kernel gets to it
+        process = psutil.Process(pid)
+        while process.status() != psutil.STATUS_STOPPED:
+            time.sleep(0.001)
+    assert len(scratch_folders(tmp_path)) == 1
     parent.kill()
     parent.wait()
     assert parent.stdout is not None

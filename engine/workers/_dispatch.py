@@ -32,6 +32,7 @@ from engine.workers._wire import (
     Skipped,
     Started,
 )
+from engine.workers.trial_runner import result_of
 
 __all__ = ("REBALANCE_AFTER", "Dispatcher")
 
@@ -267,10 +268,6 @@ def _forward(message: Intermediate | Final, trial: Trial) -> None:
 
 def _result(message: Done | Failed, job: Job) -> TrialOutput | TrialFailed:
     """What run() returns (or raises) for the message that ended ``job``."""
-    if isinstance(message, Failed):
-        return TrialFailed(message.error_type, message.message, message.traceback,
-                           invalid=message.invalid, paths=message.paths,
-                           stdout=message.stdout, stderr=message.stderr)
-    if message.final is not None and not job.detached:
+    if isinstance(message, Done) and message.final is not None and not job.detached:
         job.trial.final(message.final)
-    return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+    return result_of(message)

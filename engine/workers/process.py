@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from engine.errors import WorkerLost
+from engine.errors import WorkerLost, WorkerStartFailed
 from engine.space import dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
 from engine.workers._child import (
@@ -81,11 +81,6 @@ _OWNER = "owner.lock"  # in the scratch folder; locked while its pool lives
 # Not `python -m`: the package's __init__ imports the module first, and runpy would
 # then run it a second time (and warn).
 _WORKER_MAIN = f"import sys; from {_WORKER_MODULE} import main; main(int(sys.argv[1]))"
-
-
-class WorkerStartFailed(RuntimeError):
-    """A worker process did not start: it exited, or did not answer within
-    ``start_timeout``. The message says which and what to check."""
 
 
 class _Serving:
