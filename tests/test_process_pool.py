@@ -259,12 +259,11 @@ def test_workers_exit_when_the_parent_dies(tmp_path: Path) -> None:
         assert scratch_folders(tmp_path) == []
 
 
-@pytest.mark.anyio
-async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The driver and its workers all killed: the next pool to start cleans up."""
+def kill_driver_and_workers(tmp_path: Path) -> None:
+    """A driver, its workers and their trial's child all SIGKILLed, the workers first
+    stopped so that they cannot clean up when the driver dies."""
     parent, pids, child = start_parent(tmp_path, "asyncio")
-    for pid in pids:  # so they cannot clean up when the driver dies
+    for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     for pid in pids:  # the signal is delivered when the kernel gets to it
         process = psutil.Process(pid)
@@ -278,6 +277,13 @@ async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
     for pid in pids:
         os.killpg(pid, signal.SIGKILL)  # the worker and the trial's child
     assert [pid for pid in [*pids, child] if not fx.gone(pid)] == []
+
+
+@pytest.mark.anyio
+async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver and its workers all killed: the next pool to start cleans up."""
+    kill_driver_and_workers(tmp_path)
     (stale,) = scratch_folders(tmp_path)
     live = tmp_path / "nas-workers-other"  # another pool's, alive: left alone
     live.mkdir()

@@ -356,7 +356,8 @@ async def test_no_room_for_the_workers(ray_session: Any) -> None:
 
 # -- the conformance kit (engine.testing): what applies to a Ray actor, kept small ----------
 
-RAY = Feature.EXCEPTION | Feature.OUTPUT | Feature.SIGKILL | Feature.CANCEL | Feature.STOP
+RAY = (Feature.EXCEPTION | Feature.OUTPUT | Feature.SIGKILL | Feature.CANCEL | Feature.STOP
+       | Feature.CHILD_PROCESS)
 
 
 @pytest.mark.anyio
