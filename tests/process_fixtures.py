@@ -34,6 +34,7 @@ from engine import (
 from engine.errors import TrialFailed, WorkerLost
 from engine.evaluator import Evaluator
 from engine.mutable import SampleValidationError
+from engine.testing import RecordingMonitor as Monitor
 from engine.workers.process import ProcessPool
 
 
@@ -205,36 +206,6 @@ class Recorder:
     @property
     def worker(self) -> str:
         return str(self.calls[0][1])
-
-
-class Monitor:
-    """A PoolMonitor that records, and lets a test wait for the next call."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, int | None, tuple[int, ...]]] = []
-        self.died: list[tuple[str, int | None, int | None, int | None, str]] = []
-        self._changed = anyio.Event()
-
-    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
-        self.started.append((worker, pid, gpus))
-        self._notify()
-
-    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
-                    signal: int | None, reason: str) -> None:
-        self.died.append((worker, pid, exitcode, signal, reason))
-        self._notify()
-
-    async def wait_started(self, count: int) -> None:
-        while len(self.started) < count:
-            await self._changed.wait()
-
-    async def wait_died(self, count: int) -> None:
-        while len(self.died) < count:
-            await self._changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
 
 
 def children() -> list[psutil.Process]:
