@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
     from engine.space import ExecutableModelSpace
 
-__all__ = ("ProcessPool", "WorkerStartFailed", "end_group", "open_scratch")
+__all__ = ("ProcessPool", "WorkerStartFailed")
 
 _WORKER_MODULE = "engine.workers._worker"
 #: Seconds a cancelled run() waits for its worker's answer to a Skip (a trial that holds
@@ -164,7 +164,7 @@ class ProcessPool:
         manned until cancelled; on the way out, kill every worker process."""
         if self._serving is not None:
             raise RuntimeError("this ProcessPool is already serving: give each Engine its own")
-        directory, lock = await anyio.to_thread.run_sync(open_scratch)
+        directory, lock = await anyio.to_thread.run_sync(_open_scratch)
         state = self._serving = _Serving(
             monitor, directory, Dispatcher(self._prefetch, self._recycle_after))
         try:
@@ -232,7 +232,7 @@ class ProcessPool:
         worker.kill()
         with anyio.CancelScope(shield=True):
             returncode = await worker.process.wait()
-        end_group(worker.pid)
+        _end_group(worker.pid)
         if scope.cancelled_caught:
             problem = (f"did not answer within start_timeout={self._start_timeout:g} s and "
                        "was killed")
@@ -266,7 +266,7 @@ class ProcessPool:
             tg.start_soon(worker.write_out)
             tg.start_soon(self._stop_when_retired, worker)
             worker.returncode = returncode = await worker.process.wait()
-            end_group(worker.pid)  # what its trials started
+            _end_group(worker.pid)  # what its trials started
             tg.cancel_scope.cancel()
         worker.ready = False  # no more trials for it
         with contextlib.suppress(ProtocolBroken):  # what it said before it exited
@@ -321,7 +321,7 @@ class ProcessPool:
         workers = list(state.live)
         for worker in workers:
             worker.kill()
-            end_group(worker.pid)
+            _end_group(worker.pid)
         for worker in workers:
             await worker.close()
             worker.returncode = worker.process.returncode
@@ -405,14 +405,14 @@ def _close(fds: tuple[int, ...]) -> None:
         os.close(fd)
 
 
-def end_group(pid: int) -> None:
+def _end_group(pid: int) -> None:
     """SIGKILL every process left in worker ``pid``'s process group: the ones its trials
     started. (The group's number cannot be reused while any member lives.)"""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
 
-def open_scratch() -> tuple[Path, int]:
+def _open_scratch() -> tuple[Path, int]:
     """A new scratch folder and the descriptor of the lock that marks it in use (close
     it after removing the folder); first removes the folders of pools that died."""
     _sweep_scratch(Path(tempfile.gettempdir()))
