@@ -9,6 +9,8 @@ catches them all and ``except ValueError`` keeps working::
     │                                    Engine(...)`` first, or it stopped meanwhile
     ├── BudgetExhausted (RuntimeError)   max trials or wall time is used up: stop proposing
     ├── WorkerLost (RuntimeError)        a worker process died while it ran a trial
+    ├── WorkerStartFailed (RuntimeError) a pool's worker did not start (exited, or did
+    │                                    not answer)
     ├── TrialFailed (RuntimeError)       the model's execute raised; carries the original's
     │                                    type, message and traceback
     ├── SubscriberLagged (RuntimeError)  a subscriber fell further behind than the engine
@@ -23,8 +25,8 @@ catches them all and ``except ValueError`` keeps working::
     └── RunFileError (ValueError)        engine.store: the path cannot be used as a run file
 
 Elsewhere, named for what they report: ``SampleValidationError`` and
-``DuplicateLabelError`` (ValueError, engine.mutable), ``RecipeError`` (ImportError),
-``WorkerStartFailed`` (RuntimeError, engine.workers.process).
+``DuplicateLabelError`` (ValueError, engine.mutable) and ``RecipeError``
+(ImportError).
 
 :class:`TrialError` is not an exception: it is what ``handle.error`` and ``model.error``
 hold once a model failed (the error's type name, message and traceback, from whichever
@@ -48,6 +50,7 @@ __all__ = (
     "TrialError",
     "TrialFailed",
     "WorkerLost",
+    "WorkerStartFailed",
 )
 
 
@@ -74,6 +77,11 @@ class EngineClosed(NasEngineError, RuntimeError):
 
 class BudgetExhausted(NasEngineError, RuntimeError):
     """The engine's budget (max trials or wall time) is used up; nothing more is accepted."""
+
+
+class WorkerStartFailed(NasEngineError, RuntimeError):
+    """A pool's worker did not start: it exited, or did not answer within the pool's
+    ``start_timeout``. The message says which and what to check."""
 
 
 class WorkerLost(NasEngineError, RuntimeError):

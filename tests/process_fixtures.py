@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from engine import (
 from engine.errors import TrialFailed, WorkerLost
 from engine.evaluator import Evaluator
 from engine.mutable import SampleValidationError
+from engine.testing import RecordingMonitor as Monitor
 from engine.workers.process import ProcessPool
 
 
@@ -206,36 +208,6 @@ class Recorder:
         return str(self.calls[0][1])
 
 
-class Monitor:
-    """A PoolMonitor that records, and lets a test wait for the next call."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, int | None, tuple[int, ...]]] = []
-        self.died: list[tuple[str, int | None, int | None, int | None, str]] = []
-        self._changed = anyio.Event()
-
-    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
-        self.started.append((worker, pid, gpus))
-        self._notify()
-
-    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
-                    signal: int | None, reason: str) -> None:
-        self.died.append((worker, pid, exitcode, signal, reason))
-        self._notify()
-
-    async def wait_started(self, count: int) -> None:
-        while len(self.started) < count:
-            await self._changed.wait()
-
-    async def wait_died(self, count: int) -> None:
-        while len(self.died) < count:
-            await self._changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-
 def children() -> list[psutil.Process]:
     return psutil.Process().children(recursive=True)
 
@@ -286,3 +258,31 @@ async def run_in(tg: Any, pool: ProcessPool, model: Any, trial: Recorder,
 
 def pid_of(output: str) -> int:
     return int(output.split("pid=")[1].split()[0])
+
+
+def spawn_then_wait(model: Space, flag: str) -> float:
+    """Starts a child process that sleeps 1000 s, reports its pid, then waits until
+    ``flag`` exists (forever, if nobody creates it)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
+    return wait_for_pid(child.pid, flag)
+
+
+def wait_for_pid(pid: int, flag: str) -> float:
+    report_intermediate(float(pid))
+    path = Path(flag)
+    while not path.exists():
+        time.sleep(0.005)
+    return 2.0
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    """Whether process ``pid`` has exited (a zombie has) within ``timeout`` seconds."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        deadline = time.monotonic() + timeout
+        while process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                return False
+            with contextlib.suppress(psutil.TimeoutExpired):
+                process.wait(timeout=0.05)
+    return True

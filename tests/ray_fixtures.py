@@ -38,6 +38,8 @@ async def async_score(model: Toy) -> float:
 
 
 def boom(model: Toy) -> float:
+    print(f"about to fail {model.x}")
+    print(f"stderr before failing {model.x}", file=sys.stderr)
     raise ValueError(f"boom {model.x}")
 
 

@@ -4,11 +4,13 @@ Trial, then through the Engine."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ import engine as e
 from engine import Engine, ModelStatus
 from engine import events as ev
 from engine.errors import TrialFailed, WorkerLost
+from engine.testing import check_start_failure
 from engine.workers.process import ProcessPool, WorkerStartFailed
 from tests import process_fixtures as fx
 from tests.process_fixtures import Monitor, Recorder, children, pid_of, run_in, serving
@@ -95,22 +98,13 @@ async def test_reports_stream_live_and_output_is_captured(tmp_path: Path) -> Non
 
 @pytest.mark.anyio
 async def test_exception_fails_the_trial_and_keeps_the_worker() -> None:
+    """The pool-specific part (the rest: engine.testing.check_exception and
+    check_output, in tests/test_conformance.py)."""
     pool = ProcessPool(1)
     async with serving(pool) as monitor:
-        trial = Recorder()
         with pytest.raises(TrialFailed) as caught:
-            await pool.run(fx.model(fx.boom, x=3), trial)
-        error = caught.value
-        assert (error.error_type, error.message, error.invalid) == ("ValueError", "boom 3", False)
-        assert 'process_fixtures.py", line' in error.traceback
-        assert "in boom" in error.traceback
-        assert error.traceback.rstrip().endswith("ValueError: boom 3")
-        assert (error.stdout, error.stderr) == ("about to fail\n", "")
-        assert trial.calls == [("started", "process-0", ())]
-        with pytest.raises(TrialFailed) as caught:
-            await pool.run(fx.model(fx.invalid), Recorder())
-        assert caught.value.invalid
-        assert caught.value.paths == ("model", "x")
+            await pool.run(fx.model(fx.boom, x=3), Recorder())
+        assert 'process_fixtures.py", line' in caught.value.traceback
         output = await pool.run(fx.model(fx.environment), Recorder())
         assert pid_of(output.stdout) == monitor.started[0][1]  # the same worker, still alive
         assert "CUDA_VISIBLE_DEVICES=''" in output.stdout  # no GPU share: no GPU
@@ -169,56 +163,9 @@ async def test_death_is_seen_while_a_forked_grandchild_holds_the_pipes(prefetch:
         with anyio.fail_after(10), pytest.raises(WorkerLost) as caught:  # not 30 s
             await pool.run(fx.model(fx.fork_and_die), Recorder())
         grandchild = int(caught.value.stdout.split("grandchild=")[1])
-        os.kill(grandchild, signal.SIGKILL)
+        assert fx.gone(grandchild)  # ended with its worker's process group
         assert caught.value.exitcode == 5
         assert monitor.died[0][2:4] == (5, None)
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("prefetch", [0, 1])
-async def test_cancelled_run_kills_and_replaces_its_worker(tmp_path: Path,
-                                                           prefetch: int) -> None:
-    pool = ProcessPool(1, prefetch=prefetch)
-    async with serving(pool) as monitor:
-        old_pid = monitor.started[0][1]
-        assert old_pid is not None
-        trial = Recorder(7)
-        async with anyio.create_task_group() as tg:
-            async def run() -> None:
-                await pool.run(fx.model(fx.wait_for, flag=str(tmp_path / "never")), trial)
-            tg.start_soon(run)
-            await trial.reported.wait()
-            tg.cancel_scope.cancel()
-        assert not psutil.pid_exists(old_pid)  # stopped before run() returned
-        await monitor.wait_started(2)
-        assert monitor.died == [("process-0", old_pid, None, signal.SIGKILL,
-                                 "its trial (model 7) was stopped (was killed by SIGKILL)")]
-        output = await pool.run(fx.model(fx.environment), Recorder(8))
-        assert pid_of(output.stdout) == monitor.started[1][1] != old_pid
-
-
-@pytest.mark.anyio
-async def test_cancelling_serve_leaves_no_worker_process(tmp_path: Path) -> None:
-    pool = ProcessPool(2)
-    trial = Recorder()
-    stopped = False
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.serve, Monitor())
-        assert len(children()) == 2
-
-        async def run() -> None:
-            nonlocal stopped
-            try:
-                await pool.run(fx.model(fx.wait_for, flag=str(tmp_path / "never")), trial)
-            finally:
-                stopped = True
-        tg.start_soon(run)
-        await trial.reported.wait()  # one worker busy, one idle
-        tg.cancel_scope.cancel()
-    assert stopped
-    assert children() == []
-    with pytest.raises(RuntimeError, match="needs a serving pool"):
-        await pool.run(fx.model(fx.noop), Recorder())
 
 
 @pytest.mark.anyio
@@ -250,57 +197,112 @@ async def test_worker_that_does_not_start_is_a_clear_error(
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text(startup)
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    pool = ProcessPool(2, start_timeout=start_timeout, env={"PYTHONPATH": path})
-    with pytest.raises(WorkerStartFailed, match=r"worker process-0 \(pid \d+\) ") as caught:
-        await pool.serve(Monitor())
-    assert problem in str(caught.value)
-    assert str(caught.value).endswith(
+    error = await check_start_failure(
+        lambda: ProcessPool(2, start_timeout=start_timeout, env={"PYTHONPATH": path}))
+    assert re.match(r"worker process-0 \(pid \d+\) ", str(error))
+    assert problem in str(error)
+    assert str(error).endswith(
         f": check that `{sys.executable} -c 'import engine.workers._worker'` works in this "
         "environment, or raise start_timeout")
     assert children() == []
 
 
+PARENT = """
+import sys
+import anyio
+sys.path.insert(0, sys.argv[1])
+from engine.workers.process import ProcessPool
+from tests import process_fixtures as fx
+
+async def main():
+    pool, trial = ProcessPool(2), fx.Recorder()
+    async with anyio.create_task_group() as tg:
+        monitor = fx.Monitor()
+        await tg.start(pool.serve, monitor)
+        print(*[pid for _, pid, _ in monitor.started], flush=True)
+        tg.start_soon(pool.run, fx.model(fx.spawn_then_wait, flag=sys.argv[2]), trial)
+        await trial.reported.wait()
+        print(int(trial.calls[1][1]), flush=True)  # the pid of the trial's child
+        await anyio.sleep_forever()
+
+anyio.run(main, backend=sys.argv[3])
+"""
+
+
+def start_parent(tmp_path: Path, backend: str) -> tuple[subprocess.Popen[str], list[int], int]:
+    """A driver process serving ProcessPool(2) (temp dir: ``tmp_path``), one worker
+    running a trial that started a child: the driver, its workers' pids, the child's."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(REPO), str(tmp_path / "never"), backend],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert parent.stdout is not None
+    pids = [int(pid) for pid in parent.stdout.readline().split()]
+    child = int(parent.stdout.readline())
+    return parent, pids, child
+
+
+def scratch_folders(where: Path) -> list[Path]:
+    return sorted(where.glob("nas-workers-*"))
+
+
 def test_workers_exit_when_the_parent_dies(tmp_path: Path) -> None:
-    """A SIGKILLed parent leaves no worker behind, idle or mid-trial."""
-    script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent("""
-        import sys
-        import anyio
-        sys.path.insert(0, sys.argv[1])
-        from engine.workers.process import ProcessPool
-        from tests import process_fixtures as fx
-
-        async def main():
-            pool, trial = ProcessPool(2), fx.Recorder()
-            async with anyio.create_task_group() as tg:
-                monitor = fx.Monitor()
-                await tg.start(pool.serve, monitor)
-                print(*[pid for _, pid, _ in monitor.started], flush=True)
-                tg.start_soon(pool.run, fx.model(fx.wait_for, flag=sys.argv[2]), trial)
-                await trial.reported.wait()
-                print("running", flush=True)
-                await anyio.sleep_forever()
-
-        anyio.run(main, backend=sys.argv[3])
-    """))
+    """A SIGKILLed parent leaves no worker behind, idle or mid-trial, no process a trial
+    started, and no scratch folder."""
     for backend in ("asyncio", "trio"):
-        parent = subprocess.Popen(
-            [sys.executable, str(script), str(REPO), str(tmp_path / "never"), backend],
-            stdout=subprocess.PIPE, text=True)
-        assert parent.stdout is not None
-        pids = [int(pid) for pid in parent.stdout.readline().split()]
-        assert parent.stdout.readline() == "running\n"
+        parent, pids, child = start_parent(tmp_path, backend)
+        assert len(scratch_folders(tmp_path)) == 1
         parent.kill()
         parent.wait()
+        assert parent.stdout is not None
         parent.stdout.close()
-        for pid in pids:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(pid).wait(timeout=10)
-        assert not [pid for pid in pids if psutil.pid_exists(pid)]
+        assert [pid for pid in [*pids, child] if not fx.gone(pid)] == []
+        assert scratch_folders(tmp_path) == []
+
+
+def kill_driver_and_workers(tmp_path: Path) -> None:
+    """A driver, its workers and their trial's child all SIGKILLed, the workers first
+    stopped so that they cannot clean up when the driver dies."""
+    parent, pids, child = start_parent(tmp_path, "asyncio")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    for pid in pids:  # the signal is delivered when the kernel gets to it
+        process = psutil.Process(pid)
+        while process.status() != psutil.STATUS_STOPPED:
+            time.sleep(0.001)
+    assert len(scratch_folders(tmp_path)) == 1
+    parent.kill()
+    parent.wait()
+    assert parent.stdout is not None
+    parent.stdout.close()
+    for pid in pids:
+        os.killpg(pid, signal.SIGKILL)  # the worker and the trial's child
+    assert [pid for pid in [*pids, child] if not fx.gone(pid)] == []
+
+
+@pytest.mark.anyio
+async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver and its workers all killed: the next pool to start cleans up."""
+    kill_driver_and_workers(tmp_path)
+    (stale,) = scratch_folders(tmp_path)
+    live = tmp_path / "nas-workers-other"  # another pool's, alive: left alone
+    live.mkdir()
+    held = os.open(live / "owner.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    try:
+        async with serving(ProcessPool(1)):
+            assert not stale.exists()
+            assert len(scratch_folders(tmp_path)) == 2
+    finally:
+        os.close(held)
+    assert scratch_folders(tmp_path) == [live]
 
 
 @pytest.mark.parametrize("value", [{"workers": 0}, {"recycle_after": 0},
-                                   {"recycle_after": 1.5}, {"start_timeout": 0}])
+                                   {"recycle_after": 1.5}, {"start_timeout": 0},
+                                   {"workers": True}, {"recycle_after": True},
+                                   {"start_timeout": True}])
 def test_bad_arguments_are_value_errors(value: dict[str, Any]) -> None:
     name = next(iter(value))
     with pytest.raises(ValueError, match=f"^{name} must be a positive"):
@@ -428,6 +430,70 @@ async def test_leaving_the_engine_interrupts_running_models(tmp_path: Path, leav
                 await anyio.sleep_forever()
     assert [h.status for h in handles] == [ModelStatus.Interrupted] * 7
     assert [h.started_at is not None for h in handles] == [True] * 2 + [False] * 5
+    assert children() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("end", ["cancel", "timeout", "error"])
+async def test_processes_a_trial_started_end_with_its_model(tmp_path: Path, end: str) -> None:
+    """A trial's own child process ends when its model is cancelled, times out, or the
+    engine stops by an error."""
+    pids: list[int] = []
+    with contextlib.suppress(KeyError):
+        async with Engine(ProcessPool(1), trial_timeout=3.0 if end == "timeout" else None
+                          ) as engine:
+            events = engine.subscribe()
+            handle = await engine.submit(fx.model(fx.spawn_then_wait,
+                                                  flag=str(tmp_path / "never")))
+            async for event in events:
+                if isinstance(event, ev.MetricReported):
+                    pids.append(int(event.value))
+                    break
+            assert psutil.Process(pids[0]).status() != psutil.STATUS_ZOMBIE
+            if end == "cancel":
+                handle.cancel()
+            elif end == "error":
+                raise KeyError("the block failed")
+            await handle
+    assert handle.status is ModelStatus.Interrupted
+    assert fx.gone(pids[0], timeout=5)
+    assert children() == []
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions in ``error``, groups flattened."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+@pytest.mark.anyio
+async def test_a_replacement_that_cannot_start_is_one_error(tmp_path: Path) -> None:
+    """The first worker starts, its trial kills it, its replacement cannot start: the
+    caller gets one WorkerStartFailed, and every model ends."""
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import os
+        if os.path.exists({str(tmp_path / "started")!r}):
+            os._exit(7)
+        open({str(tmp_path / "started")!r}, "w").close()
+    """))
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    handles: list[e.ModelHandle] = []
+
+    async def search() -> None:
+        async with Engine(ProcessPool(1, prefetch=0, env={"PYTHONPATH": path}),
+                          queue_size=4) as engine:
+            handles.append(await engine.submit(fx.model(fx.die, how="exit")))
+            for x in (1, 2, 3):
+                handles.append(await engine.submit(fx.model(fx.noop, x=x)))
+            await anyio.sleep_forever()  # until the pool's error cancels the block
+
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 - checked below
+        await search()
+    (error,) = leaves(caught.value)
+    assert isinstance(error, WorkerStartFailed)
+    assert "exited with code 7 before it was ready" in str(error)
+    assert [h.status for h in handles] == [ModelStatus.Failed] + [ModelStatus.Interrupted] * 3
     assert children() == []
 
 

@@ -19,6 +19,7 @@ import pytest
 import engine as e
 from engine import Engine, ModelStatus
 from engine import events as ev
+from engine.testing import Check, Feature, check_start_failure, checks
 
 ray = pytest.importorskip("ray", reason="RayPool needs Ray: pip install 'nas-engine[ray]'")
 
@@ -153,6 +154,8 @@ async def test_failures_keep_the_worker(ray_session: Any) -> None:
     assert (failed.error_type, failed.message, failed.attempt) == ("ValueError", "boom 3", 1)
     assert "ray_fixtures.py" in failed.traceback
     assert "in boom" in failed.traceback
+    assert boom.output == e.TrialOutput(stdout="about to fail 3\n",
+                                        stderr="stderr before failing 3\n")
     invalid = rec.of(ev.ModelInvalid)[0]
     assert (invalid.message, invalid.paths) == ("this architecture cannot be built",
                                                 ("model", "x"))
@@ -346,9 +349,18 @@ def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
 
 @pytest.mark.anyio
 async def test_no_room_for_the_workers(ray_session: Any) -> None:
-    from engine.workers.process import WorkerStartFailed
+    error = await check_start_failure(
+        lambda: RayPool(1, num_cpus_per_trial=64, start_timeout=0.5))
+    assert str(error).startswith("Ray did not place 1 actor(s) of num_cpus=64")
 
-    pool = RayPool(1, num_cpus_per_trial=64, start_timeout=0.5)
-    with pytest.raises(WorkerStartFailed, match=r"did not place 1 actor\(s\) of num_cpus=64"):
-        async with Engine(pool):
-            pass
+
+# -- the conformance kit (engine.testing): what applies to a Ray actor, kept small ----------
+
+RAY = (Feature.EXCEPTION | Feature.OUTPUT | Feature.SIGKILL | Feature.CANCEL | Feature.STOP
+       | Feature.CHILD_PROCESS)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("check", checks(RAY), ids=lambda c: c.__name__)
+async def test_conformance(ray_session: Any, check: Check) -> None:
+    await check(lambda: RayPool(1))

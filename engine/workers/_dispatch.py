@@ -32,6 +32,7 @@ from engine.workers._wire import (
     Skipped,
     Started,
 )
+from engine.workers.trial_runner import result_of
 
 __all__ = ("REBALANCE_AFTER", "Dispatcher")
 
@@ -51,6 +52,7 @@ class Dispatcher:
         self.waiting: deque[Job] = deque()  # jobs without a worker, first come first
         self.jobs = 0
         self.stopped = False
+        self.stop_error: RuntimeError | None = None  # what jobs left at the end raise
         self.unbalanced = anyio.Event()  # a worker is idle while others hold jobs
 
     def submit(self, data: bytes, trial: Trial) -> Job:
@@ -241,11 +243,14 @@ class Dispatcher:
                 self.waiting.appendleft(job)
         self.dispatch()
 
-    def abandon(self, workers: Iterable[Worker]) -> None:
-        """The pool stopped: every job waiting or queued in ``workers`` fails."""
+    def abandon(self, workers: Iterable[Worker], cause: BaseException | None = None) -> None:
+        """The pool stopped (because of ``cause``, if given): every job waiting or queued
+        in ``workers`` fails with ``stop_error``."""
         self.stopped = True
-        error = RuntimeError("the ProcessPool stopped serving: run models only while its "
-                             "serve() runs (inside the Engine's block)")
+        error = self.stop_error = RuntimeError(
+            "the ProcessPool stopped serving: run models only while its serve() runs "
+            "(inside the Engine's block)")
+        error.__cause__ = cause
         for job in self.waiting:
             job.settle(error)
         for worker in workers:
@@ -263,10 +268,6 @@ def _forward(message: Intermediate | Final, trial: Trial) -> None:
 
 def _result(message: Done | Failed, job: Job) -> TrialOutput | TrialFailed:
     """What run() returns (or raises) for the message that ended ``job``."""
-    if isinstance(message, Failed):
-        return TrialFailed(message.error_type, message.message, message.traceback,
-                           invalid=message.invalid, paths=message.paths,
-                           stdout=message.stdout, stderr=message.stderr)
-    if message.final is not None and not job.detached:
+    if isinstance(message, Done) and message.final is not None and not job.detached:
         job.trial.final(message.final)
-    return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+    return result_of(message)

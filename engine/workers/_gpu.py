@@ -64,7 +64,8 @@ def detect_devices(environ: Mapping[str, str]) -> tuple[list[Device], bool]:
 def _shares_per_gpu(gpus_per_trial: float) -> int:
     """How many trials share one GPU (1 for whole GPUs, 0 for none); ValueError for other
     fractions."""
-    if not math.isfinite(gpus_per_trial) or gpus_per_trial < 0:
+    if (isinstance(gpus_per_trial, bool) or not isinstance(gpus_per_trial, int | float)
+            or not math.isfinite(gpus_per_trial) or gpus_per_trial < 0):
         raise ValueError(f"gpus_per_trial must be 0, a fraction 1/n or a whole number, "
                          f"got {gpus_per_trial!r}")
     if gpus_per_trial == 0:

@@ -13,26 +13,19 @@ Started when that Run has already begun).
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
-import inspect
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterator
-from typing import Any
 
 import msgspec
 
 from engine._checks import WORKER_MARK
-from engine.errors import TrialFailed
 from engine.workers._wire import (
-    OUTPUT_LIMIT,
-    Done,
-    Failed,
     Final,
     FrameBuffer,
     FromWorker,
@@ -46,6 +39,7 @@ from engine.workers._wire import (
     ToWorker,
     frame,
 )
+from engine.workers.trial_runner import Capture, run_trial
 
 #: Seconds a reported final waits for the trial's end before it is sent on its own.
 FINAL_DELAY = 0.05
@@ -167,98 +161,32 @@ class _PipeReporter:
                     self._send_pending()
 
 
-class _Capture:
-    """Points fds 1 and 2 at the capture files for the duration of one trial."""
-
-    def __init__(self, setup: Setup, idle_fd: int) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-        self._out = os.open(setup.stdout_path, flags, 0o600)
-        self._err = os.open(setup.stderr_path, flags, 0o600)
-        self._idle_fd = idle_fd  # where fds 1 and 2 point between trials
-        self._written = True  # whether the last trial wrote anything (then truncate)
-
-    @contextlib.contextmanager
-    def trial(self) -> Iterator[None]:
-        _flush()
-        if self._written:  # most trials print nothing: skip the truncates
-            os.ftruncate(self._out, 0)
-            os.ftruncate(self._err, 0)
-        os.dup2(self._out, 1)
-        os.dup2(self._err, 2)
-        try:
-            yield
-        finally:
-            _flush()
-            os.dup2(self._idle_fd, 1)
-            os.dup2(self._idle_fd, 2)
-
-    def output(self) -> tuple[str, str]:
-        stdout, stderr = _tail(self._out), _tail(self._err)
-        self._written = bool(stdout or stderr)
-        return stdout, stderr
-
-
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-
-
-def _tail(fd: int) -> str:
-    size = os.fstat(fd).st_size
-    if not size:
-        return ""
-    start = max(0, size - OUTPUT_LIMIT)
-    text = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
-    return f"[{start} bytes cut]\n{text}" if start else text
-
-
-async def _wait(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def _execute(data: bytes) -> None:
-    """Load and execute one model; async evaluators get their own event loop."""
-    from engine.space import load_model
-
-    result = load_model(data).execute()
-    if inspect.isawaitable(result):
-        import anyio
-
-        anyio.run(_wait, result)
-
-
-def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: _Capture, run: Run) -> None:
+def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run: Run) -> None:
     """Execute ``run`` and send its Done or Failed (before the next Run is taken: see
     ``_Inbox._take``)."""
-    from engine._context import use_reporter
-
-    failure: TrialFailed | None = None
-    with capture.trial():
-        try:
-            with use_reporter(reporter):
-                _execute(run.model)
-        except BaseException as exc:  # every error is the trial's result
-            failure = TrialFailed.from_exception(exc)
-    stdout, stderr = capture.output()
-    final = reporter.take_final()
-    if failure is None:
-        channel.send(Done(final=final, stdout=stdout, stderr=stderr))
-    else:
-        channel.send(Failed(error_type=failure.error_type, message=failure.message,
-                            traceback=failure.traceback, invalid=failure.invalid,
-                            paths=failure.paths, stdout=stdout, stderr=stderr))
+    channel.send(run_trial(run.model, reporter, capture))
 
 
-def _exit_with_parent(lifeline: int) -> None:
+class _Lifeline:
     """Exit as soon as the parent dies, even mid-trial: nothing is ever written to the
-    lifeline pipe, so a read returns only when the parent's end closes."""
-    def watch() -> None:
-        while os.read(lifeline, 1):
-            pass
-        os._exit(1)
+    lifeline pipe, so a read returns only when the parent's end closes. The worker then
+    removes the pool's scratch folder (the parent cannot any more) and kills its process
+    group, which holds the processes its trials started (it leads the group when the
+    pool started it: see ``ProcessPool``)."""
 
-    threading.Thread(target=watch, name="nas-engine-lifeline", daemon=True).start()
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self.scratch: str | None = None  # the folder to remove, once known
+        threading.Thread(target=self._watch, name="nas-engine-lifeline", daemon=True).start()
+
+    def _watch(self) -> None:
+        while os.read(self._fd, 1):
+            pass
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os._exit(1)
 
 
 def _take_pipes() -> _Channel:
@@ -273,7 +201,7 @@ def _take_pipes() -> _Channel:
 
 def main(lifeline: int) -> None:
     os.environ[WORKER_MARK] = str(os.getpid())  # an Engine started here refuses at once
-    _exit_with_parent(lifeline)
+    watch = _Lifeline(lifeline)
     # Ctrl-C in a terminal reaches the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel = _take_pipes()
@@ -281,7 +209,8 @@ def main(lifeline: int) -> None:
     if not isinstance(setup, Setup):
         return
     sys.path[:] = setup.sys_path
-    capture = _Capture(setup, os.dup(2))
+    watch.scratch = os.path.dirname(setup.stdout_path)
+    capture = Capture(setup.stdout_path, setup.stderr_path, os.dup(2))
     faulthandler.enable()
     channel.send(Hello(pid=os.getpid(), visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
     reporter = _PipeReporter(channel)

@@ -57,8 +57,12 @@ class InlinePool:
     prefetch = 0
 
     def __init__(self, workers: int = 1, *, grace: float = 5.0) -> None:
-        if not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"InlinePool needs workers >= 1, got {workers!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1 (models run at once), got "
+                             f"{workers!r}")
+        if (isinstance(grace, bool) or not isinstance(grace, int | float)
+                or not grace >= 0 or grace == float("inf")):
+            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
         self._workers = workers
         self._free = [f"inline-{i}" for i in reversed(range(workers))]
         self._grace = grace

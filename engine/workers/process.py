@@ -8,6 +8,15 @@ back while the trial runs (a final within about 0.1 s, or with the trial's end: 
 that dies is replaced; one that runs ``recycle_after`` trials is stopped cleanly and
 replaced; every worker exits when this process dies.
 
+Each worker leads a session (and process group) of its own, and a worker is ended with
+its whole group: processes a trial started (``subprocess``, data loaders) die with it
+when the trial is cancelled, times out, crashes or the pool stops, and when this process
+dies (the worker kills its group). Only a process that left the group itself (its own
+``setsid``) escapes. The pool's scratch folder (``nas-workers-*`` in the temp dir) is
+removed when the pool stops, by the workers when this process dies, and, should they all
+be gone too, by the next pool that starts: it removes every such folder whose owner's
+lock is free.
+
 Prefetch: a worker may hold ``prefetch`` more models while it runs one, and starts each
 the moment the one before ends, without a round trip through this process. A model
 counts as started (``trial.started``, so the engine's training event and timeout) only
@@ -24,6 +33,7 @@ kills its worker when cancelled.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -37,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from engine.errors import WorkerLost
+from engine.errors import WorkerLost, WorkerStartFailed
 from engine.space import dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
 from engine.workers._child import (
@@ -64,14 +74,13 @@ _WORKER_MODULE = "engine.workers._worker"
 #: Seconds a cancelled run() waits for its worker's answer to a Skip (a trial that holds
 #: the GIL delays it); after that the answer is handled when it comes.
 ANSWER_GRACE = 1.0
+#: Seconds a run() whose model never started waits to be cancelled by serve()'s error.
+FAILURE_GRACE = 5.0
+_SCRATCH_PREFIX = "nas-workers-"
+_OWNER = "owner.lock"  # in the scratch folder; locked while its pool lives
 # Not `python -m`: the package's __init__ imports the module first, and runpy would
 # then run it a second time (and warn).
 _WORKER_MAIN = f"import sys; from {_WORKER_MODULE} import main; main(int(sys.argv[1]))"
-
-
-class WorkerStartFailed(RuntimeError):
-    """A worker process did not start: it exited, or did not answer within
-    ``start_timeout``. The message says which and what to check."""
 
 
 class _Serving:
@@ -113,7 +122,8 @@ class ProcessPool:
                 recycle_after, int) or recycle_after < 1):
             raise ValueError(f"recycle_after must be a positive int or None, got "
                              f"{recycle_after!r}")
-        if not start_timeout > 0:
+        if (isinstance(start_timeout, bool) or not isinstance(start_timeout, int | float)
+                or not start_timeout > 0):
             raise ValueError(f"start_timeout must be a positive number of seconds, got "
                              f"{start_timeout!r}")
         self._prefetch, self._recycle_after = prefetch, recycle_after
@@ -154,9 +164,9 @@ class ProcessPool:
         manned until cancelled; on the way out, kill every worker process."""
         if self._serving is not None:
             raise RuntimeError("this ProcessPool is already serving: give each Engine its own")
+        directory, lock = await anyio.to_thread.run_sync(_open_scratch)
         state = self._serving = _Serving(
-            monitor, Path(tempfile.mkdtemp(prefix="nas-workers-")),
-            Dispatcher(self._prefetch, self._recycle_after))
+            monitor, directory, Dispatcher(self._prefetch, self._recycle_after))
         try:
             workers = await self._start_all(state)
             async with anyio.create_task_group() as tg:
@@ -170,7 +180,10 @@ class ProcessPool:
         finally:
             self._serving = None
             with anyio.CancelScope(shield=True):
-                await self._shut_down(state)
+                try:
+                    await self._shut_down(state)
+                finally:
+                    os.close(lock)  # after the folder is gone
 
     async def _start_all(self, state: _Serving) -> list[Worker]:
         """Spawn every worker at once, then wait for each one's hello."""
@@ -192,7 +205,7 @@ class ProcessPool:
             try:
                 process = await anyio.open_process(
                     command, stdin=theirs[0], stdout=theirs[1], stderr=None, env=env,
-                    pass_fds=(theirs[2],))
+                    pass_fds=(theirs[2],), start_new_session=True)
             except BaseException:
                 _close(ours)
                 raise
@@ -219,6 +232,7 @@ class ProcessPool:
         worker.kill()
         with anyio.CancelScope(shield=True):
             returncode = await worker.process.wait()
+        _end_group(worker.pid)
         if scope.cancelled_caught:
             problem = (f"did not answer within start_timeout={self._start_timeout:g} s and "
                        "was killed")
@@ -252,6 +266,7 @@ class ProcessPool:
             tg.start_soon(worker.write_out)
             tg.start_soon(self._stop_when_retired, worker)
             worker.returncode = returncode = await worker.process.wait()
+            _end_group(worker.pid)  # what its trials started
             tg.cancel_scope.cancel()
         worker.ready = False  # no more trials for it
         with contextlib.suppress(ProtocolBroken):  # what it said before it exited
@@ -302,10 +317,12 @@ class ProcessPool:
 
     @staticmethod
     async def _shut_down(state: _Serving) -> None:
-        state.jobs.abandon(state.live)
-        for worker in state.live:
+        state.jobs.stopped = True  # nothing is dispatched any more
+        workers = list(state.live)
+        for worker in workers:
             worker.kill()
-        for worker in list(state.live):
+            _end_group(worker.pid)
+        for worker in workers:
             await worker.close()
             worker.returncode = worker.process.returncode
             if worker.running is not None:
@@ -313,6 +330,8 @@ class ProcessPool:
             worker.ended.set()
         state.live.clear()
         await anyio.to_thread.run_sync(shutil.rmtree, state.directory, True)
+        # Last: a run() whose model never started hears of it only now (see run()).
+        state.jobs.abandon(workers, state.error)
 
     # -- running -----------------------------------------------------------------------
 
@@ -321,7 +340,10 @@ class ProcessPool:
         else one that takes it next (see ``prefetch``). Raises TrialFailed or WorkerLost;
         a model whose worker died before starting it waits for another. When cancelled,
         a model not started is taken back, and a running one's worker killed (and
-        replaced) before Cancelled propagates."""
+        replaced) before Cancelled propagates. A model not started when ``serve()``
+        stopped raises RuntimeError; when ``serve()`` stopped by its own error, first
+        after ``FAILURE_GRACE`` seconds, in which that error, raised in the task group
+        that runs both (an Engine's), cancels this call: the caller sees one error."""
         data = self._dumped.pop(model, None) or dump_model(model)
         state = self._serving
         if state is None:
@@ -335,6 +357,8 @@ class ProcessPool:
                 await self._withdraw(state, job)
             raise
         if isinstance(job.result, BaseException):
+            if job.result is state.jobs.stop_error and state.error is not None:
+                await anyio.sleep(FAILURE_GRACE)
             raise job.result
         assert job.result is not None  # set with settled
         return job.result
@@ -379,3 +403,40 @@ def _pipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 def _close(fds: tuple[int, ...]) -> None:
     for fd in fds:
         os.close(fd)
+
+
+def _end_group(pid: int) -> None:
+    """SIGKILL every process left in worker ``pid``'s process group: the ones its trials
+    started. (The group's number cannot be reused while any member lives.)"""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _open_scratch() -> tuple[Path, int]:
+    """A new scratch folder and the descriptor of the lock that marks it in use (close
+    it after removing the folder); first removes the folders of pools that died."""
+    _sweep_scratch(Path(tempfile.gettempdir()))
+    directory = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX))
+    # Locked before it gets its name, so a sweep never sees it unlocked.
+    fd = os.open(directory / "owner.new", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(directory / "owner.new", directory / _OWNER)
+    return directory, fd
+
+
+def _sweep_scratch(temp: Path) -> None:
+    """Remove each scratch folder whose lock nobody holds: its pool's process died (the
+    kernel drops a dead process's locks) before it could remove the folder."""
+    for directory in temp.glob(f"{_SCRATCH_PREFIX}*"):
+        try:
+            fd = os.open(directory / _OWNER, os.O_RDWR)
+        except OSError:  # not ours, not locked yet, or gone
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its pool lives
+            continue
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        finally:
+            os.close(fd)

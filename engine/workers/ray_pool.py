@@ -40,14 +40,12 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 
-from engine._context import use_reporter
-from engine.errors import TrialFailed, WorkerLost
+from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.space import ExecutableModelSpace, dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
 from engine.workers._gpu import detect_devices, parse_visible_devices
-from engine.workers._wire import Done, Failed, Final, FromWorker, Hello, Intermediate, Setup
-from engine.workers._worker import _Capture, _execute
-from engine.workers.process import WorkerStartFailed
+from engine.workers._wire import Done, Failed, Final, FromWorker, Hello, Intermediate
+from engine.workers.trial_runner import Capture, result_of, run_trial
 
 __all__ = ("RayPool",)
 
@@ -74,13 +72,17 @@ class _QueueReporter:
 
     def __init__(self, send: Callable[[bytes | None], None]) -> None:
         self._send = send
-        self.final_value: float | None = None
+        self._final: float | None = None
 
     def intermediate(self, value: float) -> None:
         self._send(_encode(Intermediate(value=value)))
 
     def final(self, value: float) -> None:
-        self.final_value = value
+        self._final = value
+
+    def take_final(self) -> float | None:
+        value, self._final = self._final, None
+        return value
 
 
 class _TrialActor:
@@ -93,8 +95,7 @@ class _TrialActor:
         paths = [tempfile.mkstemp(prefix=f"nas-engine-{n}-") for n in ("out", "err")]
         for fd, _ in paths:
             os.close(fd)
-        setup = Setup(sys_path=[], stdout_path=paths[0][1], stderr_path=paths[1][1])
-        self._capture = _Capture(setup, os.dup(2))
+        self._capture = Capture(paths[0][1], paths[1][1], os.dup(2))
         for _, path in paths:  # the capture keeps them open
             os.unlink(path)
 
@@ -113,21 +114,7 @@ class _TrialActor:
         trial.join()
 
     def _trial(self, model: bytes, send: Callable[[bytes | None], None]) -> None:
-        failure: TrialFailed | None = None
-        reporter = _QueueReporter(send)
-        with self._capture.trial():
-            try:
-                with use_reporter(reporter):
-                    _execute(model)
-            except BaseException as exc:  # every error is the trial's result
-                failure = TrialFailed.from_exception(exc)
-        stdout, stderr = self._capture.output()
-        if failure is None:
-            send(_encode(Done(final=reporter.final_value, stdout=stdout, stderr=stderr)))
-        else:
-            send(_encode(Failed(error_type=failure.error_type, message=failure.message,
-                                traceback=failure.traceback, invalid=failure.invalid,
-                                paths=failure.paths, stdout=stdout, stderr=stderr)))
+        send(_encode(run_trial(model, _QueueReporter(send), self._capture)))
         send(None)
 
 
@@ -381,11 +368,11 @@ class RayPool:
         trial.started(worker.name, worker.gpus)
         with self._in_use():
             message = await self._stream(worker, data, trial)
-        if isinstance(message, Failed):
-            raise TrialFailed(message.error_type, message.message, message.traceback,
-                              invalid=message.invalid, paths=tuple(message.paths))
+        result = result_of(message)
+        if isinstance(result, TrialFailed):
+            raise result
         _report(trial, message)
-        return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+        return result
 
     async def _stream(self, worker: _Worker, data: bytes, trial: Trial) -> Done | Failed:
         gate = _ThreadGate()

@@ -1,0 +1,136 @@
+"""The one trial runner every pool's worker calls, and what its result means to the
+pool's parent side.
+
+A worker (a process of :class:`~engine.workers.process.ProcessPool`, an actor of
+:class:`~engine.workers.ray_pool.RayPool`, the next pool's) receives a frozen model as
+``SimplifiedModelSpace.dump()`` bytes and calls :func:`run_trial`: it executes the model
+with the worker's :class:`Reporter` (which streams the trial's reports its own way),
+captures what the trial writes to fds 1 and 2 (:class:`Capture`), and returns the
+trial's last message, :class:`~engine.workers._wire.Done` or
+:class:`~engine.workers._wire.Failed`, with the final metric not sent yet and the
+captured output. The pool's parent side turns that message back into what
+``WorkerPool.run`` returns or raises with :func:`result_of`. So every pool reports the
+same things the same way (a failed trial's output included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import sys
+from collections.abc import Awaitable, Iterator
+from typing import Any, Protocol
+
+from engine._context import use_reporter
+from engine.errors import TrialFailed
+from engine.workers._base import TrialOutput
+from engine.workers._wire import OUTPUT_LIMIT, Done, Failed
+
+__all__ = ("Capture", "Reporter", "execute", "result_of", "run_trial")
+
+
+class Reporter(Protocol):
+    """How a worker sends a running trial's reports. ``take_final`` hands over (and
+    forgets) a final reported but not sent yet: it travels in Done."""
+
+    def intermediate(self, value: float) -> None: ...
+
+    def final(self, value: float) -> None: ...
+
+    def take_final(self) -> float | None: ...
+
+
+class Capture:
+    """Points fds 1 and 2 at two files for the duration of each trial, and reads back
+    the tail (``OUTPUT_LIMIT`` bytes) of what the trial wrote. ``idle_fd`` is where fds
+    1 and 2 point between trials. The files may be unlinked once opened."""
+
+    def __init__(self, stdout_path: str, stderr_path: str, idle_fd: int) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+        self._out = os.open(stdout_path, flags, 0o600)
+        self._err = os.open(stderr_path, flags, 0o600)
+        self._idle_fd = idle_fd
+        self._written = True  # whether the last trial wrote anything (then truncate)
+
+    @contextlib.contextmanager
+    def trial(self) -> Iterator[None]:
+        _flush()
+        if self._written:  # most trials print nothing: skip the truncates
+            os.ftruncate(self._out, 0)
+            os.ftruncate(self._err, 0)
+        os.dup2(self._out, 1)
+        os.dup2(self._err, 2)
+        try:
+            yield
+        finally:
+            _flush()
+            os.dup2(self._idle_fd, 1)
+            os.dup2(self._idle_fd, 2)
+
+    def output(self) -> tuple[str, str]:
+        """(stdout, stderr) of the last trial."""
+        stdout, stderr = _tail(self._out), _tail(self._err)
+        self._written = bool(stdout or stderr)
+        return stdout, stderr
+
+
+def run_trial(data: bytes, reporter: Reporter, capture: Capture) -> Done | Failed:
+    """Execute the dumped model ``data``, reporting through ``reporter`` and capturing
+    its output; its Done, or its Failed (every exception, even a BaseException, is the
+    trial's result)."""
+    failure: TrialFailed | None = None
+    with capture.trial():
+        try:
+            with use_reporter(reporter):
+                execute(data)
+        except BaseException as exc:
+            failure = TrialFailed.from_exception(exc)
+    stdout, stderr = capture.output()
+    final = reporter.take_final()
+    if failure is None:
+        return Done(final=final, stdout=stdout, stderr=stderr)
+    return Failed(error_type=failure.error_type, message=failure.message,
+                  traceback=failure.traceback, invalid=failure.invalid,
+                  paths=failure.paths, stdout=stdout, stderr=stderr)
+
+
+def execute(data: bytes) -> None:
+    """Load and execute one dumped model; an async evaluator gets an event loop of its
+    own."""
+    from engine.space import load_model
+
+    result = load_model(data).execute()
+    if inspect.isawaitable(result):
+        import anyio
+
+        anyio.run(_wait, result)
+
+
+def result_of(message: Done | Failed) -> TrialOutput | TrialFailed:
+    """What ``WorkerPool.run`` returns (TrialOutput) or raises (TrialFailed) for a
+    trial's last message. (A Done's final is the caller's to report.)"""
+    if isinstance(message, Failed):
+        return TrialFailed(message.error_type, message.message, message.traceback,
+                           invalid=message.invalid, paths=tuple(message.paths),
+                           stdout=message.stdout, stderr=message.stderr)
+    return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+
+
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+
+
+def _tail(fd: int) -> str:
+    size = os.fstat(fd).st_size
+    if not size:
+        return ""
+    start = max(0, size - OUTPUT_LIMIT)
+    text = os.pread(fd, size - start, start).decode("utf-8", errors="replace")
+    return f"[{start} bytes cut]\n{text}" if start else text
