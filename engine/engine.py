@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -255,13 +255,7 @@ class Engine:
                     await self._journal.close()
             finally:
                 self._outer.cancel_scope.cancel()
-                error: BaseException | None = None
-                try:
-                    await self._outer.__aexit__(None, None, None)
-                except BaseExceptionGroup as group:
-                    error = _root_cause(group)
-                if error is not None:  # raised out here to keep its own __context__
-                    raise error
+                await _unwrapped(self._outer.__aexit__(None, None, None))
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -292,7 +286,7 @@ class Engine:
             self._queue.close()
             self._tg.cancel_scope.cancel()
             try:
-                await self._tg.__aexit__(None, None, None)
+                await _unwrapped(self._tg.__aexit__(None, None, None))
             finally:
                 self._running = False
                 try:
@@ -665,6 +659,18 @@ def _check_storable(sample: Mapping[str, Any]) -> None:
                 "holds JSON values only (str, int, float, bool, None, lists and dicts of "
                 f"them); convert the choices of {label!r} to plain Python values ({exc})"
             ) from None
+
+
+async def _unwrapped(leaving: Awaitable[object]) -> None:
+    """Await a task group's ``__aexit__``; a failure of one task comes out as itself
+    (e.g. one WorkerStartFailed), not wrapped in an ExceptionGroup of one."""
+    error: BaseException | None = None
+    try:
+        await leaving
+    except BaseExceptionGroup as group:
+        error = _root_cause(group)
+    if error is not None:  # raised out here to keep its own __context__
+        raise error
 
 
 def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
