@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from engine.mutable import LabeledMutable, Mutable, Sample
+from engine.mutable import Mutable, Sample, SampleMissingError
 
 __all__ = (
     "Reporter",
@@ -47,13 +47,27 @@ def current_model() -> Sample | None:
 
 def ensure_frozen(mutable: Any) -> Any:
     """Inside :func:`model_context`, the value the sample picks for ``mutable``;
-    outside, ``mutable`` itself, so the space can still discover it."""
+    outside, ``mutable`` itself, so the space can still discover it.
+
+    Raises :class:`~engine.mutable.SampleMissingError` when the sample has no value for
+    one of its labels: such a mutable is not part of the space the sample came from, so
+    it would never be searched (and silently taking its default would hide that).
+    """
     sample = _sample.get()
     if sample is None or not isinstance(mutable, Mutable):
         return mutable
-    if isinstance(mutable, LabeledMutable) and mutable.label not in sample:
-        return mutable.freeze({**sample, mutable.label: mutable.default_value()})
-    return mutable.freeze(sample)
+    try:
+        return mutable.freeze(sample)
+    except SampleMissingError as exc:
+        raise SampleMissingError(_NOT_IN_SPACE.format(exc.message), exc.paths) from None
+
+
+_NOT_IN_SPACE = (
+    "{} of the model being built: this mutable is not part of the space the sample was "
+    "drawn from, so it is never searched. Let the space find it: make it an init argument "
+    "or an attribute of the ModelSpace, register it with add_mutable, or use it through a "
+    "mutable module (LayerChoice, Repeat, a mutable layer), not only inside a plain module"
+)
 
 
 class Reporter(Protocol):

@@ -9,6 +9,7 @@ Exceptions raised here::
 
     ValueError
     ├── SampleValidationError   a sample does not fit a space (``paths`` say where)
+    │   └── SampleMissingError  a label the model needs is not in the sample
     └── DuplicateLabelError     one label bound to two different mutables
 
 ``SampleValidationError.paths`` are ordered outermost first: ``["model", "width"]``
@@ -35,6 +36,7 @@ __all__ = (
     "MutableList",
     "Numerical",
     "Sample",
+    "SampleMissingError",
     "SampleValidationError",
 )
 
@@ -57,6 +59,12 @@ class SampleValidationError(ValueError):
     def __str__(self) -> str:
         where = "/".join(self.paths)
         return f"{self.message} (at {where})" if where else self.message
+
+
+class SampleMissingError(SampleValidationError):
+    """A label that a model needs is not in its sample: the mutable is not part of the
+    space the sample was drawn from (for example, made inside a plain ``nn.Module`` or read
+    with ``ensure_frozen`` without being registered), so it is never searched."""
 
 
 class DuplicateLabelError(ValueError):
@@ -195,8 +203,8 @@ class LabeledMutable(Mutable):
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
         check_sample_type(sample)
         if self.label not in sample:
-            return SampleValidationError(f"label {self.label!r} is missing from the sample",
-                                         [self.label])
+            return SampleMissingError(f"label {self.label!r} is missing from the sample",
+                                      [self.label])
         reason = self.check_value(sample[self.label])
         return None if reason is None else SampleValidationError(reason, [self.label])
 

@@ -18,8 +18,10 @@ from engine import (
     Mutable,
     Numerical,
     RawFormatModelSpace,
+    SampleMissingError,
     SampleValidationError,
     SimplifiedModelSpace,
+    ensure_frozen,
     model_context,
 )
 from engine.nn import (
@@ -571,3 +573,29 @@ def test_categorical_multiple_values() -> None:
         CategoricalMultiple(["a", "b", "c"], n_chosen=4, label="x")
     with pytest.raises(SampleValidationError, match="'x' takes at least one of"):
         CategoricalMultiple(["a"], label="x").freeze({"x": []})
+
+
+class _PlainBlock(nn.Module):
+    """A plain module that reads a choice the space never sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        size = ensure_frozen(Categorical([2, 4], label="hidden"))
+        self.fc = nn.Linear(3, size if isinstance(size, int) else 2)
+
+
+class _HiddenChoice(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="act")
+        self.block = _PlainBlock()
+
+
+@pytest.mark.parametrize("fmt", [RawFormatModelSpace, SimplifiedModelSpace])
+def test_a_choice_hidden_in_a_plain_module_fails_loudly(fmt: Any) -> None:
+    space = fmt.from_model(_HiddenChoice())
+    assert list(space.simplify()) == ["act"]  # "hidden" is not searched ...
+    model = space.freeze({"act": 1})
+    with pytest.raises(SampleMissingError, match=r"'hidden' is missing .* never searched") as info:
+        model.executable_model()  # ... so building the model says so instead of using 2
+    assert info.value.paths == ["hidden"]

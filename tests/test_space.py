@@ -34,6 +34,7 @@ from engine import (
     MutableList,
     Numerical,
     RawFormatModelSpace,
+    SampleMissingError,
     SampleValidationError,
     SimplifiedModelSpace,
     current_model,
@@ -145,7 +146,12 @@ def test_ensure_frozen_inside_and_outside_a_context() -> None:
     with model_context({"c": 1}):
         assert ensure_frozen(c) == 1
         assert ensure_frozen(MutableList([c, 3])) == [1, 3]
-        assert ensure_frozen(Categorical([7, 8], label="other")) == 7  # not sampled: default
+        with pytest.raises(SampleMissingError, match=r"'other' is missing .* never searched"):
+            ensure_frozen(Categorical([7, 8], label="other"))  # not in the space: loud
+        with pytest.raises(SampleMissingError) as missing:
+            ensure_frozen(MutableList([c, Categorical([7, 8], label="other")]))
+        assert missing.value.paths == ["other"]
+        assert isinstance(missing.value, SampleValidationError)
     with model_context({"c": 9}), pytest.raises(SampleValidationError) as info:
         ensure_frozen(c)
     assert info.value.paths == ["c"]
