@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from torch import nn
 
 from engine._context import current_model, ensure_frozen
 from engine._labels import label_scope
-from engine._nn_base import module_leaves
+from engine._nn_base import freeze_module, module_leaves
 from engine.mutable import LabeledMutable, Mutable, leaves_of
-from engine.space import BaseModelSpace
+from engine.space import BaseModelSpace, frozen_call
 
 __all__ = ("ModelSpace",)
 
@@ -57,6 +58,44 @@ class ModelSpace(nn.Module, BaseModelSpace):
         yield from leaves_of(self.__dict__.get("_nas_mutables", ()))
         for child in self.children():
             yield from module_leaves(child, is_leaf)
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        """The model ``sample`` picks, made from this live space: a deep copy with every
+        module that holds choices replaced by its frozen form, so weights and in-place edits
+        (a submodule set after construction, say) are kept. Mutable layers whose arguments
+        the sample changes are built anew (a new shape needs new weights).
+
+        A space whose constructor itself applies choices (values from :meth:`add_mutable`,
+        or mutable init arguments that no submodule or attribute takes) cannot be copied
+        with another choice: it is built again from its constructor under
+        :func:`~engine.model_context`, with fresh weights, as a simplified space would be.
+        """
+        self.validate(sample)
+        if self.constructor_choices():
+            return super().freeze(sample)
+        call = self.init_call()
+        clone = copy.deepcopy(self, {id(call): call})
+        for name, child in clone._modules.items():
+            if child is not None:
+                clone._modules[name] = freeze_module(child, sample)
+        for name, value in vars(clone).items():
+            if not name.startswith("_") and isinstance(value, Mutable):
+                clone.__dict__[name] = value.freeze(sample)
+        clone.__dict__["_nas_init_call"] = frozen_call(call, sample)
+        clone.__dict__.pop("_nas_mutables", None)
+        return clone
+
+    def constructor_choices(self) -> list[str]:
+        """Labels that only this space's constructor applies: those of :meth:`add_mutable`
+        and of mutable init arguments that no submodule or public attribute takes."""
+        labels = {leaf.label for leaf in leaves_of(self.__dict__.get("_nas_mutables", ()))}
+        call = self.init_call()
+        taken = {leaf.label for child in self.children() for leaf in module_leaves(child)}
+        taken.update(leaf.label for leaf in leaves_of(
+            v for k, v in vars(self).items() if not k.startswith("_")))
+        labels.update(leaf.label for leaf in leaves_of([*call.args, *call.kwargs.values()])
+                      if leaf.label not in taken)
+        return sorted(labels)
 
 
 def _scoped(init: Callable[..., None]) -> Callable[..., None]:

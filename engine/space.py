@@ -3,8 +3,8 @@
 Every model space is a :class:`BaseModelSpace`. The engine runs
 :class:`ExecutableModelSpace` objects, which come in two formats:
 
-- :class:`RawFormatModelSpace` keeps the live model space (and its weights). It never
-  leaves this process.
+- :class:`RawFormatModelSpace` keeps the live model space (and its weights): a frozen
+  torch model is a copy of it with the sample applied. It never leaves this process.
 - :class:`SimplifiedModelSpace` keeps a recipe (importable symbol + init arguments) and
   the simplified mutables. A frozen one is a small msgspec message; a worker rebuilds the
   model from the recipe under :func:`model_context`.
@@ -127,10 +127,10 @@ class BaseModelSpace(Mutable):
         """A new instance built under ``model_context(sample)`` from the init call."""
         self.validate(sample)
         with model_context(sample):
-            return _frozen_call(self.init_call(), sample).build()
+            return frozen_call(self.init_call(), sample).build()
 
 
-def _frozen_call(call: Call, sample: Mapping[str, Any]) -> Call:
+def frozen_call(call: Call, sample: Mapping[str, Any]) -> Call:
     """``call`` with every mutable argument replaced by the value ``sample`` picks."""
     return Call(
         call.factory,
@@ -238,7 +238,14 @@ RAW_FORMAT_STAYS = (
 
 
 class RawFormatModelSpace(ExecutableModelSpace):
-    """Keeps the live model space; only runs in this process (an ``InlinePool``)."""
+    """Keeps the live model space; only runs in this process (an ``InlinePool``).
+
+    Its executable model is the space's own ``freeze(sample)``. For a torch
+    :class:`~engine.nn.ModelSpace` that is a deep copy of the live model with the sample
+    applied, so weights and in-place edits made to the space are kept (see
+    :meth:`engine.nn.ModelSpace.freeze` for the one case that is built again); a plain
+    :class:`BaseModelSpace` is built again from its init call.
+    """
 
     def __init__(self, model_space: BaseModelSpace, evaluator: Evaluator | None) -> None:
         super().__init__()
@@ -334,7 +341,7 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         self.validate(sample)
         evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         # Mutables passed as init arguments take their chosen value in the frozen recipe.
-        model = type(self)(_frozen_call(self.model, sample), self.mutables, evaluator)
+        model = type(self)(frozen_call(self.model, sample), self.mutables, evaluator)
         model.sample = dict(sample)
         model.status = ModelStatus.Frozen
         return model
