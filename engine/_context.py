@@ -12,13 +12,14 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from engine.mutable import Mutable, Sample, SampleMissingError
+from engine.mutable import Mutable, Sample, SampleMissingError, check_sample_type
 
 __all__ = (
     "Reporter",
     "current_model",
     "current_reporter",
     "ensure_frozen",
+    "in_model_context",
     "model_context",
     "report_final",
     "report_intermediate",
@@ -32,8 +33,14 @@ _sample: contextvars.ContextVar[Sample | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def model_context(sample: Mapping[str, Any]) -> Iterator[None]:
-    """Build models inside this block as the frozen model that ``sample`` picks."""
-    token = _sample.set(dict(sample))
+    """Build models inside this block as the frozen model that ``sample`` picks.
+
+    Blocks nest: the inner block sees the outer sample updated with its own (the inner
+    value wins for a label in both), as in the reference. ``sample`` is copied on entry.
+    """
+    check_sample_type(sample)
+    outer = _sample.get()
+    token = _sample.set({**outer, **sample} if outer is not None else dict(sample))
     try:
         yield
     finally:
@@ -41,8 +48,15 @@ def model_context(sample: Mapping[str, Any]) -> Iterator[None]:
 
 
 def current_model() -> Sample | None:
-    """The sample of the enclosing :func:`model_context`, or ``None`` outside one."""
-    return _sample.get()
+    """A copy of the sample of the enclosing :func:`model_context`, or ``None`` outside
+    one. Changing the copy does not change the context."""
+    sample = _sample.get()
+    return None if sample is None else dict(sample)
+
+
+def in_model_context() -> bool:
+    """Whether a :func:`model_context` is open (cheaper than copying its sample)."""
+    return _sample.get() is not None
 
 
 def ensure_frozen(mutable: Any) -> Any:

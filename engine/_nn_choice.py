@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -85,6 +85,10 @@ class LayerChoice(MutableModule):
 
     def __len__(self) -> int:
         return len(self.choice.values)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        """The candidate modules, in order (as the reference iterates a LayerChoice)."""
+        return (self.get_submodule(str(name)) for name in self.choice.values)
 
     def _own_mutables(self) -> Iterable[LabeledMutable]:
         return (self.choice,)

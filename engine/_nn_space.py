@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from engine._context import current_model, ensure_frozen
+from engine._context import ensure_frozen, in_model_context
 from engine._labels import label_scope
 from engine._nn_base import freeze_module, module_leaves
 from engine.mutable import LabeledMutable, Mutable, leaves_of
@@ -44,20 +44,18 @@ class ModelSpace(nn.Module, BaseModelSpace):
         default otherwise (so the space still runs)."""
         if not isinstance(mutable, Mutable):
             raise TypeError(f"add_mutable takes a mutable, got {type(mutable).__name__}")
-        if current_model() is not None:
+        if in_model_context():
             return ensure_frozen(mutable)
         self.__dict__.setdefault("_nas_mutables", []).append(mutable)
         return mutable.default()
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterator[LabeledMutable]:
+    def leaf_mutables(self) -> Iterator[LabeledMutable]:
         call = self.init_call()
         yield from leaves_of([*call.args, *call.kwargs.values()])
         yield from leaves_of(v for k, v in vars(self).items() if not k.startswith("_"))
         yield from leaves_of(self.__dict__.get("_nas_mutables", ()))
         for child in self.children():
-            yield from module_leaves(child, is_leaf)
+            yield from module_leaves(child)
 
     def freeze(self, sample: Mapping[str, Any]) -> Any:
         """The model ``sample`` picks, made from this live space: a deep copy with every
@@ -107,7 +105,7 @@ def _scoped(init: Callable[..., None]) -> Callable[..., None]:
         self.__dict__["_nas_building"] = True
         with label_scope():
             init(self, *args, **kwargs)
-        if outermost and current_model() is None:
+        if outermost and not in_model_context():
             self.simplify()  # raises DuplicateLabelError now, not at the first freeze
 
     return __init__

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random as _random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
 from engine._labels import auto_label
@@ -98,9 +98,7 @@ def _same_value(a: Any, b: Any) -> bool:
 class Mutable:
     """Something that holds choices. Subclasses define leaves or containers."""
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         """Every leaf mutable inside, in definition order (duplicates included)."""
         raise NotImplementedError
 
@@ -121,12 +119,14 @@ class Mutable:
         """The plain value this mutable stands for under ``sample`` (validated first)."""
         raise NotImplementedError
 
-    def simplify(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> dict[str, LabeledMutable]:
-        """Leaf mutables keyed by label. Raises DuplicateLabelError on a clash."""
+    def simplify(self) -> dict[str, LabeledMutable]:
+        """Leaf mutables keyed by label. Raises DuplicateLabelError on a clash.
+
+        Unlike the reference, it takes no ``is_leaf``: every leaf here is a labelled value
+        with no mutable inside, so there is nothing to expand or collapse.
+        """
         found: dict[str, LabeledMutable] = {}
-        for leaf in self.leaf_mutables(is_leaf):
+        for leaf in self.leaf_mutables():
             known = found.get(leaf.label)
             if known is None:
                 found[leaf.label] = leaf
@@ -147,10 +147,14 @@ class Mutable:
             raise error
 
     def default(self, memo: Sample | None = None) -> Any:
-        """Freeze with every leaf at its default; ``memo`` collects the sample."""
+        """Freeze with every leaf at its default; ``memo`` collects the sample.
+
+        A label already in ``memo`` with another value than its default raises
+        :class:`SampleValidationError` (a ValueError), as in the reference.
+        """
         memo = {} if memo is None else memo
-        for label, leaf in self.simplify().items():
-            memo.setdefault(label, leaf.default_value())
+        for leaf in self.simplify().values():
+            leaf.default(memo)
         return self.freeze(memo)
 
     def random(
@@ -195,9 +199,7 @@ class LabeledMutable(Mutable):
             raise TypeError(f"a mutable's label must be a non-empty str, got {label!r}")
         self.label = label
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         yield self
 
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
@@ -211,6 +213,18 @@ class LabeledMutable(Mutable):
     def freeze(self, sample: Mapping[str, Any]) -> Any:
         self.validate(sample)
         return self.normalize(sample[self.label])
+
+    def default(self, memo: Sample | None = None) -> Any:
+        memo = {} if memo is None else memo
+        default = self.default_value()
+        value = self.freeze(memo) if self.label in memo else default
+        if not _same_value(value, self.normalize(default)):
+            raise SampleValidationError(
+                f"the memo holds {value!r} for {self.label!r}, whose default is {default!r}: "
+                "default() gives every label its default (use freeze() for other values)",
+                [self.label])
+        memo[self.label] = value
+        return value
 
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` is not one this leaf can take, or ``None``."""
@@ -397,9 +411,7 @@ class MutableList(Mutable):
     def __init__(self, items: Iterable[Any] = ()) -> None:
         self.items = list(items)
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return leaves_of(self.items)
 
     def freeze(self, sample: Mapping[str, Any]) -> list[Any]:
@@ -415,6 +427,12 @@ class MutableList(Mutable):
     def __iter__(self) -> Iterator[Any]:
         return iter(self.items)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when the items are (as the reference's containers compare)."""
+        return isinstance(other, MutableList) and self.items == other.items
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
         return f"MutableList({self.items!r})"
 
@@ -425,9 +443,7 @@ class MutableDict(Mutable):
     def __init__(self, items: Mapping[str, Any] | None = None) -> None:
         self.items: dict[str, Any] = dict(items or {})
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return leaves_of(self.items.values())
 
     def freeze(self, sample: Mapping[str, Any]) -> dict[str, Any]:
@@ -448,6 +464,12 @@ class MutableDict(Mutable):
 
     def values(self) -> Iterable[Any]:
         return self.items.values()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the items are, in any order (as the reference's containers compare)."""
+        return isinstance(other, MutableDict) and self.items == other.items
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"MutableDict({self.items!r})"

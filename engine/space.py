@@ -113,9 +113,7 @@ class BaseModelSpace(Mutable):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording(cls.__init__)  # type: ignore[method-assign]
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return _discover(self)
 
     def init_call(self) -> Call:
@@ -199,12 +197,10 @@ class ExecutableModelSpace(BaseModelSpace):
                     f"unknown label {label!r}: the space's labels are {sorted(known)}", [label])
         return None
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
-        yield from self._model_mutables().leaf_mutables(is_leaf)
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
+        yield from self._model_mutables().leaf_mutables()
         if self.evaluator is not None:
-            yield from self.evaluator.leaf_mutables(is_leaf)
+            yield from self.evaluator.leaf_mutables()
 
     def _model_mutables(self) -> Mutable:
         raise NotImplementedError

@@ -292,3 +292,49 @@ def test_sample_validation_error_keeps_its_paths_through_pickle() -> None:
     error = SampleValidationError("bad value", ["model", "width"])
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.message, copy.paths, str(copy)) == (error.message, error.paths, str(error))
+
+
+def test_default_with_a_conflicting_memo_raises() -> None:
+    # The reference checks the frozen value against the default and raises a ValueError.
+    c = Categorical([1, 2, 3], default=2, label="x")
+    with pytest.raises(SampleValidationError, match="holds 3 for 'x', whose default is 2") as info:
+        c.default({"x": 3})
+    assert info.value.paths == ["x"]
+    assert isinstance(info.value, ValueError)
+    memo = {"x": 2}
+    assert c.default(memo) == 2
+    assert memo == {"x": 2}
+    with pytest.raises(SampleValidationError, match="9 is not one of the choices"):
+        c.default({"x": 9})
+    with pytest.raises(SampleValidationError, match="'p'"):
+        _nested().default({"p": 0.25})
+    with pytest.raises(SampleValidationError, match="'p'"):
+        Numerical(0, 1, label="p").default({"p": 0.25})
+    assert _nested().default({"p": 0.5})["width"] == 8
+
+
+def test_simplify_takes_no_is_leaf() -> None:
+    # Removed on purpose: every leaf is a labelled value with nothing inside to expand.
+    with pytest.raises(TypeError, match="is_leaf"):
+        _nested().simplify(is_leaf=lambda m: True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="is_leaf"):
+        list(_nested().leaf_mutables(is_leaf=lambda m: True))  # type: ignore[call-arg]
+
+
+def test_containers_compare_by_content() -> None:
+    def build() -> MutableList:
+        return MutableList([Categorical([1, 2], label="a"), 3,
+                            MutableDict({"p": Numerical(0, 1, label="p"), "q": 1})])
+
+    assert build() == build()
+    assert build() != MutableList([Categorical([1, 2], label="a"), 3])
+    assert MutableList([Categorical([1, 2], label="a")]) != MutableList([
+        Categorical([1, 2], label="b")])
+    assert MutableDict({"x": 1, "y": 2}) == MutableDict({"y": 2, "x": 1})
+    assert MutableDict({"x": 1}) != MutableDict({"x": 2})
+    assert MutableList([1]) != [1]
+    assert MutableDict({"x": 1}) != {"x": 1}
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(MutableList([]))
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(MutableDict({}))

@@ -657,3 +657,11 @@ def test_a_space_whose_constructor_applies_a_choice_is_built_again() -> None:
     assert _Weighted().constructor_choices() == []
     assert RawFormatModelSpace.from_model(space).freeze({"w": 4}) \
         .executable_model().fc.out_features == 4
+
+
+def test_a_layer_choice_iterates_over_its_candidates() -> None:
+    ops = [nn.ReLU(), nn.Tanh(), nn.Identity()]
+    choice = LayerChoice(ops, label="op")
+    assert list(choice) == ops
+    assert [type(m) for m in LayerChoice({"a": nn.ReLU(), "b": nn.Tanh()}, label="d")] == [
+        nn.ReLU, nn.Tanh]
