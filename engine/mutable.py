@@ -95,6 +95,68 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(_canonical(a) == _canonical(b))
 
 
+_MISSING: Any = object()
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` with lists and tuples made tuples; TypeError when it cannot be hashed."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    hash(value)
+    return value
+
+
+def _value_key(value: Any) -> tuple[bool, Any]:
+    """A key equal for two values exactly when :func:`_same_value` holds (TypeError for
+    unhashable values)."""
+    if type(value) is int or type(value) is str:  # the common case, made cheap
+        return False, value
+    return isinstance(value, bool), _hashable(value)
+
+
+class ValueIndex:
+    """Positions of choices by value, as :func:`_same_value` compares them: a hash lookup
+    for hashable values, a scan of the unhashable choices otherwise (and of every choice
+    for an unhashable value). Building it costs about O(1) per hashable value, so a
+    Categorical of a million choices builds in well under a second."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self._values = values
+        self._positions: dict[tuple[bool, Any], int] = {}
+        self._unhashable: list[int] = []
+        self._count = 0
+        self.duplicate: Any = _MISSING  # the first value listed twice, if any
+        positions = self._positions
+        for i, value in enumerate(values):
+            self._count = i
+            try:
+                key = _value_key(value)
+            except TypeError:
+                key = None
+            if (key in positions if key is not None else self.find(value) >= 0) or (
+                    self._unhashable and self.find(value) >= 0):
+                self.duplicate = value
+                return
+            if key is None:
+                self._unhashable.append(i)
+            else:
+                positions[key] = i
+        self._count = len(values)
+
+    def find(self, value: Any) -> int:
+        """The position of ``value`` among the choices, or -1."""
+        try:
+            key = _value_key(value)
+        except TypeError:
+            candidates: Iterable[int] = range(self._count)
+        else:
+            position = self._positions.get(key, -1)
+            if position >= 0:
+                return position
+            candidates = self._unhashable
+        return next((i for i in candidates if _same_value(value, self._values[i])), -1)
+
+
 class Mutable:
     """Something that holds choices. Subclasses define leaves or containers."""
 
@@ -244,9 +306,6 @@ class LabeledMutable(Mutable):
         raise NotImplementedError
 
 
-_MISSING: Any = object()
-
-
 class Categorical(LabeledMutable):
     """One of ``values``. ``default`` is the first value unless given."""
 
@@ -261,18 +320,15 @@ class Categorical(LabeledMutable):
         self.values = list(values)
         if not self.values:
             raise ValueError(f"Categorical {label!r} needs at least one value")
-        for i, value in enumerate(self.values):
-            if any(_same_value(value, other) for other in self.values[:i]):
-                raise ValueError(f"Categorical {label!r} lists {value!r} twice")
+        self._positions = ValueIndex(self.values)
+        if self._positions.duplicate is not _MISSING:
+            raise ValueError(f"Categorical {label!r} lists {self._positions.duplicate!r} twice")
         if default is not _MISSING and not self._index(default) >= 0:
             raise ValueError(f"default {default!r} of {label!r} is not one of {self.values!r}")
         self.default_ = self.values[0] if default is _MISSING else default
 
     def _index(self, value: Any) -> int:
-        for i, choice in enumerate(self.values):
-            if _same_value(value, choice):
-                return i
-        return -1
+        return self._positions.find(value)
 
     def check_value(self, value: Any) -> str | None:
         if self._index(value) < 0:

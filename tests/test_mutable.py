@@ -338,3 +338,21 @@ def test_containers_compare_by_content() -> None:
         hash(MutableList([]))
     with pytest.raises(TypeError, match="unhashable"):
         hash(MutableDict({}))
+
+
+def test_categorical_finds_values_by_hash_and_unhashable_ones_by_comparison() -> None:
+    big = Categorical(range(100_000), label="n")  # pairwise checks took minutes here
+    assert big.freeze({"n": 99_999}) == 99_999
+    assert big.contains({"n": 5.0})
+    assert not big.contains({"n": True})
+    assert not big.contains({"n": 100_000})
+    mixed = Categorical([[1, 2], {"a": 1}, True, 1.5, {"a": 2}, 0], label="m")
+    assert mixed.freeze({"m": (1, 2)}) == [1, 2]
+    assert mixed.freeze({"m": {"a": 2}}) == {"a": 2}
+    assert mixed.freeze({"m": True}) is True
+    assert not mixed.contains({"m": 1})  # True is a choice, 1 is not
+    assert not mixed.contains({"m": False})  # 0 is a choice, False is not
+    for values, twice in [([{"a": 1}, 2, {"a": 1}], "{'a': 1}"), ([1, True, 1.0], "1.0"),
+                          ([[1, [2]], (1, (2,))], r"\(1, \(2,\)\)")]:
+        with pytest.raises(ValueError, match=f"lists {twice} twice"):
+            Categorical(values, label="d")
