@@ -83,6 +83,15 @@ class LayerChoice(MutableModule):
                            f"its candidates are {self.names!r}")
         return self.get_submodule(str(name))
 
+    def __setitem__(self, name: int | str, module: nn.Module) -> None:
+        """Replace the candidate ``name`` by ``module``; the choice (its label and
+        values) stays as it is, so samples drawn before still fit."""
+        self[name]  # KeyError naming the candidates when there is no such one
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"candidate {name!r} of LayerChoice {self.label!r} must be an "
+                            f"nn.Module, got {type(module).__name__}")
+        self.add_module(str(name), module)
+
     def __len__(self) -> int:
         return len(self.choice.values)
 

@@ -356,3 +356,46 @@ def test_categorical_finds_values_by_hash_and_unhashable_ones_by_comparison() ->
                           ([[1, [2]], (1, (2,))], r"\(1, \(2,\)\)")]:
         with pytest.raises(ValueError, match=f"lists {twice} twice"):
             Categorical(values, label="d")
+
+
+def test_a_mutable_list_behaves_as_a_list() -> None:
+    a, b, c = (Categorical([1, 2], label=x) for x in "abc")
+    items = MutableList([a])
+    assert items.append(b) is items  # returns the list, as the reference's does
+    items.extend([3])
+    items.insert(0, c)
+    assert list(items) == [c, a, b, 3]
+    items += [4]
+    assert len(items) == 5
+    assert b in items
+    items[4] = Numerical(0, 1, label="p")
+    del items[3]
+    assert [leaf.label for leaf in items.leaf_mutables()] == ["c", "a", "b", "p"]
+    assert items.freeze({"a": 2, "b": 1, "c": 1, "p": 0.5}) == [1, 2, 1, 0.5]
+    head = items[:2]
+    assert isinstance(head, MutableList)
+    assert list(head.simplify()) == ["c", "a"]
+
+
+def test_a_mutable_dict_behaves_as_a_dict() -> None:
+    space = MutableDict({"lr": Numerical(0.1, 1, label="lr")}, depth=Categorical([1, 2],
+                                                                                 label="d"))
+    assert MutableDict([("x", 1)], y=2) == MutableDict(x=1, y=2)
+    with pytest.raises(ValueError, match="MutableDict got 'x' twice"):
+        MutableDict({"x": 1}, x=2)
+    space["act"] = Categorical(["relu", "tanh"], label="act")
+    assert list(space.simplify()) == ["lr", "d", "act"]
+    assert space.pop("lr").label == "lr"
+    assert space.pop("lr", None) is None
+    with pytest.raises(KeyError):
+        space.pop("lr")
+    del space["depth"]
+    space.update({"fixed": 3}, more=4)
+    assert "act" in space
+    assert space.get("none", 0) == 0
+    assert list(space.keys()) == ["act", "fixed", "more"]
+    assert [key for key, _ in space.items()] == ["act", "fixed", "more"]
+    assert space.freeze({"act": "tanh"}) == {"act": "tanh", "fixed": 3, "more": 4}
+    space.clear()
+    assert len(space) == 0
+    assert space.freeze({}) == {}

@@ -665,3 +665,18 @@ def test_a_layer_choice_iterates_over_its_candidates() -> None:
     assert list(choice) == ops
     assert [type(m) for m in LayerChoice({"a": nn.ReLU(), "b": nn.Tanh()}, label="d")] == [
         nn.ReLU, nn.Tanh]
+
+
+def test_a_layer_choice_candidate_can_be_replaced() -> None:
+    choice = LayerChoice({"a": nn.ReLU(), "b": nn.Tanh()}, label="op")
+    choice["b"] = nn.Sigmoid()
+    assert [type(m) for m in choice] == [nn.ReLU, nn.Sigmoid]
+    assert type(choice.freeze({"op": "b"})) is nn.Sigmoid
+    indexed = LayerChoice([nn.ReLU(), nn.Tanh()], label="i")
+    indexed[0] = nn.Identity()
+    assert type(indexed.freeze({"i": 0})) is nn.Identity
+    with pytest.raises(KeyError, match="has no candidate 'c'"):
+        choice["c"] = nn.ReLU()
+    with pytest.raises(TypeError, match=r"must be an nn\.Module, got int"):
+        choice["a"] = 3  # type: ignore[assignment]
+    assert choice.names == ["a", "b"]
