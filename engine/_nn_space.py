@@ -72,7 +72,14 @@ class ModelSpace(nn.Module, BaseModelSpace):
         if self.constructor_choices():
             return super().freeze(sample)
         call = self.init_call()
-        clone = copy.deepcopy(self, {id(call): call})
+        try:
+            clone = copy.deepcopy(self, {id(call): call})
+        except (TypeError, copy.Error) as exc:
+            raise TypeError(
+                f"{type(self).__name__} cannot be frozen: freezing deep-copies the live model "
+                f"(to keep its weights), and part of it cannot be copied ({exc}). Keep such "
+                "objects out of the space, or freeze it through SimplifiedModelSpace"
+            ) from exc
         for name, child in clone._modules.items():
             if child is not None:
                 clone._modules[name] = freeze_module(child, sample)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -680,3 +681,11 @@ def test_a_layer_choice_candidate_can_be_replaced() -> None:
     with pytest.raises(TypeError, match=r"must be an nn\.Module, got int"):
         choice["a"] = 3  # type: ignore[assignment]
     assert choice.names == ["a", "b"]
+
+
+def test_freezing_a_space_that_cannot_be_copied_says_why() -> None:
+    space = _Weighted()
+    space.lock = threading.Lock()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"_Weighted cannot be frozen: freezing deep-copies .*"
+                                        r"lock"):
+        space.freeze({"op": 0, "depth": 1, "out": 2})
