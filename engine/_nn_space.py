@@ -26,8 +26,9 @@ class ModelSpace(nn.Module, BaseModelSpace):
     (LayerChoice, InputChoice, Repeat, layers with mutable arguments, and choices nested
     in their candidates). Mutables made without a label inside its ``__init__`` get
     automatic labels that come out the same each time the space is built. Built under
-    :func:`~engine.model_context` (as :meth:`freeze` does, with mutable init arguments
-    replaced by their values), it is the frozen model: a plain module tree.
+    :func:`~engine.model_context` (as a simplified space does in a worker, with mutable
+    init arguments replaced by their values), it is the frozen model: a plain module
+    tree. :meth:`freeze` gives the same tree from the live space, keeping its weights.
 
     A label used by two equal mutables is one shared choice; by two different ones, a
     DuplicateLabelError when the space is built.
