@@ -33,6 +33,7 @@ from engine.mutable import MutableDict as MutableDict
 from engine.mutable import MutableList as MutableList
 from engine.mutable import Numerical as Numerical
 from engine.mutable import Sample as Sample
+from engine.mutable import SampleMissingError as SampleMissingError
 from engine.mutable import SampleValidationError as SampleValidationError
 from engine.space import BaseModelSpace as BaseModelSpace
 from engine.space import ExecutableModelSpace as ExecutableModelSpace
@@ -92,6 +93,7 @@ __all__ = (
     "RawFormatModelSpace",
     "RecipeError",
     "Sample",
+    "SampleMissingError",
     "SampleValidationError",
     "SimplifiedModelSpace",
     "current_model",

@@ -12,13 +12,14 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from engine.mutable import LabeledMutable, Mutable, Sample
+from engine.mutable import Mutable, Sample, SampleMissingError, check_sample_type
 
 __all__ = (
     "Reporter",
     "current_model",
     "current_reporter",
     "ensure_frozen",
+    "in_model_context",
     "model_context",
     "report_final",
     "report_intermediate",
@@ -32,8 +33,14 @@ _sample: contextvars.ContextVar[Sample | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def model_context(sample: Mapping[str, Any]) -> Iterator[None]:
-    """Build models inside this block as the frozen model that ``sample`` picks."""
-    token = _sample.set(dict(sample))
+    """Build models inside this block as the frozen model that ``sample`` picks.
+
+    Blocks nest: the inner block sees the outer sample updated with its own (the inner
+    value wins for a label in both), as in the reference. ``sample`` is copied on entry.
+    """
+    check_sample_type(sample)
+    outer = _sample.get()
+    token = _sample.set({**outer, **sample} if outer is not None else dict(sample))
     try:
         yield
     finally:
@@ -41,19 +48,40 @@ def model_context(sample: Mapping[str, Any]) -> Iterator[None]:
 
 
 def current_model() -> Sample | None:
-    """The sample of the enclosing :func:`model_context`, or ``None`` outside one."""
-    return _sample.get()
+    """A copy of the sample of the enclosing :func:`model_context`, or ``None`` outside
+    one. Changing the copy does not change the context."""
+    sample = _sample.get()
+    return None if sample is None else dict(sample)
+
+
+def in_model_context() -> bool:
+    """Whether a :func:`model_context` is open (cheaper than copying its sample)."""
+    return _sample.get() is not None
 
 
 def ensure_frozen(mutable: Any) -> Any:
     """Inside :func:`model_context`, the value the sample picks for ``mutable``;
-    outside, ``mutable`` itself, so the space can still discover it."""
+    outside, ``mutable`` itself, so the space can still discover it.
+
+    Raises :class:`~engine.mutable.SampleMissingError` when the sample has no value for
+    one of its labels: such a mutable is not part of the space the sample came from, so
+    it would never be searched (and silently taking its default would hide that).
+    """
     sample = _sample.get()
     if sample is None or not isinstance(mutable, Mutable):
         return mutable
-    if isinstance(mutable, LabeledMutable) and mutable.label not in sample:
-        return mutable.freeze({**sample, mutable.label: mutable.default_value()})
-    return mutable.freeze(sample)
+    try:
+        return mutable.freeze(sample)
+    except SampleMissingError as exc:
+        raise SampleMissingError(_NOT_IN_SPACE.format(exc.message), exc.paths) from None
+
+
+_NOT_IN_SPACE = (
+    "{} of the model being built: this mutable is not part of the space the sample was "
+    "drawn from, so it is never searched. Let the space find it: make it an init argument "
+    "or an attribute of the ModelSpace, register it with add_mutable, or use it through a "
+    "mutable module (LayerChoice, Repeat, a mutable layer), not only inside a plain module"
+)
 
 
 class Reporter(Protocol):

@@ -10,12 +10,12 @@ no search wrapper at all.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from torch import nn
 
-from engine._context import current_model
+from engine._context import in_model_context
 from engine.mutable import LabeledMutable, Mutable
 
 __all__ = ("MutableModule", "default_of", "freeze_module", "module_leaves")
@@ -31,7 +31,7 @@ class MutableModule(nn.Module, Mutable):
     mutables in :meth:`_own_mutables`; mutables of child modules are found by walking."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.pop(_RESTORING, False) or current_model() is None:
+        if kwargs.pop(_RESTORING, False) or not in_model_context():
             return super().__new__(cls)
         return cls._build_frozen(*args, **kwargs)
 
@@ -47,23 +47,19 @@ class MutableModule(nn.Module, Mutable):
         """The leaf mutables this module itself defines (not its children's)."""
         return ()
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterator[LabeledMutable]:
+    def leaf_mutables(self) -> Iterator[LabeledMutable]:
         yield from self._own_mutables()
         for child in self.children():
-            yield from module_leaves(child, is_leaf)
+            yield from module_leaves(child)
 
 
-def module_leaves(
-    module: nn.Module, is_leaf: Callable[[Mutable], bool] | None = None
-) -> Iterator[LabeledMutable]:
+def module_leaves(module: nn.Module) -> Iterator[LabeledMutable]:
     """Leaf mutables of ``module`` and its descendants, in definition order."""
     if isinstance(module, Mutable):
-        yield from module.leaf_mutables(is_leaf)
+        yield from module.leaf_mutables()
         return
     for child in module.children():
-        yield from module_leaves(child, is_leaf)
+        yield from module_leaves(child)
 
 
 def _holds_choices(module: nn.Module) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -83,8 +83,21 @@ class LayerChoice(MutableModule):
                            f"its candidates are {self.names!r}")
         return self.get_submodule(str(name))
 
+    def __setitem__(self, name: int | str, module: nn.Module) -> None:
+        """Replace the candidate ``name`` by ``module``; the choice (its label and
+        values) stays as it is, so samples drawn before still fit."""
+        self[name]  # KeyError naming the candidates when there is no such one
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"candidate {name!r} of LayerChoice {self.label!r} must be an "
+                            f"nn.Module, got {type(module).__name__}")
+        self.add_module(str(name), module)
+
     def __len__(self) -> int:
         return len(self.choice.values)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        """The candidate modules, in order (as the reference iterates a LayerChoice)."""
+        return (self.get_submodule(str(name)) for name in self.choice.values)
 
     def _own_mutables(self) -> Iterable[LabeledMutable]:
         return (self.choice,)

@@ -62,11 +62,18 @@ class MutableLayer(MutableModule):
         return leaves_of(self._arguments())
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
-        """A new plain layer built with the values ``sample`` picks (fresh weights)."""
+        """The plain layer built with the values ``sample`` picks. It keeps this layer's
+        weights when those values are the ones it was built with (same shape), and starts
+        from fresh weights otherwise."""
         self.validate(sample)
         args, kwargs = self.__dict__["_nas_args"]
-        return self.plain_layer(*(freeze_value(a, sample) for a in args),
-                                **{k: freeze_value(v, sample) for k, v in kwargs.items()})
+        frozen_args = [freeze_value(a, sample) for a in args]
+        frozen_kwargs = {k: freeze_value(v, sample) for k, v in kwargs.items()}
+        layer = self.plain_layer(*frozen_args, **frozen_kwargs)
+        if frozen_args == list(map(default_of, args)) and frozen_kwargs == {
+                k: default_of(v) for k, v in kwargs.items()}:
+            layer.load_state_dict(self.state_dict())
+        return layer
 
     def extra_repr(self) -> str:
         labels = sorted({leaf.label for leaf in self._own_mutables()})

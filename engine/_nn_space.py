@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from torch import nn
 
-from engine._context import current_model, ensure_frozen
+from engine._context import ensure_frozen, in_model_context
 from engine._labels import label_scope
-from engine._nn_base import module_leaves
+from engine._nn_base import freeze_module, module_leaves
 from engine.mutable import LabeledMutable, Mutable, leaves_of
-from engine.space import BaseModelSpace
+from engine.space import BaseModelSpace, frozen_call
 
 __all__ = ("ModelSpace",)
 
@@ -25,8 +26,9 @@ class ModelSpace(nn.Module, BaseModelSpace):
     (LayerChoice, InputChoice, Repeat, layers with mutable arguments, and choices nested
     in their candidates). Mutables made without a label inside its ``__init__`` get
     automatic labels that come out the same each time the space is built. Built under
-    :func:`~engine.model_context` (as :meth:`freeze` does, with mutable init arguments
-    replaced by their values), it is the frozen model: a plain module tree.
+    :func:`~engine.model_context` (as a simplified space does in a worker, with mutable
+    init arguments replaced by their values), it is the frozen model: a plain module
+    tree. :meth:`freeze` gives the same tree from the live space, keeping its weights.
 
     A label used by two equal mutables is one shared choice; by two different ones, a
     DuplicateLabelError when the space is built.
@@ -43,20 +45,63 @@ class ModelSpace(nn.Module, BaseModelSpace):
         default otherwise (so the space still runs)."""
         if not isinstance(mutable, Mutable):
             raise TypeError(f"add_mutable takes a mutable, got {type(mutable).__name__}")
-        if current_model() is not None:
+        if in_model_context():
             return ensure_frozen(mutable)
         self.__dict__.setdefault("_nas_mutables", []).append(mutable)
         return mutable.default()
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterator[LabeledMutable]:
+    def leaf_mutables(self) -> Iterator[LabeledMutable]:
         call = self.init_call()
         yield from leaves_of([*call.args, *call.kwargs.values()])
         yield from leaves_of(v for k, v in vars(self).items() if not k.startswith("_"))
         yield from leaves_of(self.__dict__.get("_nas_mutables", ()))
         for child in self.children():
-            yield from module_leaves(child, is_leaf)
+            yield from module_leaves(child)
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        """The model ``sample`` picks, made from this live space: a deep copy with every
+        module that holds choices replaced by its frozen form, so weights and in-place edits
+        (a submodule set after construction, say) are kept. Mutable layers whose arguments
+        the sample changes are built anew (a new shape needs new weights).
+
+        A space whose constructor itself applies choices (values from :meth:`add_mutable`,
+        or mutable init arguments that no submodule or attribute takes) cannot be copied
+        with another choice: it is built again from its constructor under
+        :func:`~engine.model_context`, with fresh weights, as a simplified space would be.
+        """
+        self.validate(sample)
+        if self.constructor_choices():
+            return super().freeze(sample)
+        call = self.init_call()
+        try:
+            clone = copy.deepcopy(self, {id(call): call})
+        except (TypeError, copy.Error) as exc:
+            raise TypeError(
+                f"{type(self).__name__} cannot be frozen: freezing deep-copies the live model "
+                f"(to keep its weights), and part of it cannot be copied ({exc}). Keep such "
+                "objects out of the space, or freeze it through SimplifiedModelSpace"
+            ) from exc
+        for name, child in clone._modules.items():
+            if child is not None:
+                clone._modules[name] = freeze_module(child, sample)
+        for name, value in vars(clone).items():
+            if not name.startswith("_") and isinstance(value, Mutable):
+                clone.__dict__[name] = value.freeze(sample)
+        clone.__dict__["_nas_init_call"] = frozen_call(call, sample)
+        clone.__dict__.pop("_nas_mutables", None)
+        return clone
+
+    def constructor_choices(self) -> list[str]:
+        """Labels that only this space's constructor applies: those of :meth:`add_mutable`
+        and of mutable init arguments that no submodule or public attribute takes."""
+        labels = {leaf.label for leaf in leaves_of(self.__dict__.get("_nas_mutables", ()))}
+        call = self.init_call()
+        taken = {leaf.label for child in self.children() for leaf in module_leaves(child)}
+        taken.update(leaf.label for leaf in leaves_of(
+            v for k, v in vars(self).items() if not k.startswith("_")))
+        labels.update(leaf.label for leaf in leaves_of([*call.args, *call.kwargs.values()])
+                      if leaf.label not in taken)
+        return sorted(labels)
 
 
 def _scoped(init: Callable[..., None]) -> Callable[..., None]:
@@ -68,7 +113,7 @@ def _scoped(init: Callable[..., None]) -> Callable[..., None]:
         self.__dict__["_nas_building"] = True
         with label_scope():
             init(self, *args, **kwargs)
-        if outermost and current_model() is None:
+        if outermost and not in_model_context():
             self.simplify()  # raises DuplicateLabelError now, not at the first freeze
 
     return __init__

@@ -55,9 +55,7 @@ class Evaluator(Mutable):
         """Whether :meth:`evaluate` returns an awaitable (it then runs on the event loop)."""
         return False
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return ()
 
     def freeze(self, sample: Mapping[str, Any]) -> Evaluator:
@@ -143,9 +141,7 @@ class FunctionEvaluator(Evaluator):
         return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
             function.__call__)
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return leaves_of(self.kwargs.values())
 
     def freeze(self, sample: Mapping[str, Any]) -> FunctionEvaluator:

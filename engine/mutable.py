@@ -9,6 +9,7 @@ Exceptions raised here::
 
     ValueError
     ├── SampleValidationError   a sample does not fit a space (``paths`` say where)
+    │   └── SampleMissingError  a label the model needs is not in the sample
     └── DuplicateLabelError     one label bound to two different mutables
 
 ``SampleValidationError.paths`` are ordered outermost first: ``["model", "width"]``
@@ -21,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random as _random
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from typing import Any, TypeAlias
 
 from engine._labels import auto_label
@@ -35,6 +36,7 @@ __all__ = (
     "MutableList",
     "Numerical",
     "Sample",
+    "SampleMissingError",
     "SampleValidationError",
 )
 
@@ -57,6 +59,12 @@ class SampleValidationError(ValueError):
     def __str__(self) -> str:
         where = "/".join(self.paths)
         return f"{self.message} (at {where})" if where else self.message
+
+
+class SampleMissingError(SampleValidationError):
+    """A label that a model needs is not in its sample: the mutable is not part of the
+    space the sample was drawn from (for example, made inside a plain ``nn.Module`` or read
+    with ``ensure_frozen`` without being registered), so it is never searched."""
 
 
 class DuplicateLabelError(ValueError):
@@ -87,12 +95,72 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(_canonical(a) == _canonical(b))
 
 
+_MISSING: Any = object()
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` with lists and tuples made tuples; TypeError when it cannot be hashed."""
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    hash(value)
+    return value
+
+
+def _value_key(value: Any) -> tuple[bool, Any]:
+    """A key equal for two values exactly when :func:`_same_value` holds (TypeError for
+    unhashable values)."""
+    if type(value) is int or type(value) is str:  # the common case, made cheap
+        return False, value
+    return isinstance(value, bool), _hashable(value)
+
+
+class ValueIndex:
+    """Positions of choices by value, as :func:`_same_value` compares them: a hash lookup
+    for hashable values, a scan of the unhashable choices otherwise (and of every choice
+    for an unhashable value). Building it costs about O(1) per hashable value, so a
+    Categorical of a million choices builds in well under a second."""
+
+    def __init__(self, values: Sequence[Any]) -> None:
+        self._values = values
+        self._positions: dict[tuple[bool, Any], int] = {}
+        self._unhashable: list[int] = []
+        self._count = 0
+        self.duplicate: Any = _MISSING  # the first value listed twice, if any
+        positions = self._positions
+        for i, value in enumerate(values):
+            self._count = i
+            try:
+                key = _value_key(value)
+            except TypeError:
+                key = None
+            if (key in positions if key is not None else self.find(value) >= 0) or (
+                    self._unhashable and self.find(value) >= 0):
+                self.duplicate = value
+                return
+            if key is None:
+                self._unhashable.append(i)
+            else:
+                positions[key] = i
+        self._count = len(values)
+
+    def find(self, value: Any) -> int:
+        """The position of ``value`` among the choices, or -1."""
+        try:
+            key = _value_key(value)
+        except TypeError:
+            candidates: Iterable[int] = range(self._count)
+        else:
+            position = self._positions.get(key, -1)
+            if position >= 0:
+                return position
+            candidates = self._unhashable
+        return next((i for i in candidates if _same_value(value, self._values[i])), -1)
+
+
 class Mutable:
     """Something that holds choices. Subclasses define leaves or containers."""
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         """Every leaf mutable inside, in definition order (duplicates included)."""
         raise NotImplementedError
 
@@ -113,12 +181,14 @@ class Mutable:
         """The plain value this mutable stands for under ``sample`` (validated first)."""
         raise NotImplementedError
 
-    def simplify(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> dict[str, LabeledMutable]:
-        """Leaf mutables keyed by label. Raises DuplicateLabelError on a clash."""
+    def simplify(self) -> dict[str, LabeledMutable]:
+        """Leaf mutables keyed by label. Raises DuplicateLabelError on a clash.
+
+        Unlike the reference, it takes no ``is_leaf``: every leaf here is a labelled value
+        with no mutable inside, so there is nothing to expand or collapse.
+        """
         found: dict[str, LabeledMutable] = {}
-        for leaf in self.leaf_mutables(is_leaf):
+        for leaf in self.leaf_mutables():
             known = found.get(leaf.label)
             if known is None:
                 found[leaf.label] = leaf
@@ -139,10 +209,14 @@ class Mutable:
             raise error
 
     def default(self, memo: Sample | None = None) -> Any:
-        """Freeze with every leaf at its default; ``memo`` collects the sample."""
+        """Freeze with every leaf at its default; ``memo`` collects the sample.
+
+        A label already in ``memo`` with another value than its default raises
+        :class:`SampleValidationError` (a ValueError), as in the reference.
+        """
         memo = {} if memo is None else memo
-        for label, leaf in self.simplify().items():
-            memo.setdefault(label, leaf.default_value())
+        for leaf in self.simplify().values():
+            leaf.default(memo)
         return self.freeze(memo)
 
     def random(
@@ -187,22 +261,32 @@ class LabeledMutable(Mutable):
             raise TypeError(f"a mutable's label must be a non-empty str, got {label!r}")
         self.label = label
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         yield self
 
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
         check_sample_type(sample)
         if self.label not in sample:
-            return SampleValidationError(f"label {self.label!r} is missing from the sample",
-                                         [self.label])
+            return SampleMissingError(f"label {self.label!r} is missing from the sample",
+                                      [self.label])
         reason = self.check_value(sample[self.label])
         return None if reason is None else SampleValidationError(reason, [self.label])
 
     def freeze(self, sample: Mapping[str, Any]) -> Any:
         self.validate(sample)
         return self.normalize(sample[self.label])
+
+    def default(self, memo: Sample | None = None) -> Any:
+        memo = {} if memo is None else memo
+        default = self.default_value()
+        value = self.freeze(memo) if self.label in memo else default
+        if not _same_value(value, self.normalize(default)):
+            raise SampleValidationError(
+                f"the memo holds {value!r} for {self.label!r}, whose default is {default!r}: "
+                "default() gives every label its default (use freeze() for other values)",
+                [self.label])
+        memo[self.label] = value
+        return value
 
     def check_value(self, value: Any) -> str | None:
         """Why ``value`` is not one this leaf can take, or ``None``."""
@@ -222,9 +306,6 @@ class LabeledMutable(Mutable):
         raise NotImplementedError
 
 
-_MISSING: Any = object()
-
-
 class Categorical(LabeledMutable):
     """One of ``values``. ``default`` is the first value unless given."""
 
@@ -239,18 +320,15 @@ class Categorical(LabeledMutable):
         self.values = list(values)
         if not self.values:
             raise ValueError(f"Categorical {label!r} needs at least one value")
-        for i, value in enumerate(self.values):
-            if any(_same_value(value, other) for other in self.values[:i]):
-                raise ValueError(f"Categorical {label!r} lists {value!r} twice")
+        self._positions = ValueIndex(self.values)
+        if self._positions.duplicate is not _MISSING:
+            raise ValueError(f"Categorical {label!r} lists {self._positions.duplicate!r} twice")
         if default is not _MISSING and not self._index(default) >= 0:
             raise ValueError(f"default {default!r} of {label!r} is not one of {self.values!r}")
         self.default_ = self.values[0] if default is _MISSING else default
 
     def _index(self, value: Any) -> int:
-        for i, choice in enumerate(self.values):
-            if _same_value(value, choice):
-                return i
-        return -1
+        return self._positions.find(value)
 
     def check_value(self, value: Any) -> str | None:
         if self._index(value) < 0:
@@ -384,62 +462,142 @@ def leaves_of(values: Iterable[Any]) -> Iterator[LabeledMutable]:
 
 
 class MutableList(Mutable):
-    """A list whose items may be mutables; freezes to a plain list."""
+    """A list whose items may be mutables; freezes to a plain list.
 
-    def __init__(self, items: Iterable[Any] = ()) -> None:
-        self.items = list(items)
+    It behaves as a list: index, slice (a MutableList), assign, delete, ``append``,
+    ``extend``, ``insert``, ``+=``, ``in``. Two compare equal when their items do. Unlike
+    the reference, it has no ``extra_repr`` and its paths name labels, not positions.
+    """
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
-        return leaves_of(self.items)
+    def __init__(self, mutables: Iterable[Any] = ()) -> None:
+        self.mutables: list[Any] = list(mutables)
+
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
+        return leaves_of(self.mutables)
 
     def freeze(self, sample: Mapping[str, Any]) -> list[Any]:
         self.validate(sample)
-        return [freeze_value(item, sample) for item in self.items]
+        return [freeze_value(item, sample) for item in self.mutables]
 
-    def __getitem__(self, index: int) -> Any:
-        return self.items[index]
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return MutableList(self.mutables[index])
+        return self.mutables[index]
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self.mutables[index] = value
+
+    def __delitem__(self, index: int | slice) -> None:
+        del self.mutables[index]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.mutables)
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.items)
+        return iter(self.mutables)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.mutables
+
+    def __iadd__(self, items: Iterable[Any]) -> MutableList:
+        return self.extend(items)
+
+    def append(self, item: Any) -> MutableList:
+        """Add ``item`` at the end; returns this list (as the reference does)."""
+        self.mutables.append(item)
+        return self
+
+    def extend(self, items: Iterable[Any]) -> MutableList:
+        """Add ``items`` at the end; returns this list."""
+        self.mutables.extend(items)
+        return self
+
+    def insert(self, index: int, item: Any) -> None:
+        self.mutables.insert(index, item)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the items are (as the reference's containers compare)."""
+        return isinstance(other, MutableList) and self.mutables == other.mutables
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"MutableList({self.items!r})"
+        return f"MutableList({self.mutables!r})"
 
 
 class MutableDict(Mutable):
-    """A dict whose values may be mutables; freezes to a plain dict."""
+    """A dict whose values may be mutables; freezes to a plain dict.
 
-    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
-        self.items: dict[str, Any] = dict(items or {})
+    Build it from a mapping, pairs or keywords (``MutableDict(lr=..., depth=...)``; a
+    keyword also in the mapping is a ValueError). It behaves as a dict: get, assign,
+    delete, ``pop``, ``update``, ``clear``, ``keys``/``values``/``items``, ``in``. Two
+    compare equal when their items do, in any order.
+    """
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
-        return leaves_of(self.items.values())
+    def __init__(
+        self, mutables: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.mutables: dict[str, Any] = dict(mutables or {})
+        for key, value in kwargs.items():
+            if key in self.mutables:
+                raise ValueError(f"MutableDict got {key!r} twice: in the mapping and as a "
+                                 "keyword")
+            self.mutables[key] = value
+
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
+        return leaves_of(self.mutables.values())
 
     def freeze(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         self.validate(sample)
-        return {key: freeze_value(value, sample) for key, value in self.items.items()}
+        return {key: freeze_value(value, sample) for key, value in self.mutables.items()}
 
     def __getitem__(self, key: str) -> Any:
-        return self.items[key]
+        return self.mutables[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.mutables[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.mutables[key]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.mutables)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.items)
+        return iter(self.mutables)
 
-    def keys(self) -> Iterable[str]:
-        return self.items.keys()
+    def __contains__(self, key: object) -> bool:
+        return key in self.mutables
 
-    def values(self) -> Iterable[Any]:
-        return self.items.values()
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.mutables.get(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        """Remove ``key`` and return its value (``default`` when given and it is absent)."""
+        return self.mutables.pop(key, *default)
+
+    def update(self, mutables: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+               **kwargs: Any) -> None:
+        self.mutables.update(mutables, **kwargs)
+
+    def clear(self) -> None:
+        self.mutables.clear()
+
+    def keys(self) -> KeysView[str]:
+        return self.mutables.keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self.mutables.values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.mutables.items()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the items are, in any order (as the reference's containers compare)."""
+        return isinstance(other, MutableDict) and self.mutables == other.mutables
+
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"MutableDict({self.items!r})"
+        return f"MutableDict({self.mutables!r})"

@@ -24,6 +24,17 @@ end with the label; one label on two different mutables raises
 
 from __future__ import annotations
 
+try:
+    import torch  # noqa: F401  (checked first, so the error says what to install)
+except ModuleNotFoundError as exc:
+    if exc.name != "torch":
+        raise
+    raise ModuleNotFoundError(
+        "engine.nn needs PyTorch, which is not installed: pip install 'nas-engine[torch]' "
+        "(or install torch for your platform as https://pytorch.org describes)",
+        name="torch",
+    ) from exc
+
 from engine._nn_base import MutableModule as MutableModule
 from engine._nn_choice import ChosenInputs as ChosenInputs
 from engine._nn_choice import InputChoice as InputChoice

@@ -3,8 +3,8 @@
 Every model space is a :class:`BaseModelSpace`. The engine runs
 :class:`ExecutableModelSpace` objects, which come in two formats:
 
-- :class:`RawFormatModelSpace` keeps the live model space (and its weights). It never
-  leaves this process.
+- :class:`RawFormatModelSpace` keeps the live model space (and its weights): a frozen
+  torch model is a copy of it with the sample applied. It never leaves this process.
 - :class:`SimplifiedModelSpace` keeps a recipe (importable symbol + init arguments) and
   the simplified mutables. A frozen one is a small msgspec message; a worker rebuilds the
   model from the recipe under :func:`model_context`.
@@ -114,9 +114,7 @@ class BaseModelSpace(Mutable):
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording(cls.__init__)  # type: ignore[method-assign]
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
         return _discover(self)
 
     def init_call(self) -> Call:
@@ -128,10 +126,10 @@ class BaseModelSpace(Mutable):
         """A new instance built under ``model_context(sample)`` from the init call."""
         self.validate(sample)
         with model_context(sample):
-            return _frozen_call(self.init_call(), sample).build()
+            return frozen_call(self.init_call(), sample).build()
 
 
-def _frozen_call(call: Call, sample: Mapping[str, Any]) -> Call:
+def frozen_call(call: Call, sample: Mapping[str, Any]) -> Call:
     """``call`` with every mutable argument replaced by the value ``sample`` picks."""
     return Call(
         call.factory,
@@ -201,12 +199,10 @@ class ExecutableModelSpace(BaseModelSpace):
                     f"unknown label {label!r}: the space's labels are {sorted(known)}", [label])
         return None
 
-    def leaf_mutables(
-        self, is_leaf: Callable[[Mutable], bool] | None = None
-    ) -> Iterable[LabeledMutable]:
-        yield from self._model_mutables().leaf_mutables(is_leaf)
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
+        yield from self._model_mutables().leaf_mutables()
         if self.evaluator is not None:
-            yield from self.evaluator.leaf_mutables(is_leaf)
+            yield from self.evaluator.leaf_mutables()
 
     def _model_mutables(self) -> Mutable:
         raise NotImplementedError
@@ -240,7 +236,14 @@ RAW_FORMAT_STAYS = (
 
 
 class RawFormatModelSpace(ExecutableModelSpace):
-    """Keeps the live model space; only runs in this process (an ``InlinePool``)."""
+    """Keeps the live model space; only runs in this process (an ``InlinePool``).
+
+    Its executable model is the space's own ``freeze(sample)``. For a torch
+    :class:`~engine.nn.ModelSpace` that is a deep copy of the live model with the sample
+    applied, so weights and in-place edits made to the space are kept (see
+    :meth:`engine.nn.ModelSpace.freeze` for the one case that is built again); a plain
+    :class:`BaseModelSpace` is built again from its init call.
+    """
 
     def __init__(self, model_space: BaseModelSpace, evaluator: Evaluator | None) -> None:
         super().__init__()
@@ -336,7 +339,7 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         self.validate(sample)
         evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         # Mutables passed as init arguments take their chosen value in the frozen recipe.
-        model = type(self)(_frozen_call(self.model, sample), self.mutables, evaluator)
+        model = type(self)(frozen_call(self.model, sample), self.mutables, evaluator)
         model.sample = dict(sample)
         model.status = ModelStatus.Frozen
         return model

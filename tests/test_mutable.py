@@ -292,3 +292,110 @@ def test_sample_validation_error_keeps_its_paths_through_pickle() -> None:
     error = SampleValidationError("bad value", ["model", "width"])
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.message, copy.paths, str(copy)) == (error.message, error.paths, str(error))
+
+
+def test_default_with_a_conflicting_memo_raises() -> None:
+    # The reference checks the frozen value against the default and raises a ValueError.
+    c = Categorical([1, 2, 3], default=2, label="x")
+    with pytest.raises(SampleValidationError, match="holds 3 for 'x', whose default is 2") as info:
+        c.default({"x": 3})
+    assert info.value.paths == ["x"]
+    assert isinstance(info.value, ValueError)
+    memo = {"x": 2}
+    assert c.default(memo) == 2
+    assert memo == {"x": 2}
+    with pytest.raises(SampleValidationError, match="9 is not one of the choices"):
+        c.default({"x": 9})
+    with pytest.raises(SampleValidationError, match="'p'"):
+        _nested().default({"p": 0.25})
+    with pytest.raises(SampleValidationError, match="'p'"):
+        Numerical(0, 1, label="p").default({"p": 0.25})
+    assert _nested().default({"p": 0.5})["width"] == 8
+
+
+def test_simplify_takes_no_is_leaf() -> None:
+    # Removed on purpose: every leaf is a labelled value with nothing inside to expand.
+    with pytest.raises(TypeError, match="is_leaf"):
+        _nested().simplify(is_leaf=lambda m: True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="is_leaf"):
+        list(_nested().leaf_mutables(is_leaf=lambda m: True))  # type: ignore[call-arg]
+
+
+def test_containers_compare_by_content() -> None:
+    def build() -> MutableList:
+        return MutableList([Categorical([1, 2], label="a"), 3,
+                            MutableDict({"p": Numerical(0, 1, label="p"), "q": 1})])
+
+    assert build() == build()
+    assert build() != MutableList([Categorical([1, 2], label="a"), 3])
+    assert MutableList([Categorical([1, 2], label="a")]) != MutableList([
+        Categorical([1, 2], label="b")])
+    assert MutableDict({"x": 1, "y": 2}) == MutableDict({"y": 2, "x": 1})
+    assert MutableDict({"x": 1}) != MutableDict({"x": 2})
+    assert MutableList([1]) != [1]
+    assert MutableDict({"x": 1}) != {"x": 1}
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(MutableList([]))
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(MutableDict({}))
+
+
+def test_categorical_finds_values_by_hash_and_unhashable_ones_by_comparison() -> None:
+    big = Categorical(range(100_000), label="n")  # pairwise checks took minutes here
+    assert big.freeze({"n": 99_999}) == 99_999
+    assert big.contains({"n": 5.0})
+    assert not big.contains({"n": True})
+    assert not big.contains({"n": 100_000})
+    mixed = Categorical([[1, 2], {"a": 1}, True, 1.5, {"a": 2}, 0], label="m")
+    assert mixed.freeze({"m": (1, 2)}) == [1, 2]
+    assert mixed.freeze({"m": {"a": 2}}) == {"a": 2}
+    assert mixed.freeze({"m": True}) is True
+    assert not mixed.contains({"m": 1})  # True is a choice, 1 is not
+    assert not mixed.contains({"m": False})  # 0 is a choice, False is not
+    for values, twice in [([{"a": 1}, 2, {"a": 1}], "{'a': 1}"), ([1, True, 1.0], "1.0"),
+                          ([[1, [2]], (1, (2,))], r"\(1, \(2,\)\)")]:
+        with pytest.raises(ValueError, match=f"lists {twice} twice"):
+            Categorical(values, label="d")
+
+
+def test_a_mutable_list_behaves_as_a_list() -> None:
+    a, b, c = (Categorical([1, 2], label=x) for x in "abc")
+    items = MutableList([a])
+    assert items.append(b) is items  # returns the list, as the reference's does
+    items.extend([3])
+    items.insert(0, c)
+    assert list(items) == [c, a, b, 3]
+    items += [4]
+    assert len(items) == 5
+    assert b in items
+    items[4] = Numerical(0, 1, label="p")
+    del items[3]
+    assert [leaf.label for leaf in items.leaf_mutables()] == ["c", "a", "b", "p"]
+    assert items.freeze({"a": 2, "b": 1, "c": 1, "p": 0.5}) == [1, 2, 1, 0.5]
+    head = items[:2]
+    assert isinstance(head, MutableList)
+    assert list(head.simplify()) == ["c", "a"]
+
+
+def test_a_mutable_dict_behaves_as_a_dict() -> None:
+    space = MutableDict({"lr": Numerical(0.1, 1, label="lr")}, depth=Categorical([1, 2],
+                                                                                 label="d"))
+    assert MutableDict([("x", 1)], y=2) == MutableDict(x=1, y=2)
+    with pytest.raises(ValueError, match="MutableDict got 'x' twice"):
+        MutableDict({"x": 1}, x=2)
+    space["act"] = Categorical(["relu", "tanh"], label="act")
+    assert list(space.simplify()) == ["lr", "d", "act"]
+    assert space.pop("lr").label == "lr"
+    assert space.pop("lr", None) is None
+    with pytest.raises(KeyError):
+        space.pop("lr")
+    del space["depth"]
+    space.update({"fixed": 3}, more=4)
+    assert "act" in space
+    assert space.get("none", 0) == 0
+    assert list(space.keys()) == ["act", "fixed", "more"]
+    assert [key for key, _ in space.items()] == ["act", "fixed", "more"]
+    assert space.freeze({"act": "tanh"}) == {"act": "tanh", "fixed": 3, "more": 4}
+    space.clear()
+    assert len(space) == 0
+    assert space.freeze({}) == {}

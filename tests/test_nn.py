@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -18,8 +19,10 @@ from engine import (
     Mutable,
     Numerical,
     RawFormatModelSpace,
+    SampleMissingError,
     SampleValidationError,
     SimplifiedModelSpace,
+    ensure_frozen,
     model_context,
 )
 from engine.nn import (
@@ -571,3 +574,118 @@ def test_categorical_multiple_values() -> None:
         CategoricalMultiple(["a", "b", "c"], n_chosen=4, label="x")
     with pytest.raises(SampleValidationError, match="'x' takes at least one of"):
         CategoricalMultiple(["a"], label="x").freeze({"x": []})
+
+
+class _PlainBlock(nn.Module):
+    """A plain module that reads a choice the space never sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        size = ensure_frozen(Categorical([2, 4], label="hidden"))
+        self.fc = nn.Linear(3, size if isinstance(size, int) else 2)
+
+
+class _HiddenChoice(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = LayerChoice([nn.ReLU(), nn.Tanh()], label="act")
+        self.block = _PlainBlock()
+
+
+def test_a_choice_hidden_in_a_plain_module_fails_loudly() -> None:
+    space = SimplifiedModelSpace.from_model(_HiddenChoice())
+    assert list(space.simplify()) == ["act"]  # "hidden" is not searched ...
+    model = space.freeze({"act": 1})
+    with pytest.raises(SampleMissingError, match=r"'hidden' is missing .* never searched") as info:
+        model.executable_model()  # ... so building the model says so instead of using 2
+    assert info.value.paths == ["hidden"]
+    with model_context({"act": 1}), pytest.raises(SampleMissingError):
+        _HiddenChoice()
+
+
+class _Weighted(ModelSpace):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(3, 4)
+        self.op = LayerChoice([nn.Identity(), nn.Sequential(nn.Linear(4, 4), nn.ReLU())],
+                              label="op")
+        self.blocks = Repeat(lambda i: nn.Linear(4, 4), (1, 2), label="depth")
+        self.out = enn.Linear(4, Categorical([2, 3], label="out"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.op(self.stem(x))))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_raw_format_freeze_keeps_the_live_weights_and_edits(raw: bool) -> None:
+    space = _Weighted()
+    with torch.no_grad():
+        space.stem.weight.fill_(0.5)
+        space.op[1][0].weight.fill_(0.25)
+        space.blocks.blocks[1].weight.fill_(2.0)
+        space.out.weight.fill_(3.0)
+    space.extra = nn.Linear(2, 2)  # an in-place edit the constructor knows nothing of
+    sample = {"op": 1, "depth": 2, "out": 2}
+    if raw:
+        frozen = RawFormatModelSpace.from_model(space).freeze(sample).executable_model()
+    else:
+        frozen = space.freeze(sample)
+    assert search_modules(frozen) == []
+    assert bool((frozen.stem.weight == 0.5).all())
+    assert bool((frozen.op[0].weight == 0.25).all())
+    assert bool((frozen.blocks[1].weight == 2.0).all())
+    assert bool((frozen.out.weight == 3.0).all())  # the default size: its weights are kept
+    assert type(frozen.out) is nn.Linear
+    assert type(frozen.extra) is nn.Linear
+    assert frozen(torch.ones(1, 3)).shape == (1, 2)
+    with torch.no_grad():
+        frozen.stem.weight.fill_(9.0)  # a copy: training it leaves the space as it was
+    assert bool((space.stem.weight == 0.5).all())
+    resized = space.freeze({**sample, "out": 3}).out
+    assert resized.out_features == 3  # a new shape starts from fresh weights
+    assert not bool((resized.weight == 3.0).all())
+
+
+def test_a_space_whose_constructor_applies_a_choice_is_built_again() -> None:
+    class Applied(ModelSpace):
+        def __init__(self) -> None:
+            super().__init__()
+            self.width = self.add_mutable(Categorical([2, 4], label="w"))
+            self.fc = nn.Linear(3, self.width)
+
+    space = Applied()
+    assert space.constructor_choices() == ["w"]
+    assert _Weighted().constructor_choices() == []
+    assert RawFormatModelSpace.from_model(space).freeze({"w": 4}) \
+        .executable_model().fc.out_features == 4
+
+
+def test_a_layer_choice_iterates_over_its_candidates() -> None:
+    ops = [nn.ReLU(), nn.Tanh(), nn.Identity()]
+    choice = LayerChoice(ops, label="op")
+    assert list(choice) == ops
+    assert [type(m) for m in LayerChoice({"a": nn.ReLU(), "b": nn.Tanh()}, label="d")] == [
+        nn.ReLU, nn.Tanh]
+
+
+def test_a_layer_choice_candidate_can_be_replaced() -> None:
+    choice = LayerChoice({"a": nn.ReLU(), "b": nn.Tanh()}, label="op")
+    choice["b"] = nn.Sigmoid()
+    assert [type(m) for m in choice] == [nn.ReLU, nn.Sigmoid]
+    assert type(choice.freeze({"op": "b"})) is nn.Sigmoid
+    indexed = LayerChoice([nn.ReLU(), nn.Tanh()], label="i")
+    indexed[0] = nn.Identity()
+    assert type(indexed.freeze({"i": 0})) is nn.Identity
+    with pytest.raises(KeyError, match="has no candidate 'c'"):
+        choice["c"] = nn.ReLU()
+    with pytest.raises(TypeError, match=r"must be an nn\.Module, got int"):
+        choice["a"] = 3  # type: ignore[assignment]
+    assert choice.names == ["a", "b"]
+
+
+def test_freezing_a_space_that_cannot_be_copied_says_why() -> None:
+    space = _Weighted()
+    space.lock = threading.Lock()  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"_Weighted cannot be frozen: freezing deep-copies .*"
+                                        r"lock"):
+        space.freeze({"op": 0, "depth": 1, "out": 2})

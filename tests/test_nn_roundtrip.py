@@ -204,3 +204,25 @@ def test_space_from_a_script_rebuilds_in_a_fresh_process(tmp_path: Path) -> None
     elsewhere.mkdir()
     there = run_python(["-c", LOAD_AND_DESCRIBE, str(dump), "[2, 3]"], cwd=elsewhere)
     assert_same_model(here, there)
+
+
+def test_engine_nn_without_torch_names_the_extra_to_install() -> None:
+    # A fresh interpreter in which importing torch fails as if it were not installed.
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "try:\n"
+        "    import engine.nn\n"
+        "except ModuleNotFoundError as exc:\n"
+        "    print(exc.name)\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    name, message = done.stdout.splitlines()
+    assert name == "torch"
+    assert "engine.nn needs PyTorch" in message
+    assert "pip install 'nas-engine[torch]'" in message

@@ -34,6 +34,7 @@ from engine import (
     MutableList,
     Numerical,
     RawFormatModelSpace,
+    SampleMissingError,
     SampleValidationError,
     SimplifiedModelSpace,
     current_model,
@@ -111,13 +112,32 @@ def test_model_context_nests_restores_and_copies_the_sample() -> None:
     with model_context(sample):
         sample["a"] = 2
         assert current_model() == {"a": 1}
-        with model_context({"a": 3}):
-            assert current_model() == {"a": 3}
+        with model_context({"a": 3, "b": 4}):
+            assert current_model() == {"a": 3, "b": 4}
         assert current_model() == {"a": 1}
     assert current_model() is None
     with pytest.raises(KeyError), model_context({"a": 1}):
         raise KeyError("inside")
     assert current_model() is None
+
+
+def test_nested_model_contexts_merge_and_the_inner_value_wins() -> None:
+    # The reference merges the stacked samples from the outermost to the innermost.
+    with model_context({"a": 1, "b": 2}), model_context({"b": 3, "c": 4}):
+        assert current_model() == {"a": 1, "b": 3, "c": 4}
+        assert ensure_frozen(Categorical([1, 5], label="a")) == 1  # from the outer block
+    with pytest.raises(TypeError, match="a sample must be a dict"), model_context([1]):  # type: ignore[arg-type]
+        pass
+
+
+def test_current_model_is_a_copy_that_cannot_change_the_context() -> None:
+    with model_context({"a": 1}):
+        seen = current_model()
+        assert seen == {"a": 1}
+        seen["a"] = 2  # type: ignore[index]
+        seen["b"] = 3  # type: ignore[index]
+        assert current_model() == {"a": 1}
+        assert ensure_frozen(Categorical([1, 2], label="a")) == 1
 
 
 @pytest.mark.anyio
@@ -145,7 +165,12 @@ def test_ensure_frozen_inside_and_outside_a_context() -> None:
     with model_context({"c": 1}):
         assert ensure_frozen(c) == 1
         assert ensure_frozen(MutableList([c, 3])) == [1, 3]
-        assert ensure_frozen(Categorical([7, 8], label="other")) == 7  # not sampled: default
+        with pytest.raises(SampleMissingError, match=r"'other' is missing .* never searched"):
+            ensure_frozen(Categorical([7, 8], label="other"))  # not in the space: loud
+        with pytest.raises(SampleMissingError) as missing:
+            ensure_frozen(MutableList([c, Categorical([7, 8], label="other")]))
+        assert missing.value.paths == ["other"]
+        assert isinstance(missing.value, SampleValidationError)
     with model_context({"c": 9}), pytest.raises(SampleValidationError) as info:
         ensure_frozen(c)
     assert info.value.paths == ["c"]
