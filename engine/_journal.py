@@ -51,7 +51,7 @@ class RestoredModel(ExecutableModelSpace):
         self.reason = stored.reason
         self.model_id = stored.id
 
-    def leaf_mutables(self, is_leaf: Any = None) -> Any:
+    def leaf_mutables(self) -> Any:
         return iter(())
 
     def executable_model(self) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from engine.errors import NasEngineError
 from engine.mutable import Mutable
 
 __all__ = ("Call", "Recipe", "RecipeError", "Symbol", "check_plain_data")
@@ -38,7 +39,7 @@ def _known_symbol(obj: Any) -> Symbol:
     return Symbol._checked(obj)
 
 
-class RecipeError(ImportError):
+class RecipeError(NasEngineError, ImportError):
     """A recipe's symbol cannot be found or imported; the message says which and why."""
 
 

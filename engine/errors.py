@@ -24,9 +24,9 @@ catches them all and ``except ValueError`` keeps working::
     │                                    failed
     └── RunFileError (ValueError)        engine.store: the path cannot be used as a run file
 
-Elsewhere, named for what they report: ``SampleValidationError`` and
-``DuplicateLabelError`` (ValueError, engine.mutable) and ``RecipeError``
-(ImportError).
+Defined beside what they check, under the same base: ``SampleValidationError`` (and
+its ``SampleMissingError``) and ``DuplicateLabelError`` (ValueError, engine.mutable), and
+``RecipeError`` (ImportError, engine.space's recipes).
 
 :class:`TrialError` is not an exception: it is what ``handle.error`` and ``model.error``
 hold once a model failed (the error's type name, message and traceback, from whichever
@@ -100,7 +100,8 @@ class WorkerLost(NasEngineError, RuntimeError):
 
 class TrialFailed(NasEngineError, RuntimeError):
     """The model's execute raised. ``invalid`` is true when it raised
-    SampleValidationError (the model is then ``invalid``, not ``failed``). ``stdout`` and
+    SampleValidationError (the model is then ``invalid``, not ``failed``; except
+    SampleMissingError, a bug in the space). ``stdout`` and
     ``stderr`` hold what the trial had written (empty where the pool cannot capture)."""
 
     def __init__(
@@ -114,10 +115,12 @@ class TrialFailed(NasEngineError, RuntimeError):
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TrialFailed:
-        from engine.mutable import SampleValidationError  # here: mutable may import us
+        from engine.mutable import SampleMissingError, SampleValidationError
 
         text = "".join(_traceback.format_exception(exc))
-        if isinstance(exc, SampleValidationError):
+        # A label missing from the sample is a bug in the space (a choice the space
+        # cannot see), not a bad sample: the model fails, loudly, instead of being invalid.
+        if isinstance(exc, SampleValidationError) and not isinstance(exc, SampleMissingError):
             return cls(type(exc).__name__, exc.message, text, invalid=True,
                        paths=tuple(exc.paths))
         return cls(type(exc).__name__, str(exc), text)

@@ -26,6 +26,7 @@ from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Se
 from typing import Any, TypeAlias
 
 from engine._labels import auto_label
+from engine.errors import NasEngineError
 
 __all__ = (
     "Categorical",
@@ -43,7 +44,7 @@ __all__ = (
 Sample: TypeAlias = dict[str, Any]
 
 
-class SampleValidationError(ValueError):
+class SampleValidationError(NasEngineError, ValueError):
     """A sample does not fit a space. ``paths`` locate the problem, outermost first."""
 
     def __init__(self, message: str, paths: Sequence[str] = ()) -> None:
@@ -67,7 +68,7 @@ class SampleMissingError(SampleValidationError):
     with ``ensure_frozen`` without being registered), so it is never searched."""
 
 
-class DuplicateLabelError(ValueError):
+class DuplicateLabelError(NasEngineError, ValueError):
     """One label names two different mutables; give one of them another label."""
 
 

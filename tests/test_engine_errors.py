@@ -96,9 +96,6 @@ async def test_search_with_some_trained_returns_them() -> None:
     assert [m.metric for m in ranked] == [4.0, 2.0, 0.0]
 
 
-# Exceptions other parts of the package define under their own builtin only.
-_ELSEWHERE = {"DuplicateLabelError", "RecipeError", "SampleValidationError",
-              "WorkerStartFailed"}
 
 
 def test_the_package_errors_share_one_base_class() -> None:
@@ -106,8 +103,30 @@ def test_the_package_errors_share_one_base_class() -> None:
                   if isinstance(getattr(e, name), type)
                   and issubclass(getattr(e, name), BaseException)}
     assert {"RunFileError", "RunStoreClosed", "SearchFailed", "InWorkerProcess"} <= exceptions
-    for name in exceptions - _ELSEWHERE:
+    for name in exceptions:
         assert issubclass(getattr(e, name), e.NasEngineError), name
     assert issubclass(e.RunFileError, ValueError)
     assert issubclass(e.RunStoreClosed, RuntimeError)
     assert e.RunFileError.__module__.startswith("engine.")
+    assert issubclass(e.SampleMissingError, e.SampleValidationError)
+    assert issubclass(e.SampleValidationError, ValueError)
+    assert issubclass(e.RecipeError, ImportError)
+
+
+
+async def test_a_choice_the_space_cannot_see_fails_the_model_not_invalid() -> None:
+    """SampleMissingError is a bug in the space: the model fails with it, loudly."""
+    from tests.test_nn import _HiddenChoice
+
+    space = e.SimplifiedModelSpace.from_model(_HiddenChoice(), e.FunctionEvaluator(_one))
+    async with Engine(InlinePool(1)) as engine:
+        handle = await engine.submit(space.freeze({"act": 1}))
+        await handle
+    assert handle.status is ModelStatus.Failed
+    assert handle.error is not None
+    assert handle.error.type == "SampleMissingError"
+    assert "'hidden'" in handle.error.message
+
+
+def _one(model: object) -> float:
+    return 1.0
