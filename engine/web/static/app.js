@@ -7,7 +7,6 @@ const PAGE = 50;                    // table rows per page
 const CURVE_POINTS = 24;            // points per curve drawn in the overlay
 const STATUSES = ["frozen", "training", "trained", "failed", "retrying", "interrupted", "invalid"];
 const FINISHED = new Set(["trained", "failed", "interrupted", "invalid"]);
-const COLORS = {};
 
 const state = {
   run: {}, models: new Map(), curves: new Map(), mode: null,
@@ -108,7 +107,7 @@ function renderSummary() {
   for (const m of state.models.values()) counts[m.status] = (counts[m.status] || 0) + 1;
   const parts = [`<span><b>${state.models.size}</b> models</span>`];
   for (const s of STATUSES) {
-    if (counts[s]) parts.push(`<span><i class="dot" style="background:${color(s)}"></i>${s} <b>${counts[s]}</b></span>`);
+    if (counts[s]) parts.push(`<span><i class="dot ${s}"></i>${s} <b>${counts[s]}</b></span>`);
   }
   $("counts").innerHTML = parts.join("");
   const finished = STATUSES.filter((s) => FINISHED.has(s)).reduce((n, s) => n + (counts[s] || 0), 0);
@@ -120,11 +119,6 @@ function renderSummary() {
   if (select.options.length === 1) {
     for (const s of STATUSES) select.add(new Option(s, s));
   }
-}
-
-function color(status) {
-  if (!COLORS[status]) COLORS[status] = getComputedStyle(document.body).getPropertyValue(`--${status}`).trim() || "#888";
-  return COLORS[status];
 }
 
 // --- the table ----------------------------------------------------------------------
@@ -163,7 +157,7 @@ function renderTable() {
   const rows = state.view.slice(state.page * PAGE, (state.page + 1) * PAGE);
   $("rows").innerHTML = rows.map((m) => `<tr data-id="${m.id}" data-status="${m.status}"${m.id === state.selected ? ' class="selected"' : ""}>
     <td class="num">${m.id}</td><td class="sample" title="${escape(sampleText(m.sample))}">${escape(sampleText(m.sample))}</td>
-    <td><i class="dot" style="background:${color(m.status)}"></i>${m.status}</td>
+    <td><i class="dot ${m.status}"></i>${m.status}</td>
     <td class="num">${fmt(m.final)}</td><td class="num">${fmt(m.latest)}</td><td class="num">${m.steps}</td>
     <td class="num">${m.duration === null ? "" : m.duration.toFixed(2) + " s"}</td><td>${escape(m.worker || "")}</td>
     <td class="num">${m.attempts}</td><td class="reason" title="${escape(m.reason || "")}">${escape(m.reason || "")}</td></tr>`).join("");
@@ -190,20 +184,20 @@ function canvasContext(canvas) {
   return { ctx, width, height };
 }
 
-function extent(values) {
+function extent(values, padding = 0.05) {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   if (lo === Infinity) return [0, 1];
   if (lo === hi) return [lo - 0.5, hi + 0.5];
-  const pad = (hi - lo) * 0.05;
+  const pad = (hi - lo) * padding;
   return [lo - pad, hi + pad];
 }
 
 // A plot area with axes; returns x(v) and y(v) that map data to pixels.
 function axes(canvas, xs, ys, empty) {
   const { ctx, width, height } = canvasContext(canvas);
-  const left = 44, right = 8, top = 6, bottom = 18;
-  const [x0, x1] = extent(xs), [y0, y1] = extent(ys);
+  const left = 44, right = 10, top = 6, bottom = 18;
+  const [x0, x1] = extent(xs, 0), [y0, y1] = extent(ys);
   const x = (v) => left + ((v - x0) / (x1 - x0)) * (width - left - right);
   const y = (v) => height - bottom - ((v - y0) / (y1 - y0)) * (height - top - bottom);
   ctx.strokeStyle = "#d9dee6";
