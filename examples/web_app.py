@@ -181,7 +181,9 @@ class Search:
         return self.dashboard
 
     def models(self) -> list[ModelInfo]:
-        return [_model_info(h.model_id, h.model) for h in self.engine.handles() if h.done]
+        # Completed, as its events say (with a journal, a handle is done a moment later).
+        return [_model_info(h.model_id, h.model) for h in self.engine.handles()
+                if h.status.completed()]
 
     def info(self) -> SearchInfo:
         handles = self.engine.handles()

@@ -18,7 +18,7 @@ from engine.results import ModelRecord, open_run
 __all__ = ("Cursor", "Feed", "downsample")
 
 Mode = Literal["max", "min"]
-SNAPSHOT_POINTS = 32  # points per curve in a snapshot: enough for the overlay
+SNAPSHOT_POINTS = 16  # points per curve in a snapshot: enough for the overlay
 DETAIL_POINTS = 2000  # points of one model's curve on its detail view
 _encoder = msgspec.json.Encoder()
 

@@ -4,14 +4,14 @@
 "use strict";
 
 const PAGE = 50;                    // table rows per page
-const CURVE_POINTS = 24;            // points per curve drawn in the overlay
+const CURVE_POINTS = 16;            // points per curve drawn in the overlay
 const STATUSES = ["frozen", "training", "trained", "failed", "retrying", "interrupted", "invalid"];
 const FINISHED = new Set(["trained", "failed", "interrupted", "invalid"]);
 
 const state = {
   run: {}, models: new Map(), curves: new Map(), mode: null,
   sort: { key: "id", dir: 1 }, filter: "", status: "", page: 0, selected: null,
-  view: [], dirty: false,
+  view: [], dirty: new Set(), frame: 0, chartsDrawn: 0, chartsTimer: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -31,6 +31,12 @@ function sampleText(sample) {
   return Object.entries(sample).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
 }
 
+function withText(m) {            // the text a row is sorted and filtered by, made once
+  m.text = sampleText(m.sample);
+  m.haystack = `${m.id} ${m.text} ${m.worker || ""} ${m.reason || ""} ${m.status}`.toLowerCase();
+  return m;
+}
+
 function better(a, b) {             // is metric a better than b under the current mode?
   return state.mode === "min" ? a < b : a > b;
 }
@@ -41,7 +47,7 @@ function connect() {
   const source = new EventSource("api/stream");
   source.addEventListener("snapshot", (e) => {
     const data = JSON.parse(e.data);
-    state.models = new Map(data.models.map((m) => [m.id, m]));
+    state.models = new Map(data.models.map((m) => [m.id, withText(m)]));
     state.curves = new Map(Object.entries(data.curves).map(([id, c]) => [Number(id), c]));
     setRun(data.run);
     refreshDetail();
@@ -49,7 +55,7 @@ function connect() {
   });
   source.addEventListener("update", (e) => {
     const data = JSON.parse(e.data);
-    for (const row of data.models) state.models.set(row.id, row);
+    for (const row of data.models) state.models.set(row.id, withText(row));
     for (const [id, change] of Object.entries(data.points)) {
       const key = Number(id);
       const curve = change.reset ? [] : (state.curves.get(key) || []);
@@ -86,18 +92,34 @@ function showLive() {
   live.textContent = run.writing ? "live" : run.stopped ? `stopped (${run.stopped})` : "not running";
 }
 
-function schedule() {
-  if (state.dirty) return;
-  state.dirty = true;
-  requestAnimationFrame(() => { state.dirty = false; render(); });
+// Redraw the given parts ("table", "charts") at the next frame. The charts of a large run
+// are redrawn at most about once a second: each draws every model.
+function schedule(...parts) {
+  for (const part of parts.length ? parts : ["table", "charts"]) state.dirty.add(part);
+  if (!state.frame) state.frame = requestAnimationFrame(render);
 }
 
 function render() {
-  renderSummary();
-  renderTable();
-  renderBest();
-  renderCurves();
-  renderParallel();
+  state.frame = 0;
+  const dirty = state.dirty;
+  state.dirty = new Set();
+  if (dirty.has("table")) {
+    renderSummary();
+    renderTable();
+  }
+  if (dirty.has("charts")) {
+    const wait = state.chartsDrawn + Math.min(1000, state.models.size / 10) - performance.now();
+    if (wait > 0) {
+      if (!state.chartsTimer) {
+        state.chartsTimer = setTimeout(() => { state.chartsTimer = 0; schedule("charts"); }, wait);
+      }
+      return;
+    }
+    renderBest();
+    renderCurves();
+    renderParallel();
+    state.chartsDrawn = performance.now();
+  }
 }
 
 // --- summary ------------------------------------------------------------------------
@@ -124,7 +146,7 @@ function renderSummary() {
 // --- the table ----------------------------------------------------------------------
 
 function sortValue(m, key) {
-  if (key === "sample") return sampleText(m.sample);
+  if (key === "sample") return m.text;
   return m[key];
 }
 
@@ -134,10 +156,7 @@ function computeView() {
   const view = [];
   for (const m of state.models.values()) {
     if (status && m.status !== status) continue;
-    if (text) {
-      const hay = `${m.id} ${sampleText(m.sample)} ${m.worker || ""} ${m.reason || ""} ${m.status}`;
-      if (!hay.toLowerCase().includes(text)) continue;
-    }
+    if (text && !m.haystack.includes(text)) continue;
     view.push(m);
   }
   view.sort((a, b) => {
@@ -156,7 +175,7 @@ function renderTable() {
   state.page = Math.min(state.page, pages - 1);
   const rows = state.view.slice(state.page * PAGE, (state.page + 1) * PAGE);
   $("rows").innerHTML = rows.map((m) => `<tr data-id="${m.id}" data-status="${m.status}"${m.id === state.selected ? ' class="selected"' : ""}>
-    <td class="num">${m.id}</td><td class="sample" title="${escape(sampleText(m.sample))}">${escape(sampleText(m.sample))}</td>
+    <td class="num">${m.id}</td><td class="sample" title="${escape(m.text)}">${escape(m.text)}</td>
     <td><i class="dot ${m.status}"></i>${m.status}</td>
     <td class="num">${fmt(m.final)}</td><td class="num">${fmt(m.latest)}</td><td class="num">${m.steps}</td>
     <td class="num">${m.duration === null ? "" : m.duration.toFixed(2) + " s"}</td><td>${escape(m.worker || "")}</td>
@@ -380,13 +399,13 @@ function setup() {
     th.addEventListener("click", () => {
       const key = th.dataset.key;
       state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
-      schedule();
+      schedule("table");
     });
   }
-  $("filter").addEventListener("input", (e) => { state.filter = e.target.value; state.page = 0; schedule(); });
-  $("status-filter").addEventListener("change", (e) => { state.status = e.target.value; state.page = 0; schedule(); });
-  $("prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); schedule(); });
-  $("next").addEventListener("click", () => { state.page += 1; schedule(); });
+  $("filter").addEventListener("input", (e) => { state.filter = e.target.value; state.page = 0; schedule("table"); });
+  $("status-filter").addEventListener("change", (e) => { state.status = e.target.value; state.page = 0; schedule("table"); });
+  $("prev").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); schedule("table"); });
+  $("next").addEventListener("click", () => { state.page += 1; schedule("table"); });
   $("mode").addEventListener("change", (e) => { state.mode = e.target.value; schedule(); });
   $("detail-close").addEventListener("click", () => select(null));
   window.addEventListener("resize", schedule);
