@@ -293,7 +293,7 @@ function renderCurves() {
   const plot = axes($("curves"), xs, ys, curves.length ? null : "no metric reported yet");
   $("curve-label").textContent = state.selected === null ? "(all; click a model)" : `(model ${state.selected} highlighted)`;
   if (!plot) return;
-  const alpha = Math.max(0.05, Math.min(0.6, 30 / curves.length));
+  const alpha = Math.max(0.01, Math.min(0.6, 30 / curves.length));
   for (const [, c] of curves) line(plot, thin(c, CURVE_POINTS), "#2f6fde", 1, alpha);
   const selected = state.curves.get(state.selected);
   if (selected && selected.length) line(plot, selected, "#d64545", 2.5);
@@ -319,9 +319,13 @@ function renderParallel() {
   const [lo, hi] = extent(models.map((m) => m.final));
   const ordered = models.slice().sort((a, b) => (better(a.final, b.final) ? 1 : -1));
   ctx.lineWidth = 1;
+  const fade = Math.min(1, 200 / models.length);  // many lines: each fainter
   for (const m of ordered) {       // the best drawn last, on top
     const t = (m.final - lo) / (hi - lo || 1), q = state.mode === "min" ? 1 - t : t;
-    ctx.strokeStyle = `rgba(${Math.round(200 - 170 * q)}, ${Math.round(210 - 120 * q)}, ${Math.round(235 - 60 * q)}, ${0.25 + 0.6 * q})`;
+    const alpha = Math.max(0.01, (0.2 + 0.7 * q * q) * fade);
+    // A colour ramp for a few lines; one colour for many (faint blends drift in hue).
+    ctx.strokeStyle = fade < 1 ? `rgba(47, 111, 222, ${alpha})`
+      : `rgba(${Math.round(200 - 170 * q)}, ${Math.round(210 - 120 * q)}, ${Math.round(235 - 60 * q)}, ${alpha})`;
     ctx.lineWidth = m.id === state.selected ? 3 : 1;
     if (m.id === state.selected) ctx.strokeStyle = "#d64545";
     ctx.beginPath();
