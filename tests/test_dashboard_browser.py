@@ -196,3 +196,15 @@ def check_page(page: Any, url: str, portal: Any, gates: dict[int, anyio.Event],
     wait_rows(page, "trained", 7)
     assert errors == []
     assert all(r.startswith(url) for r in requests), requests  # nothing from elsewhere
+
+
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATH", "")  # no chromium on it
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"needs Chromium \(apt-get install"):
+        chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="needs Chromium"):
+        chromium()
