@@ -116,10 +116,6 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
-def rows(page: Any, status: str) -> int:
-    return int(page.locator(f'#rows tr[data-status="{status}"]').count())
-
-
 def wait_rows(page: Any, status: str, count: int) -> None:
     from playwright.sync_api import expect
 
@@ -159,8 +155,8 @@ def check_page(page: Any, url: str, portal: Any, gates: dict[int, anyio.Event],
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
     # Everything so far: trained 0, 1, 3; failed 2; training 4, 5; queued 6, 7.
-    wait_rows(page, "trained", 3)
-    assert (rows(page, "failed"), rows(page, "training"), rows(page, "frozen")) == (1, 2, 2)
+    for status, count in (("trained", 3), ("failed", 1), ("training", 2), ("frozen", 2)):
+        wait_rows(page, status, count)
     page.wait_for_selector("#live.live")
     page.evaluate("() => { window.notReloaded = true; }")
     # One more model finishes: it shows up without a reload.
@@ -173,11 +169,13 @@ def check_page(page: Any, url: str, portal: Any, gates: dict[int, anyio.Event],
     # The table sorts: by final, best first.
     page.click('th[data-key="final"]')
     page.click('th[data-key="final"]')
+    page.wait_for_selector('th.desc[data-key="final"]')  # rendered (at the next frame)
     finals = page.locator("#rows tr td:nth-child(4)").all_inner_texts()
     numbers = [float(f) for f in finals if f]
     assert numbers == sorted(numbers, reverse=True)
     # The failed model's traceback.
     page.fill("#filter", "does not fit")
+    wait_rows(page, "trained", 0)  # filtered out: only the failed model is left
     wait_rows(page, "failed", 1)
     assert page.locator("#rows tr").count() == 1
     page.click('#rows tr[data-status="failed"]')
