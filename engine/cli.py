@@ -4,9 +4,10 @@
 
     nas-engine show RUN [--top N] [--mode max|min]    status counts, failure reasons and
                                                       the best models
-    nas-engine export RUN --format csv|jsonl [-o FILE] one row per model
+    nas-engine export RUN --format csv|jsonl|parquet [-o FILE]  one row per model
     nas-engine plot RUN -o FILE.png [--mode max|min]  best-so-far against trials and time
     nas-engine events RUN [--follow]                  events as JSON lines
+    nas-engine dashboard RUN [--host H] [--port P]    a live web page of the run
     nas-engine --version
 
 "Best" follows the objective the run recorded (``Engine.set_objective``, which a
@@ -64,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--top", type=int, default=10, metavar="N", help="models to list (10)")
     _mode(cmd)
     cmd.set_defaults(command=_show)
-    cmd = commands.add_parser("export", help="every model as CSV or JSON lines")
-    cmd.add_argument("--format", choices=("csv", "jsonl"), required=True)
+    cmd = commands.add_parser("export", help="every model as CSV, JSON lines or Parquet")
+    cmd.add_argument("--format", choices=("csv", "jsonl", "parquet"), required=True,
+                     help="parquet needs pyarrow and -o")
     cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
     cmd.set_defaults(command=_export)
     cmd = commands.add_parser("plot", help="best-so-far against trials and against time")
@@ -78,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--interval", type=float, default=0.5, metavar="S",
                      help="seconds between polls with --follow (0.5)")
     cmd.set_defaults(command=_events)
+    cmd = commands.add_parser("dashboard", help="serve a live web page of the run")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    cmd.add_argument("--port", type=int, default=8080, help="0 picks a free port (8080)")
+    _mode(cmd)
+    cmd.set_defaults(command=_dashboard)
     for sub in commands.choices.values():
         sub.add_argument("run", type=Path, metavar="RUN", help="the run file (.nasrun)")
     return parser
@@ -102,6 +109,8 @@ def _show(reader: RunReader, args: argparse.Namespace) -> int:
 
 
 def _export(reader: RunReader, args: argparse.Namespace) -> int:
+    if args.format == "parquet":
+        return _export_parquet(reader, args)
     write = export_csv if args.format == "csv" else export_jsonl
     if args.output is None:
         write(reader, sys.stdout)
@@ -111,6 +120,22 @@ def _export(reader: RunReader, args: argparse.Namespace) -> int:
             write(reader, out)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
+    return 0
+
+
+def _export_parquet(reader: RunReader, args: argparse.Namespace) -> int:
+    from engine._results_frames import export_parquet
+    from engine.results import open_run
+
+    if args.output is None:
+        return _fail("--format parquet writes a file: give it with -o FILE", 2)
+    try:
+        with open_run(reader.path) as results:
+            export_parquet(results, args.output)
+    except ImportError as exc:
+        return _fail(str(exc), 1)
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}", 2)
     return 0
 
 
@@ -145,6 +170,16 @@ def _print_events(reader: RunReader, after: int, out: TextIO) -> tuple[int, str 
         after, kind = rows[-1][0], rows[-1][1]
     out.flush()
     return after, kind
+
+
+def _dashboard(reader: RunReader, args: argparse.Namespace) -> int:
+    from engine.web import DashboardUnavailable, run_dashboard
+
+    try:
+        return run_dashboard(reader.path, host=args.host, port=args.port, mode=args.mode,
+                             out=sys.stdout)
+    except DashboardUnavailable as exc:
+        return _fail(str(exc), 1)
 
 
 if __name__ == "__main__":

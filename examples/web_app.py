@@ -12,6 +12,7 @@
                                    (or after the `Last-Event-ID` header's seq), ending
                                    when the search ends; each `data:` is msgspec JSON
     GET    /searches/{id}/models   its finished models (JSON)
+    GET    /searches/{id}/dashboard/  its live dashboard page (engine.web), from its run file
     DELETE /searches/{id}          cancel it: its running models end interrupted and its
                                    worker processes are stopped; replies once it ended
 
@@ -48,10 +49,11 @@ from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 import engine as e
 from engine.events import Event, encode_json
+from engine.web import DashboardApp, dashboard_app
 from strategies import RandomSearch, RegularizedEvolution, Strategy, rank, search
 
 logger = logging.getLogger("web_app")
@@ -132,7 +134,9 @@ class Search:
     def __init__(self, search_id: int, request: SearchRequest, data: Path) -> None:
         self.id, self.request = search_id, request
         self.space = digits_space(data, request.epochs, request.seed)
-        self.engine = e.Engine(e.ProcessPool(request.workers), max_trials=request.trials)
+        self.engine = e.Engine(e.ProcessPool(request.workers), max_trials=request.trials,
+                               journal=True)  # a run file in ./runs: the dashboard reads it
+        self.dashboard: DashboardApp | None = None
         self.history = History()
         self.scope = anyio.CancelScope()  # DELETE cancels it
         self.ended = anyio.Event()
@@ -170,8 +174,16 @@ class Search:
             logger.exception("search %d failed", self.id)
             self.state, self.error = "failed", repr(exc)
 
+    def open_dashboard(self) -> DashboardApp | None:
+        """The search's dashboard app, once its engine has created its run file."""
+        if self.dashboard is None and (path := self.engine.journal_path) is not None:
+            self.dashboard = dashboard_app(path)
+        return self.dashboard
+
     def models(self) -> list[ModelInfo]:
-        return [_model_info(h.model_id, h.model) for h in self.engine.handles() if h.done]
+        # Completed, as its events say (with a journal, a handle is done a moment later).
+        return [_model_info(h.model_id, h.model) for h in self.engine.handles()
+                if h.status.completed()]
 
     def info(self) -> SearchInfo:
         handles = self.engine.handles()
@@ -213,6 +225,9 @@ class Searches:
             finally:
                 self._tg = None
                 tg.cancel_scope.cancel()
+                for each in self.all.values():
+                    if each.dashboard is not None:
+                        each.dashboard.close()
 
     def start(self, request: SearchRequest) -> Search | None:
         """A new running search; None when the app is not running (or shutting down)."""
@@ -229,6 +244,8 @@ class Searches:
         searches = list(self.all.values())
         for each in searches:
             each.scope.cancel()
+            if each.dashboard is not None:
+                each.dashboard.stop()  # its open pages' streams end too
         for each in searches:
             await each.ended.wait()
 
@@ -303,6 +320,17 @@ async def _server_sent(history: History, after: int) -> AsyncIterator[bytes]:
         yield b"id: %d\ndata: %s\n\n" % (event.seq, encode_json(event))
 
 
+async def dashboard(scope: Any, receive: Any, send: Any) -> None:
+    """The dashboard app of the search named in the path (mounted below it)."""
+    found = scope["app"].state.searches.all.get(scope["path_params"]["id"])
+    app = found.open_dashboard() if found is not None else None
+    if app is None:
+        await _json(Problem("no such search, or it has not started yet"), 404)(
+            scope, receive, send)
+        return
+    await app(scope, receive, send)
+
+
 def create_app(data: Path = DEFAULT_DATA) -> Starlette:
     searches = Searches(data)
     app = Starlette(routes=[
@@ -312,6 +340,7 @@ def create_app(data: Path = DEFAULT_DATA) -> Starlette:
         Route("/searches/{id:int}", cancel_search, methods=["DELETE"]),
         Route("/searches/{id:int}/models", list_models, methods=["GET"]),
         Route("/searches/{id:int}/events", stream_events, methods=["GET"]),
+        Mount("/searches/{id:int}/dashboard", app=dashboard),
     ], lifespan=searches.lifespan)
     app.state.searches = searches
     return app

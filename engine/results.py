@@ -1,0 +1,252 @@
+"""A run's results as plain Python records, folded from its event stream.
+
+Use::
+
+    from engine.results import open_run
+
+    with open_run("runs/run-20260101-120000.nasrun") as run:
+        for model in run.models():          # ModelRecord, id order
+            print(model.id, model.status, model.final, model.sample)
+        run.best("max")                     # trained models, best first
+        run.metrics()                       # every reported metric, all attempts
+        frame = run.to_pandas()             # one row per model (pip install pandas)
+
+A :class:`RunResults` reads the run read-only and takes no lock, so it works on a
+finished run and on one that an engine is still writing: :meth:`RunResults.refresh`
+folds the events written since the last call (only those) into the records.
+
+Everything comes from the run's events (``engine.events``), not from the store's
+tables, so the records mean the same thing whatever the file's schema version.
+
+Errors: a path that is not a readable run raises ``engine.store.RunFileError`` (the same
+message as ``nas-engine show``); :meth:`RunResults.to_pandas` without pandas raises
+``ImportError`` naming the ``results`` extra.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import msgspec
+
+from engine._store_read import RunReader
+from engine.events import (
+    EngineStarted,
+    EngineStopped,
+    Event,
+    MetricReported,
+    ModelEvent,
+    ModelFailed,
+    ModelInterrupted,
+    ModelInvalid,
+    ModelQueued,
+    ModelRetrying,
+    ModelTrained,
+    TrainingStarted,
+    decode_json,
+)
+from engine.space import ModelStatus
+
+__all__ = ("MetricPoint", "ModelRecord", "RunResults", "open_run")
+
+Mode = Literal["max", "min"]
+Table = Literal["models", "metrics", "events"]
+_FAILED_FIELDS = frozenset({"seq", "time", "model_id", "error_type", "message", "traceback",
+                            "attempt"})
+
+
+class MetricPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One intermediate metric a model reported."""
+
+    model_id: int
+    attempt: int
+    step: int
+    value: float
+    time: float
+
+
+class ModelRecord(msgspec.Struct, kw_only=True):
+    """One model as its events describe it. ``curve`` and ``final`` are those of the
+    latest attempt; ``steps`` (the fidelity it reached) is the last step it reported."""
+
+    id: int
+    sample: dict[str, Any] = msgspec.field(default_factory=dict)
+    status: ModelStatus = ModelStatus.Frozen
+    attempts: int = 0  # attempts started
+    worker: str | None = None  # the worker of the latest attempt
+    final: float | None = None
+    curve: list[tuple[int, float]] = msgspec.field(default_factory=list)  # (step, value)
+    queued_at: float | None = None
+    started_at: float | None = None  # the latest attempt's start
+    ended_at: float | None = None
+    duration: float | None = None  # training time of the trained attempt
+    reason: str | None = None  # why it failed / is retrying / was interrupted or invalid
+    error_type: str | None = None  # of the latest failure
+    message: str | None = None
+    traceback: str | None = None
+    output: dict[str, str] = msgspec.field(default_factory=dict)  # captured streams, if any
+    last_seq: int = 0  # the seq of the latest event about it
+
+    @property
+    def latest(self) -> float | None:
+        """The last intermediate value reported (None before the first)."""
+        return self.curve[-1][1] if self.curve else None
+
+    @property
+    def steps(self) -> int:
+        """The last step reported: how far it trained (0 before the first report)."""
+        return self.curve[-1][0] if self.curve else 0
+
+
+class RunResults:
+    """The models, metrics and events of one run file. Create with :func:`open_run`;
+    close it (or use ``with``) to release the file. Not thread-safe: share one between
+    threads only under a lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._reader = RunReader(path)
+        self.path = self._reader.path
+        self.seq = 0  # the last event folded in
+        self.started: EngineStarted | None = None  # the latest engine_started
+        self.stopped: EngineStopped | None = None  # set when the engine stopped after it
+        self.first_time: float | None = None  # the time of the first event
+        self._models: dict[int, ModelRecord] = {}
+        self.refresh()
+
+    def __enter__(self) -> RunResults:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def refresh(self, limit: int = 10_000) -> int:
+        """Fold in the events written since the last call; returns how many. Reads at most
+        ``limit`` events per query, as many queries as it takes."""
+        folded = 0
+        while rows := self._reader.event_rows(self.seq, limit):
+            for seq, _, data in rows:
+                self._apply(decode_json(data))
+                self.seq = seq
+            folded += len(rows)
+        return folded
+
+    @property
+    def writing(self) -> bool:
+        """True while a live process has the run open for writing."""
+        return self._reader.writer_pid() is not None
+
+    def meta(self) -> dict[str, str]:
+        """The run file's meta table (``created`` and whatever the engine stored)."""
+        return self._reader.meta()
+
+    def models(self) -> list[ModelRecord]:
+        """Every model, id order (the records themselves: later refreshes update them)."""
+        return sorted(self._models.values(), key=lambda m: m.id)
+
+    def model(self, model_id: int) -> ModelRecord:
+        """The model ``model_id``; KeyError naming it when the run has no such model."""
+        found = self._models.get(model_id)
+        if found is None:
+            raise KeyError(f"the run {self.path} has no model {model_id}")
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """How many models are in each status."""
+        return dict(Counter(m.status.value for m in self._models.values()))
+
+    def best(self, mode: Mode = "max") -> list[ModelRecord]:
+        """Trained models with a final metric, best first (ties: lower id first)."""
+        sign = -1.0 if mode == "max" else 1.0
+        scored = [m for m in self._models.values() if m.status is ModelStatus.Trained
+                  and m.final is not None and not math.isnan(m.final)]
+        return sorted(scored, key=lambda m: (sign * (m.final or 0.0), m.id))
+
+    def events(self, first: int = 1, last: int | None = None) -> Iterator[Event]:
+        """The run's events ``first..last`` as typed structs, read from the file."""
+        return self._reader.events(first, last)
+
+    def metrics(self) -> list[MetricPoint]:
+        """Every intermediate metric of every attempt, in the order reported."""
+        attempts: dict[int, int] = {}
+        points: list[MetricPoint] = []
+        for event in self._reader.events():
+            if isinstance(event, TrainingStarted):
+                attempts[event.model_id] = event.attempt
+            elif isinstance(event, MetricReported):
+                points.append(MetricPoint(
+                    model_id=event.model_id, attempt=attempts.get(event.model_id, 1),
+                    step=event.step, value=event.value, time=event.time))
+        return points
+
+    def to_pandas(self, table: Table = "models") -> Any:
+        """A pandas DataFrame: ``models`` (one row per model, the sample's labels as
+        ``sample.<label>`` columns), ``metrics`` or ``events`` (one row each)."""
+        from engine._results_frames import frame
+
+        return frame(self, table)
+
+    def _apply(self, event: Event) -> None:
+        if self.first_time is None:
+            self.first_time = event.time
+        if isinstance(event, EngineStarted):
+            self.started, self.stopped = event, None
+        elif isinstance(event, EngineStopped):
+            self.stopped = event
+        elif isinstance(event, ModelEvent):
+            model = self._models.get(event.model_id)
+            if model is None:
+                model = self._models[event.model_id] = ModelRecord(id=event.model_id)
+            _fold(model, event)
+            model.last_seq = event.seq
+
+
+def _fold(model: ModelRecord, event: ModelEvent) -> None:
+    """Apply one model event to its record (the same changes the store makes)."""
+    if isinstance(event, ModelQueued):
+        model.sample, model.status, model.queued_at = event.sample, ModelStatus.Frozen, event.time
+    elif isinstance(event, TrainingStarted):
+        model.status, model.attempts = ModelStatus.Training, event.attempt
+        model.worker, model.started_at = event.worker, event.time
+        model.curve, model.final = [], None
+        model.ended_at = model.duration = model.reason = None
+    elif isinstance(event, MetricReported):
+        model.curve.append((event.step, event.value))
+    elif isinstance(event, ModelTrained):
+        model.status, model.final, model.duration = ModelStatus.Trained, event.final, event.duration
+        model.ended_at = event.time
+    elif isinstance(event, ModelFailed):
+        _fold_failure(model, event)
+    elif isinstance(event, ModelRetrying):
+        model.status, model.reason = ModelStatus.Retrying, event.reason
+    elif isinstance(event, ModelInterrupted):
+        model.status, model.reason = ModelStatus.Interrupted, event.reason.value
+        model.ended_at = event.time
+    elif isinstance(event, ModelInvalid):
+        model.status, model.reason, model.ended_at = ModelStatus.Invalid, event.message, event.time
+
+
+def _fold_failure(model: ModelRecord, event: ModelFailed) -> None:
+    model.status, model.ended_at = ModelStatus.Failed, event.time
+    model.attempts = max(model.attempts, event.attempt)
+    model.reason = f"{event.error_type}: {event.message}"
+    model.error_type, model.message, model.traceback = (
+        event.error_type, event.message, event.traceback)
+    # Captured output, when the run's failure events carry it (stdout, stderr, ...).
+    model.output = {name: value for name in event.__struct_fields__
+                    if name not in _FAILED_FIELDS
+                    and isinstance(value := getattr(event, name), str) and value}
+
+
+def open_run(path: str | Path) -> RunResults:
+    """The results of the run file at ``path``, read up to its latest event.
+    RunFileError (a ValueError) when the path is not a readable run."""
+    return RunResults(path)

@@ -1,0 +1,140 @@
+"""What the dashboard sends: a snapshot of a run, then what changed since, as JSON.
+
+One :class:`Feed` serves every page of an app. Its methods block (SQLite reads) and run
+in worker threads; a lock makes them take turns on the shared :class:`RunResults`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from engine.results import ModelRecord, open_run
+
+__all__ = ("Cursor", "Feed", "downsample")
+
+Mode = Literal["max", "min"]
+SNAPSHOT_POINTS = 16  # points per curve in a snapshot: enough for the overlay
+DETAIL_POINTS = 2000  # points of one model's curve on its detail view
+_encoder = msgspec.json.Encoder()
+
+
+class Cursor:
+    """What one page has been sent: the last seq, and per model its attempt and how many
+    curve points it holds."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.points: dict[int, tuple[int, int]] = {}  # model id -> (attempt, points)
+
+
+def downsample(curve: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
+    """At most ``n`` points of ``curve``, evenly spaced, the first and last included."""
+    if len(curve) <= n:
+        return list(curve)
+    last = len(curve) - 1
+    return [curve[round(i * last / (n - 1))] for i in range(n)]
+
+
+class Feed:
+    """The folded run behind every page of one dashboard app."""
+
+    def __init__(self, path: Path, mode: Mode, refresh_every: float = 0.1) -> None:
+        self._results = open_run(path)  # RunFileError here: before any page is served
+        self._mode = mode
+        self._lock = threading.Lock()
+        self._refresh_every = refresh_every
+        self._refreshed = -float("inf")
+
+    @property
+    def path(self) -> Path:
+        return self._results.path
+
+    def close(self) -> None:
+        with self._lock:
+            self._results.close()
+
+    def snapshot(self, cursor: Cursor) -> bytes:
+        """Everything so far (curves downsampled); moves ``cursor`` to the latest seq."""
+        with self._lock:
+            self._refresh()
+            models = self._results.models()
+            cursor.seq = self._results.seq
+            cursor.points = {m.id: (m.attempts, len(m.curve)) for m in models}
+            return _encoder.encode({
+                "run": self._run_info(meta=True), "models": [_row(m) for m in models],
+                "curves": {m.id: downsample(m.curve, SNAPSHOT_POINTS) for m in models}})
+
+    def delta(self, cursor: Cursor) -> tuple[bytes | None, bool]:
+        """What changed since ``cursor`` (None: nothing) and whether the run is over: no
+        process writes it any more and every event is sent. Moves ``cursor``."""
+        with self._lock:
+            writing = self._results.writing  # before the read, which then sees all
+            self._refresh()
+            if self._results.seq == cursor.seq:
+                return None, not writing
+            changed = [m for m in self._results.models() if m.last_seq > cursor.seq]
+            cursor.seq = self._results.seq
+            message = _encoder.encode({
+                "run": self._run_info(meta=False), "models": [_row(m) for m in changed],
+                "points": {m.id: _new_points(m, cursor) for m in changed}})
+            return message, False
+
+    def model(self, model_id: int) -> bytes | None:
+        """One model in full (sample, curve, traceback, output), or None when unknown."""
+        with self._lock:
+            self._refresh()
+            try:
+                model = self._results.model(model_id)
+            except KeyError:
+                return None
+            detail = msgspec.structs.asdict(model)
+            detail.update(_row(model), curve=downsample(model.curve, DETAIL_POINTS))
+            return _encoder.encode(detail)
+
+    def models(self) -> bytes:
+        """Every model's table row."""
+        with self._lock:
+            self._refresh()
+            return _encoder.encode([_row(m) for m in self._results.models()])
+
+    def _refresh(self) -> None:
+        # Pages poll in turns; one read of the journal's tail serves them all.
+        now = time.monotonic()
+        if now - self._refreshed >= self._refresh_every:
+            self._results.refresh()
+            self._refreshed = now
+
+    def _run_info(self, *, meta: bool) -> dict[str, Any]:
+        results, started, stopped = self._results, self._results.started, self._results.stopped
+        info: dict[str, Any] = {
+            "seq": results.seq, "writing": results.writing, "mode": self._mode,
+            "first_time": results.first_time,
+            "pool": started.pool if started else None,
+            "capacity": started.capacity if started else None,
+            "stopped": stopped.reason if stopped else None}
+        if meta:
+            info.update(name=results.path.name, path=str(results.path), meta=results.meta())
+        return info
+
+
+def _row(model: ModelRecord) -> dict[str, Any]:
+    return {"id": model.id, "sample": model.sample, "status": model.status.value,
+            "attempts": model.attempts, "worker": model.worker, "final": model.final,
+            "latest": model.latest, "steps": model.steps, "duration": model.duration,
+            "queued_at": model.queued_at, "started_at": model.started_at,
+            "ended_at": model.ended_at, "reason": model.reason,
+            "failed": model.traceback is not None}
+
+
+def _new_points(model: ModelRecord, cursor: Cursor) -> dict[str, Any]:
+    """The curve points a page lacks: the new ones, or (a new attempt) all, downsampled."""
+    attempt, count = cursor.points.get(model.id, (-1, 0))
+    cursor.points[model.id] = (model.attempts, len(model.curve))
+    if attempt != model.attempts or count > len(model.curve):
+        return {"reset": True, "points": downsample(model.curve, SNAPSHOT_POINTS)}
+    return {"reset": False, "points": model.curve[count:]}

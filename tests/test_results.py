@@ -1,0 +1,184 @@
+"""engine.results: a run's models, metrics and events as records and DataFrames, folded
+from the events of real run files (written by a RunStore or by a real engine)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+import engine as e
+from engine.cli import main
+from engine.results import MetricPoint, open_run
+from engine.space import ModelStatus
+from engine.store import RunFileError, RunStore
+from tests._results_fixtures import TRACEBACK, curve_or_fail, grid_space, run_events, write_run
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "run.nasrun")
+
+
+def test_models_are_folded_from_the_events(run: Path) -> None:
+    with open_run(run) as results:
+        models = results.models()
+        assert [m.id for m in models] == [1, 2, 3, 4, 5, 6]
+        first = models[0]
+        assert (first.sample, first.status, first.final) == ({"x": 1, "act": "relu"},
+                                                              ModelStatus.Trained, 0.5)
+        assert first.curve == [(1, 0.5 / 3), (2, 0.5 * 2 / 3), (3, 0.5)]
+        assert (first.steps, first.latest, first.duration, first.worker) == (3, 0.5, 1.5, "w0")
+        assert results.counts() == {"trained": 4, "failed": 1, "training": 1}
+        assert [m.id for m in results.best("max")] == [2, 3, 1, 4]
+        assert [m.id for m in results.best("min")] == [4, 1, 3, 2]
+        assert results.stopped is not None
+        assert results.stopped.reason == "finished"
+        assert results.started is not None
+        assert results.started.capacity == 2
+        assert not results.writing
+
+
+def test_a_retried_model_keeps_its_latest_attempt(run: Path) -> None:
+    with open_run(run) as results:
+        retried = results.model(4)
+        assert (retried.status, retried.attempts, retried.worker) == (ModelStatus.Trained, 2, "w0")
+        assert retried.curve == [(1, 0.3)]  # the second attempt's curve only
+        assert retried.reason is None
+        assert retried.error_type == "OSError"  # the failure before the retry stays known
+
+
+def test_a_failed_model_carries_its_error(run: Path) -> None:
+    with open_run(run) as results:
+        failed = results.model(5)
+        assert failed.status is ModelStatus.Failed
+        assert (failed.error_type, failed.message, failed.traceback) == ("ValueError", "nope",
+                                                                          TRACEBACK)
+        assert failed.reason == "ValueError: nope"
+        with pytest.raises(KeyError, match="has no model 99"):
+            results.model(99)
+
+
+def test_metrics_and_events_cover_every_attempt(run: Path) -> None:
+    with open_run(run) as results:
+        points = [p for p in results.metrics() if p.model_id == 4]
+        assert [(p.attempt, p.value) for p in points] == [(1, 0.1), (2, 0.3)]
+        assert isinstance(points[0], MetricPoint)
+        events = list(results.events())
+        assert events == run_events()
+        assert list(results.events(3, 4)) == run_events()[2:4]
+
+
+@pytest.mark.anyio
+async def test_refresh_folds_only_new_events(tmp_path: Path) -> None:
+    path, events = tmp_path / "live.nasrun", run_events(stop=False)
+    store = await RunStore.open(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.serve)
+        for event in events[:5]:
+            store.append(event)
+        await store.flushed(5)
+        with open_run(path) as results:
+            assert results.writing
+            assert results.model(1).status is ModelStatus.Training
+            assert results.refresh() == 0
+            for event in events[5:]:
+                store.append(event)
+            await store.flushed(len(events))
+            assert results.refresh() == len(events) - 5
+            assert results.model(1).status is ModelStatus.Trained
+            assert results.model(6).latest == 0.2
+            assert results.seq == len(events)
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_records_of_a_real_engine_run(tmp_path: Path) -> None:
+    path, space = tmp_path / "engine.nasrun", grid_space(curve_or_fail, fail=2, steps=4)
+    async with e.Engine(e.InlinePool(2), journal=path) as engine:
+        handles = [await engine.submit(space.freeze({"x": x, "act": "relu"})) for x in range(4)]
+        for handle in handles:
+            await handle
+    with open_run(path) as results:
+        models = results.models()
+        assert [m.status for m in models] == [ModelStatus.Trained] * 2 + [
+            ModelStatus.Failed, ModelStatus.Trained]
+        assert [m.final for m in models] == [0.0, 1.0, None, 3.0]
+        assert [m.steps for m in models] == [4, 4, 4, 4]
+        failed = models[2]
+        assert failed.error_type == "ValueError"
+        assert failed.message == "x=2 does not fit"
+        assert failed.traceback is not None
+        assert "curve_or_fail" in failed.traceback
+        assert results.stopped is not None
+        assert results.stopped.reason == "finished"
+
+
+def test_bad_paths_get_the_same_error_as_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad in (tmp_path / "missing.nasrun", tmp_path / "nodir" / "x.nasrun"):
+        with pytest.raises(RunFileError) as caught:
+            open_run(bad)
+        assert main(["show", str(bad)]) == 2
+        assert capsys.readouterr().err == f"nas-engine: error: {caught.value}\n"
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(RunFileError, match="not a"):
+        open_run(text)
+
+
+def test_to_pandas_frames(run: Path) -> None:
+    pytest.importorskip("pandas")
+    with open_run(run) as results:
+        models = results.to_pandas()
+        assert list(models["id"]) == [1, 2, 3, 4, 5, 6]
+        assert list(models["sample.x"]) == [1, 2, 3, 4, 5, 6]
+        assert list(models["status"])[:2] == ["trained", "trained"]
+        assert list(models["steps"]) == [3, 3, 3, 1, 0, 1]
+        metrics = results.to_pandas("metrics")
+        assert len(metrics) == 12
+        assert list(metrics.columns) == [
+            "model_id", "attempt", "step", "value", "time"]
+        events = results.to_pandas("events")
+        assert list(events["seq"]) == list(range(1, len(run_events()) + 1))
+        assert events["kind"].iloc[0] == "engine_started"
+        with pytest.raises(ValueError, match="unknown table 'trials'"):
+            results.to_pandas("trials")  # type: ignore[arg-type]
+
+
+def test_to_pandas_without_pandas_names_the_extra(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # what an absent package looks like
+    with open_run(run) as results, pytest.raises(ImportError, match=r"nas-engine\[results\]"):
+        results.to_pandas()
+
+
+def test_export_parquet(run: Path, tmp_path: Path) -> None:
+    parquet = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "models.parquet"
+    assert main(["export", str(run), "--format", "parquet", "-o", str(out)]) == 0
+    table = parquet.read_table(out).to_pylist()
+    assert [row["id"] for row in table] == [1, 2, 3, 4, 5, 6]
+    assert table[0]["sample"] == '{"x":1,"act":"relu"}'
+    assert table[0]["curve_steps"] == [1, 2, 3]
+    assert table[4]["error_type"] == "ValueError"
+    assert table[4]["final"] is None
+
+
+def test_export_parquet_needs_a_file_and_pyarrow(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert main(["export", str(run), "--format", "parquet"]) == 2
+    assert "give it with -o FILE" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    out = tmp_path / "models.parquet"
+    assert main(["export", str(run), "--format", "parquet", "-o", str(out)]) == 1
+    assert "nas-engine[results]" in capsys.readouterr().err
+    assert not out.exists()
+
+
