@@ -25,7 +25,6 @@ message as ``nas-engine show``); :meth:`RunResults.to_pandas` without pandas rai
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from engine._objective import best_first, objective_from_meta
 from engine._store_read import RunReader
 from engine.events import (
     EngineStarted,
@@ -163,12 +163,16 @@ class RunResults:
         """How many models are in each status."""
         return dict(Counter(m.status.value for m in self._models.values()))
 
-    def best(self, mode: Mode = "max") -> list[ModelRecord]:
-        """Trained models with a final metric, best first (ties: lower id first)."""
-        sign = -1.0 if mode == "max" else 1.0
-        scored = [m for m in self._models.values() if m.status is ModelStatus.Trained
-                  and m.final is not None and not math.isnan(m.final)]
-        return sorted(scored, key=lambda m: (sign * (m.final or 0.0), m.id))
+    def best(self, mode: Mode | None = None) -> list[ModelRecord]:
+        """Trained models with a final metric, best first (ties: lower id first). The
+        direction is ``mode``, else the one the run recorded (``Engine.set_objective``),
+        else max."""
+        if mode is None:
+            recorded = objective_from_meta(self.meta())
+            mode = recorded.mode if recorded is not None else "max"
+        trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
+                         key=lambda m: m.id)
+        return best_first(trained, lambda m: m.final, mode)
 
     def events(self, first: int = 1, last: int | None = None) -> Iterator[Event]:
         """The run's events ``first..last`` as typed structs, read from the file."""

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
+from engine._store_read import RunReader
+from engine._store_report import objective_of
 from engine.web._feed import Cursor, Feed
 
 __all__ = ("DashboardApp", "dashboard_app")
@@ -44,8 +46,10 @@ class DashboardApp:
     open. :meth:`stop` ends the open event streams (for a server's shutdown);
     :meth:`close` releases the run file."""
 
-    def __init__(self, run: str | Path, *, mode: Literal["max", "min"] = "max",
+    def __init__(self, run: str | Path, *, mode: Literal["max", "min"] | None = None,
                  interval: float = 0.25) -> None:
+        if mode is None:  # the direction the run recorded (Engine.set_objective), else max
+            mode = _recorded_mode(Path(run))
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
         self._feed = Feed(Path(run), mode, refresh_every=interval / 2)
@@ -139,11 +143,17 @@ class DashboardApp:
                 quiet = 0.0
 
 
-def dashboard_app(run: str | Path, *, mode: Literal["max", "min"] = "max",
+def dashboard_app(run: str | Path, *, mode: Literal["max", "min"] | None = None,
                   interval: float = 0.25) -> DashboardApp:
     """The dashboard of the run file ``run`` as an ASGI app. RunFileError (the same
     message as ``nas-engine show``) when ``run`` is not a readable run file."""
     return DashboardApp(run, mode=mode, interval=interval)
+
+
+def _recorded_mode(run: Path) -> Literal["max", "min"]:
+    with RunReader(run) as reader:
+        recorded = objective_of(reader)
+    return recorded.mode if recorded is not None else "max"
 
 
 def _route(scope: Scope) -> str:

@@ -17,7 +17,7 @@ class DashboardUnavailable(RuntimeError):
 
 
 def run_dashboard(run: Path, *, host: str = "127.0.0.1", port: int = 8080,
-                  mode: Literal["max", "min"] = "max", out: TextIO) -> int:
+                  mode: Literal["max", "min"] | None = None, out: TextIO) -> int:
     """Serve the dashboard of ``run`` on ``host:port`` (0: a free port) until Ctrl-C;
     writes the page's address to ``out`` once it listens. Returns 0."""
     try:
