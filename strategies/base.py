@@ -34,8 +34,9 @@ import math
 import random
 import statistics
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
+import anyio.lowlevel
 import msgspec
 
 from engine.errors import BudgetExhausted
@@ -47,6 +48,8 @@ __all__ = (
     "EngineLike",
     "HandleLike",
     "Mode",
+    "NOT_YET",
+    "NotYet",
     "RankedSample",
     "StopReason",
     "Strategy",
@@ -104,6 +107,17 @@ class StopReason(enum.StrEnum):
     budget = "budget"  # the engine's budget is used up
     max_trials = "max_trials"  # the strategy's own max_trials
     space_exhausted = "space_exhausted"  # propose() found nothing new to try
+
+
+class NotYet(enum.Enum):
+    """The type of :data:`NOT_YET`."""
+
+    token = "not_yet"
+
+
+#: What :meth:`BaseStrategy.propose` returns when it looked at as many candidates as one
+#: call may without finding a new one: the loop lets other tasks run, then asks again.
+NOT_YET: Final = NotYet.token
 
 
 def check_mode(mode: str) -> Mode:
@@ -195,10 +209,14 @@ class BaseStrategy(abc.ABC):
     # --- hooks -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def propose(self, leaves: Leaves) -> Sample | None:
+    def propose(self, leaves: Leaves) -> Sample | NotYet | None:
         """Called whenever a worker is free and budget is left: the next sample to try,
         or ``None`` when there is nothing new left (the run then stops). ``leaves`` maps
-        each label of the space to its mutable. Use :meth:`is_new` to skip seen samples."""
+        each label of the space to its mutable. Use :meth:`is_new` to skip seen samples.
+
+        It runs on the event loop, so it must return within a few milliseconds: a
+        search that needs longer returns :data:`NOT_YET` and continues at the next call
+        (the loop passes a checkpoint in between)."""
 
     def observe(self, model: ExecutableModelSpace) -> None:
         """Called once for each finished model, in completion order: for the journal's
@@ -281,6 +299,9 @@ class BaseStrategy(abc.ABC):
             self.stop_reason = StopReason.max_trials
             return
         sample = self.propose(leaves)
+        if isinstance(sample, NotYet):
+            await anyio.lowlevel.checkpoint()  # let other tasks run; propose goes on later
+            return
         if sample is None:
             self.stop_reason = StopReason.space_exhausted
             return

@@ -48,8 +48,8 @@ import msgspec
 
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
-from strategies.base import BaseStrategy, Leaves, sample_key
-from strategies.random_search import fresh_random
+from strategies.base import BaseStrategy, Leaves, NotYet, sample_key
+from strategies.random_search import UnseenSampler
 
 __all__ = ("Individual", "Reevaluation", "RegularizedEvolution", "mutate")
 
@@ -189,6 +189,7 @@ class RegularizedEvolution(BaseStrategy):
         self._samples: dict[bytes, dict[str, Any]] = {}
         self._standings = _Standings(-1.0 if self.mode == "max" else 1.0)
         self._failed: set[bytes] = set()
+        self._sampler: UnseenSampler | None = None
 
     def metrics_of(self, sample: Sample) -> list[float]:
         """The metric of each trained model of ``sample``, in the order they finished."""
@@ -227,10 +228,12 @@ class RegularizedEvolution(BaseStrategy):
             self.population.popleft()
             self._member_keys.popleft()
 
-    def propose(self, leaves: Leaves) -> Sample | None:
+    def propose(self, leaves: Leaves) -> Sample | NotYet | None:
         """Called when a worker is free: a sample to train again (see
         :class:`Reevaluation`); else a random sample while the population is short, else an
-        unseen mutation of a tournament winner; ``None`` when nothing unseen is left."""
+        unseen mutation of a tournament winner; ``None`` when nothing unseen is left;
+        ``NOT_YET`` when a nearly used-up space needs another call (see
+        :class:`~strategies.random_search.UnseenSampler`)."""
         again = self._reevaluation()
         if again is not None:
             return again
@@ -239,7 +242,9 @@ class RegularizedEvolution(BaseStrategy):
                 child = mutate(self.tournament().sample, leaves, self.rng, self.mutation_prob)
                 if self._allowed(child):
                     return child
-        return fresh_random(leaves, self.rng, self._allowed)
+        if self._sampler is None or self._sampler.leaves is not leaves:
+            self._sampler = UnseenSampler(leaves, self.rng)
+        return self._sampler.draw(self._allowed)
 
     def _reevaluation(self) -> Sample | None:
         """The sample :attr:`reevaluate` trains again now, or ``None``."""
