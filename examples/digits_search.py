@@ -33,11 +33,11 @@ from strategies import RandomSearch, RegularizedEvolution, Strategy, rank, searc
 
 
 def make_strategy(name: str, seed: int, trials: int) -> Strategy:
-    """``random`` or ``evolution`` (its population a quarter of the trials, at least 4)."""
+    """``random`` or ``evolution`` (its population a quarter of the trials, at least 4;
+    its tournaments a third of the population, the strategy's default)."""
     if name == "random":
         return RandomSearch(seed)
-    population = max(4, trials // 4)
-    return RegularizedEvolution(population, max(2, population // 3), seed=seed)
+    return RegularizedEvolution(max(4, trials // 4), seed=seed)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
