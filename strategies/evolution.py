@@ -33,6 +33,11 @@ uninterrupted run would make.
 
 With ``deduplicate`` (the default) no child repeats a sample that was ever submitted.
 Without it a child may repeat a trained sample, as in the original algorithm.
+
+Reproducibility: each child comes from the population at the moment a worker frees, so
+with several workers the same seed can give other children when models finish in
+another order (with one worker it cannot). ``deterministic=True`` makes the run
+reproducible at some cost in idle time: see :class:`~strategies.base.BaseStrategy`.
 """
 
 from __future__ import annotations
@@ -166,7 +171,8 @@ class RegularizedEvolution(BaseStrategy):
     bigger metric is better. ``deduplicate`` keeps every child new. ``reevaluate``, a
     :class:`Reevaluation`, trains the best samples again: pass ``Reevaluation()`` when
     training the same sample twice can give different metrics (the default ``None``
-    never re-evaluates).
+    never re-evaluates). ``deterministic=True`` gives the same children for the same seed
+    whatever order models finish in (see the module docstring).
     """
 
     def __init__(
@@ -174,8 +180,10 @@ class RegularizedEvolution(BaseStrategy):
         mutation_prob: float | None = None, deduplicate: bool = True,
         reevaluate: Reevaluation | None = None,
         seed: int | None = None, max_trials: int | None = None, mode: str = "max",
+        deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode)
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
         sample_size = _check_sizes(population_size, sample_size)
         if mutation_prob is not None and not 0 < mutation_prob <= 1:
             raise ValueError(f"mutation_prob must be in (0, 1] or None (mutate one label), "
@@ -289,7 +297,8 @@ class RegularizedEvolution(BaseStrategy):
         return (f"RegularizedEvolution(population_size={self.population_size}, "
                 f"sample_size={self.sample_size}, mutation_prob={self.mutation_prob!r}, "
                 f"deduplicate={self.deduplicate}, reevaluate={self.reevaluate!r}, "
-                f"seed={self.seed!r}, max_trials={self.max_trials!r}, mode={self.mode!r})")
+                f"seed={self.seed!r}, max_trials={self.max_trials!r}, mode={self.mode!r}, "
+                f"deterministic={self.deterministic})")
 
 
 def default_sample_size(population_size: int) -> int:

@@ -44,9 +44,10 @@ class GridSearch(BaseStrategy):
 
     def __init__(
         self, *, shuffle: bool = False, seed: int | None = None,
-        max_trials: int | None = None, mode: str = "max",
+        max_trials: int | None = None, mode: str = "max", deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode)
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
         self.shuffle = shuffle
         self.granularity = 1
         self._walk: Walk | None = None
@@ -71,4 +72,5 @@ class GridSearch(BaseStrategy):
 
     def __repr__(self) -> str:
         return (f"GridSearch(shuffle={self.shuffle}, seed={self.seed!r}, "
-                f"max_trials={self.max_trials!r}, mode={self.mode!r})")
+                f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
+                f"deterministic={self.deterministic})")

@@ -85,9 +85,10 @@ class RandomSearch(BaseStrategy):
 
     def __init__(
         self, seed: int | None = None, *, deduplicate: bool = True,
-        max_trials: int | None = None, mode: str = "max",
+        max_trials: int | None = None, mode: str = "max", deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode)
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
         self.deduplicate = deduplicate
         self._sampler: UnseenSampler | None = None
 
@@ -104,4 +105,5 @@ class RandomSearch(BaseStrategy):
 
     def __repr__(self) -> str:
         return (f"RandomSearch(seed={self.seed!r}, deduplicate={self.deduplicate}, "
-                f"max_trials={self.max_trials!r}, mode={self.mode!r})")
+                f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
+                f"deterministic={self.deterministic})")
