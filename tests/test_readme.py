@@ -87,3 +87,15 @@ def test_a_diff_in_the_readme_changes_a_line_of_a_snippet(diff: str) -> None:
     assert removed
     for line in removed:
         assert line in code.splitlines(), f"the README's diff removes {line!r}: no snippet has it"
+
+
+def test_set_up_names_the_cpu_index_with_the_pinned_torch_and_no_published_package() -> None:
+    text = README.read_text()
+    pinned = re.findall(r'"torch==([\d.]+)"', blocks("bash")[0])
+    assert pinned, "the set-up command pins torch"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f'"torch=={pinned[0]}"' in ci  # the README's command is CI's
+    assert (f"pip install torch=={pinned[0]} --index-url https://download.pytorch.org/whl/cpu"
+            in text)
+    assert not re.search(r"pip install [\"']?nas-engine\b", text)  # not on PyPI yet
+    assert "not published on PyPI" in text
