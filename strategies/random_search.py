@@ -25,7 +25,7 @@ __all__ = ("MAX_REDRAWS", "MAX_WALK", "RandomSearch", "UnseenSampler", "random_s
 #: Draws in a row that may all be seen before a proposal walks the space instead.
 MAX_REDRAWS = 100
 #: Points one proposal may look at on the walk before it returns ``NOT_YET``.
-MAX_WALK = 400
+MAX_WALK = 256
 
 
 def random_sample(leaves: Mapping[str, LabeledMutable], rng: random.Random) -> Sample:
