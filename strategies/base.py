@@ -194,8 +194,9 @@ class BaseStrategy(abc.ABC):
 
     Reproducibility: proposals are asynchronous, made from the results that have
     arrived when a worker frees, so with several workers a strategy that learns from
-    results (evolution) can propose other samples when models finish in another order;
-    the same seed gives the same samples only with one worker. With ``deterministic``
+    results (evolution) can propose other samples when models finish in another order:
+    its seed alone reproduces a run only with one worker. (Random and grid search never
+    look at results: the seed alone fixes their samples.) With ``deterministic``
     each proposal sees exactly the results of the models submitted before it except
     the latest ``W - 1``, observed in submission order, where ``W`` is the number of
     models the engine's pool takes at once (workers plus prefetch): the loop waits for
