@@ -10,8 +10,9 @@ trained again from the same seed here and scored on the held-out test images.
 Every event goes to a run file (SQLite): look into it with ``nas-engine show RUN``;
 ``--run RUN`` on an interrupted run resumes it.
 
-Run: ``python examples/digits_search.py`` (``--strategy random|evolution --trials N
---workers N --epochs N --seed N --run FILE``).
+Run: ``python examples/digits_search.py`` (``--help`` lists the flags and defaults:
+``--strategy random|evolution --trials N --workers N --epochs N --seed N
+--deterministic --run FILE``).
 """
 
 from __future__ import annotations
@@ -32,26 +33,32 @@ from engine import show_progress
 from strategies import RandomSearch, RegularizedEvolution, Strategy, rank, search
 
 
-def make_strategy(name: str, seed: int, trials: int) -> Strategy:
-    """``random`` or ``evolution`` (its population a quarter of the trials, at least 4)."""
+def make_strategy(name: str, seed: int, trials: int, deterministic: bool = False) -> Strategy:
+    """``random`` or ``evolution`` (its population a quarter of the trials, at least 4;
+    its tournaments a third of the population, the strategy's default)."""
     if name == "random":
-        return RandomSearch(seed)
-    population = max(4, trials // 4)
-    return RegularizedEvolution(population, max(2, population // 3), seed=seed)
+        return RandomSearch(seed, deterministic=deterministic)
+    return RegularizedEvolution(max(4, trials // 4), seed=seed, deterministic=deterministic)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Search small CNNs on scikit-learn's handwritten digits.")
-    parser.add_argument("--strategy", choices=("random", "evolution"), default="evolution")
-    parser.add_argument("--trials", type=int, default=40, help="models to train (40)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per model (5)")
-    parser.add_argument("--seed", type=int, default=0, help="strategy and training seed (0)")
+        description="Search small CNNs on scikit-learn's handwritten digits.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--strategy", choices=("random", "evolution"), default="evolution",
+                        help="how to propose architectures")
+    parser.add_argument("--trials", type=int, default=40, help="models to train")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes, one torch thread each")
+    parser.add_argument("--epochs", type=int, default=5, help="training epochs per model")
+    parser.add_argument("--seed", type=int, default=0, help="strategy and training seed")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="the same seed gives the same search whatever order models "
+                        "finish in (workers may wait for a slow model)")
     parser.add_argument("--run", type=Path, metavar="FILE",
-                        help="run file to write, or to resume (default: a new one in ./runs)")
+                        help="run file to write, or to resume; without it, a new file in ./runs")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="FILE",
-                        help=f"the split digits data, made on first use ({DEFAULT_DATA})")
+                        help="the split digits data, made on first use")
     args = parser.parse_args(argv)
     for name in ("trials", "workers", "epochs"):
         if getattr(args, name) < 1:
@@ -70,7 +77,8 @@ async def run_search(args: argparse.Namespace, data: Path) -> e.Engine:
             left = args.trials - sum(h.done for h in engine.handles())  # after a resume
             tg.start_soon(functools.partial(show_progress, events, total=left))
             await search(digits_space(data, args.epochs, args.seed),
-                         make_strategy(args.strategy, args.seed, args.trials), engine)
+                         make_strategy(args.strategy, args.seed, args.trials,
+                                       args.deterministic), engine)
     return engine
 
 

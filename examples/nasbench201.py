@@ -244,16 +244,25 @@ def describe(name: str, model: e.ExecutableModelSpace, table: NasBench201Table) 
             f"mean over seeds {table.mean(arch):.2f}")
 
 
-async def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--dataset", choices=DATASETS, default="cifar10")
-    parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", choices=DATASETS, default="cifar10",
+                        help="which of the benchmark's tables to search")
+    parser.add_argument("--trials", type=int, default=300,
+                        help="table lookups per search (random, then evolution)")
+    parser.add_argument("--seed", type=int, default=0, help="strategy seed")
     parser.add_argument("--train", action="store_true",
                         help="build the best architecture and train it on synthetic data")
-    parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--train-batch", type=int, default=32)
-    args = parser.parse_args(argv)
+    parser.add_argument("--train-steps", type=int, default=20,
+                        help="training steps with --train")
+    parser.add_argument("--train-batch", type=int, default=32,
+                        help="batch size with --train")
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     table = NasBench201Table(args.dataset)
     best_arch, best_mean = table.optimum
     print(f"NAS-Bench-201 {args.dataset}: {args.trials} lookups per search; "
@@ -288,4 +297,6 @@ async def train_best(sample: Arch, num_classes: int, steps: int,
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1:])
+    arguments = sys.argv[1:]
+    parse_args(arguments)  # --help and bad flags answer before the event loop starts
+    anyio.run(main, arguments)

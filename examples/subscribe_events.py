@@ -107,17 +107,25 @@ def make_strategy(name: str, seed: int) -> Strategy:
     return RandomSearch(seed) if name == "random" else RegularizedEvolution(6, 3, seed=seed)
 
 
-async def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description="A search with two event subscribers.")
-    parser.add_argument("--strategy", choices=("random", "evolution"), default="random")
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="A search with two event subscribers: every event as a JSON line on "
+        "stdout, a count of models per status on stderr.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--strategy", choices=("random", "evolution"), default="random",
+                        help="how to propose architectures")
+    parser.add_argument("--trials", type=int, default=6, help="models to train")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per model")
+    parser.add_argument("--seed", type=int, default=0, help="strategy and training seed")
     parser.add_argument("--every", type=float, default=1.0,
-                        help="seconds between status lines at most (1.0)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    args = parser.parse_args(argv)
+                        help="seconds between status lines at most")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="FILE",
+                        help="the split digits data, made on first use")
+    return parser.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> None:
     space = digits_space(ensure_split(args.data), args.epochs, args.seed)
     engine = e.Engine(e.ProcessPool(args.workers), max_trials=args.trials)
     # Subscribed before the engine starts, so both see its first event too.
@@ -132,6 +140,6 @@ async def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     try:
-        anyio.run(main, sys.argv[1:])
+        anyio.run(main, parse_args(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)

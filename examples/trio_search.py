@@ -54,13 +54,16 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="The digits search under trio.run.")
-    parser.add_argument("--strategy", choices=("random", "evolution"), default="evolution")
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = argparse.ArgumentParser(description="The digits search under trio.run.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--strategy", choices=("random", "evolution"), default="evolution",
+                        help="how to propose architectures")
+    parser.add_argument("--trials", type=int, default=12, help="models to train")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs per model")
+    parser.add_argument("--seed", type=int, default=0, help="strategy and training seed")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="FILE",
+                        help="the split digits data, made on first use")
     return parser.parse_args(argv)
 
 

@@ -370,11 +370,16 @@ class Server(uvicorn.Server):
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description="Architecture searches behind HTTP.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--log-level", default="info")
+    parser = argparse.ArgumentParser(description="Architecture searches behind HTTP.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000,
+                        help="port to listen on; 0 picks a free port")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="FILE",
+                        help="the split digits data, made on first use")
+    parser.add_argument("--log-level", default="info",
+                        choices=("critical", "error", "warning", "info", "debug", "trace"),
+                        help="uvicorn's log level")
     args = parser.parse_args(argv)
     app = create_app(args.data)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -3,8 +3,10 @@ an :class:`engine.Engine` and learns from the results."""
 
 from __future__ import annotations
 
+from strategies.base import NOT_YET as NOT_YET
 from strategies.base import BaseStrategy as BaseStrategy
 from strategies.base import Mode as Mode
+from strategies.base import NotYet as NotYet
 from strategies.base import RankedSample as RankedSample
 from strategies.base import StopReason as StopReason
 from strategies.base import Strategy as Strategy
@@ -23,6 +25,8 @@ __all__ = (
     "GridSearch",
     "Individual",
     "Mode",
+    "NOT_YET",
+    "NotYet",
     "RandomSearch",
     "RankedSample",
     "Reevaluation",

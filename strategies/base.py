@@ -7,6 +7,7 @@ loop every built-in strategy uses::
     loop:
       wait      await engine.wait_capacity()   (a worker is free)
       collect   finished models, in completion order -> observe(model)
+                (with ``deterministic``: in submission order, waiting for the oldest)
       propose   propose(leaves) -> a sample, or None when nothing is left to try
       submit    engine.submit(space.freeze(sample))
     drain       await what is still in flight -> observe(model)
@@ -33,8 +34,9 @@ import enum
 import random
 import statistics
 from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
+import anyio.lowlevel
 import msgspec
 
 from engine._objective import Mode, best_first, check_mode, is_score
@@ -48,10 +50,13 @@ __all__ = (
     "EngineLike",
     "HandleLike",
     "Mode",
+    "NOT_YET",
+    "NotYet",
     "RankedSample",
     "StopReason",
     "Strategy",
     "check_mode",
+    "pool_window",
     "rank",
     "ranked_samples",
     "sample_key",
@@ -108,6 +113,17 @@ class StopReason(enum.StrEnum):
     space_exhausted = "space_exhausted"  # propose() found nothing new to try
 
 
+class NotYet(enum.Enum):
+    """The type of :data:`NOT_YET`."""
+
+    token = "not_yet"
+
+
+#: What :meth:`BaseStrategy.propose` returns when it looked at as many candidates as one
+#: call may without finding a new one: the loop lets other tasks run, then asks again.
+NOT_YET: Final = NotYet.token
+
+
 def _scored(model: ExecutableModelSpace) -> bool:
     return model.status is ModelStatus.Trained and is_score(model.metric)
 
@@ -154,18 +170,34 @@ class BaseStrategy(abc.ABC):
     """The shared loop (see the module docstring). Subclasses implement :meth:`propose`
     and, when they learn from results, :meth:`observe`.
 
-    ``seed`` seeds :attr:`rng`, the only source of randomness a strategy may use, so the
-    same seed, space and a one-worker pool give the same samples. ``max_trials`` caps
-    the models this strategy knows of, the resumed ones included, so a resumed run
-    continues to the same total. ``mode`` says whether a bigger metric is better.
+    ``seed`` seeds :attr:`rng`, the only source of randomness a strategy may use.
+    ``max_trials`` caps the models this strategy knows of, the resumed ones included, so
+    a resumed run continues to the same total. ``mode`` says whether a bigger metric is
+    better.
+
+    Reproducibility: proposals are asynchronous, made from the results that have
+    arrived when a worker frees, so with several workers a strategy that learns from
+    results (evolution) can propose other samples when models finish in another order:
+    its seed alone reproduces a run only with one worker. (Random and grid search never
+    look at results: the seed alone fixes their samples.) With ``deterministic``
+    each proposal sees exactly the results of the models submitted before it except
+    the latest ``W - 1``, observed in submission order, where ``W`` is the number of
+    models the engine's pool takes at once (workers plus prefetch): the loop waits for
+    the oldest model in flight rather than the first to finish, so a slow model can
+    leave workers idle. The same seed, space, pool size and results then give the same
+    samples whatever order models finish in.
     """
 
     def __init__(
-        self, *, seed: int | None = None, max_trials: int | None = None, mode: str = "max"
+        self, *, seed: int | None = None, max_trials: int | None = None, mode: str = "max",
+        deterministic: bool = False,
     ) -> None:
         if max_trials is not None and (isinstance(max_trials, bool)
                                        or not isinstance(max_trials, int) or max_trials < 0):
             raise ValueError(f"max_trials must be a non-negative int or None, got {max_trials!r}")
+        if not isinstance(deterministic, bool):
+            raise TypeError(f"deterministic must be True or False, got {deterministic!r}")
+        self.deterministic = deterministic
         self.seed = seed
         self.max_trials = max_trials
         self.mode: Mode = check_mode(mode)
@@ -178,10 +210,14 @@ class BaseStrategy(abc.ABC):
     # --- hooks -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def propose(self, leaves: Leaves) -> Sample | None:
+    def propose(self, leaves: Leaves) -> Sample | NotYet | None:
         """Called whenever a worker is free and budget is left: the next sample to try,
         or ``None`` when there is nothing new left (the run then stops). ``leaves`` maps
-        each label of the space to its mutable. Use :meth:`is_new` to skip seen samples."""
+        each label of the space to its mutable. Use :meth:`is_new` to skip seen samples.
+
+        It runs on the event loop, so it must return within a few milliseconds: a
+        search that needs longer returns :data:`NOT_YET` and continues at the next call
+        (the loop passes a checkpoint in between)."""
 
     def observe(self, model: ExecutableModelSpace) -> None:
         """Called once for each finished model, in completion order: for the journal's
@@ -249,10 +285,16 @@ class BaseStrategy(abc.ABC):
         self.stop_reason = None
         self.resume(engine)
         leaves = space.simplify()
+        window = pool_window(engine)
         while self.stop_reason is None:
             await engine.wait_capacity()
-            await self._collect(engine, block=False)
+            if self.deterministic:
+                await self._collect_in_order(engine, keep=window - 1)
+            else:
+                await self._collect(engine, block=False)
             await self._step(engine, space, leaves)
+        if self.deterministic:
+            await self._collect_in_order(engine, keep=0)
         await self._collect(engine, block=True)
 
     async def _step(self, engine: EngineLike, space: ExecutableModelSpace,
@@ -265,6 +307,9 @@ class BaseStrategy(abc.ABC):
             self.stop_reason = StopReason.max_trials
             return
         sample = self.propose(leaves)
+        if isinstance(sample, NotYet):
+            await anyio.lowlevel.checkpoint()  # let other tasks run; propose goes on later
+            return
         if sample is None:
             self.stop_reason = StopReason.space_exhausted
             return
@@ -291,9 +336,30 @@ class BaseStrategy(abc.ABC):
             if handle in self._pending:
                 self._finish(handle)
 
+    async def _collect_in_order(self, engine: EngineLike, *, keep: int) -> None:
+        """Observe this run's models in submission order, waiting for each, until no more
+        than ``keep`` are in flight (``deterministic``: a model that finished before an
+        older one waits for it). ``next_finished`` only wakes the wait up."""
+        while len(self._pending) > keep:
+            oldest = self._pending[0]
+            if oldest.done:
+                self._finish(oldest)
+            elif await engine.next_finished() is None:  # consumed elsewhere: wait directly
+                await oldest
+
     def _finish(self, handle: HandleLike) -> None:
         self._pending.remove(handle)
         self.observe(handle.model)
+
+
+def pool_window(engine: EngineLike) -> int:
+    """How many models ``engine``'s pool takes at once (workers plus prefetch); 1 for an
+    engine that does not say."""
+    pool = getattr(engine, "pool", None)
+    capacity = getattr(pool, "capacity", 1)
+    prefetch = getattr(pool, "prefetch", 0)
+    return max(1, capacity + prefetch) if isinstance(capacity, int) and isinstance(
+        prefetch, int) else 1
 
 
 async def search(

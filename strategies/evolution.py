@@ -33,6 +33,11 @@ uninterrupted run would make.
 
 With ``deduplicate`` (the default) no child repeats a sample that was ever submitted.
 Without it a child may repeat a trained sample, as in the original algorithm.
+
+Reproducibility: each child comes from the population at the moment a worker frees, so
+with several workers the same seed can give other children when models finish in
+another order (with one worker it cannot). ``deterministic=True`` makes the run
+reproducible at some cost in idle time: see :class:`~strategies.base.BaseStrategy`.
 """
 
 from __future__ import annotations
@@ -48,10 +53,10 @@ import msgspec
 
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
-from strategies.base import BaseStrategy, Leaves, sample_key
-from strategies.random_search import fresh_random
+from strategies.base import BaseStrategy, Leaves, NotYet, sample_key
+from strategies.random_search import UnseenSampler
 
-__all__ = ("Individual", "Reevaluation", "RegularizedEvolution", "mutate")
+__all__ = ("Individual", "Reevaluation", "RegularizedEvolution", "default_sample_size", "mutate")
 
 #: Mutations tried (each from a fresh tournament) before falling back to a random sample.
 MAX_MUTATIONS = 100
@@ -153,24 +158,33 @@ class RegularizedEvolution(BaseStrategy):
     """Aging evolution (see the module docstring).
 
     ``population_size`` members are kept; ``sample_size`` of them compete to be each
-    child's parent. The defaults, 30 and 10, did best of the sizes tried on NAS-Bench-201
-    with 300 evaluations (benchmarks/search_quality.py); a much smaller budget favours a
-    smaller population. ``mutation_prob`` ``None`` mutates exactly one label per child; a
-    number in (0, 1] mutates each label with that probability. ``mode`` says whether a
+    child's parent. ``sample_size=None`` (the default) takes a third of the population,
+    at least 2 (1 for a population of 1): the tournament's share of the population sets
+    the selection pressure, so a third keeps the same pressure at every size (Real et
+    al. used a quarter, 25 of 100). The defaults, 30 and so 10, did best of the sizes
+    tried on NAS-Bench-201 with 300 evaluations (benchmarks/search_quality.py); a much
+    smaller budget favours a smaller population. An explicit ``sample_size`` larger
+    than the population, or not a positive int, is refused.
+
+    ``mutation_prob`` ``None`` mutates exactly one label per child; a number in (0, 1]
+    mutates each label with that probability. ``mode`` says whether a
     bigger metric is better. ``deduplicate`` keeps every child new. ``reevaluate``, a
     :class:`Reevaluation`, trains the best samples again: pass ``Reevaluation()`` when
     training the same sample twice can give different metrics (the default ``None``
-    never re-evaluates).
+    never re-evaluates). ``deterministic=True`` gives the same children for the same seed
+    whatever order models finish in (see the module docstring).
     """
 
     def __init__(
-        self, population_size: int = 30, sample_size: int = 10, *,
+        self, population_size: int = 30, sample_size: int | None = None, *,
         mutation_prob: float | None = None, deduplicate: bool = True,
         reevaluate: Reevaluation | None = None,
         seed: int | None = None, max_trials: int | None = None, mode: str = "max",
+        deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode)
-        _check_sizes(population_size, sample_size)
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
+        sample_size = _check_sizes(population_size, sample_size)
         if mutation_prob is not None and not 0 < mutation_prob <= 1:
             raise ValueError(f"mutation_prob must be in (0, 1] or None (mutate one label), "
                              f"got {mutation_prob!r}")
@@ -189,6 +203,7 @@ class RegularizedEvolution(BaseStrategy):
         self._samples: dict[bytes, dict[str, Any]] = {}
         self._standings = _Standings(-1.0 if self.mode == "max" else 1.0)
         self._failed: set[bytes] = set()
+        self._sampler: UnseenSampler | None = None
 
     def metrics_of(self, sample: Sample) -> list[float]:
         """The metric of each trained model of ``sample``, in the order they finished."""
@@ -227,10 +242,12 @@ class RegularizedEvolution(BaseStrategy):
             self.population.popleft()
             self._member_keys.popleft()
 
-    def propose(self, leaves: Leaves) -> Sample | None:
+    def propose(self, leaves: Leaves) -> Sample | NotYet | None:
         """Called when a worker is free: a sample to train again (see
         :class:`Reevaluation`); else a random sample while the population is short, else an
-        unseen mutation of a tournament winner; ``None`` when nothing unseen is left."""
+        unseen mutation of a tournament winner; ``None`` when nothing unseen is left;
+        ``NOT_YET`` when a nearly used-up space needs another call (see
+        :class:`~strategies.random_search.UnseenSampler`)."""
         again = self._reevaluation()
         if again is not None:
             return again
@@ -239,7 +256,9 @@ class RegularizedEvolution(BaseStrategy):
                 child = mutate(self.tournament().sample, leaves, self.rng, self.mutation_prob)
                 if self._allowed(child):
                     return child
-        return fresh_random(leaves, self.rng, self._allowed)
+        if self._sampler is None or self._sampler.leaves is not leaves:
+            self._sampler = UnseenSampler(leaves, self.rng)
+        return self._sampler.draw(self._allowed)
 
     def _reevaluation(self) -> Sample | None:
         """The sample :attr:`reevaluate` trains again now, or ``None``."""
@@ -278,13 +297,28 @@ class RegularizedEvolution(BaseStrategy):
         return (f"RegularizedEvolution(population_size={self.population_size}, "
                 f"sample_size={self.sample_size}, mutation_prob={self.mutation_prob!r}, "
                 f"deduplicate={self.deduplicate}, reevaluate={self.reevaluate!r}, "
-                f"seed={self.seed!r}, max_trials={self.max_trials!r}, mode={self.mode!r})")
+                f"seed={self.seed!r}, max_trials={self.max_trials!r}, mode={self.mode!r}, "
+                f"deterministic={self.deterministic})")
 
 
-def _check_sizes(population_size: int, sample_size: int) -> None:
-    for name, value in (("population_size", population_size), ("sample_size", sample_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+def default_sample_size(population_size: int) -> int:
+    """A third of ``population_size``, at least 2, at most ``population_size``."""
+    return min(population_size, max(2, population_size // 3))
+
+
+def _check_sizes(population_size: int, sample_size: int | None) -> int:
+    """The sample size to use (see :class:`RegularizedEvolution`); ValueError when a size
+    is not a positive int or ``sample_size`` exceeds the population."""
+    if isinstance(population_size, bool) or not isinstance(population_size, int) \
+            or population_size < 1:
+        raise ValueError(f"population_size must be a positive int, got {population_size!r}")
+    if sample_size is None:
+        return default_sample_size(population_size)
+    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
+        raise ValueError(f"sample_size must be a positive int or None (a third of the "
+                         f"population), got {sample_size!r}")
     if sample_size > population_size:
         raise ValueError(f"sample_size ({sample_size}) must not exceed population_size "
-                         f"({population_size})")
+                         f"({population_size}); leave it out to take a third of the "
+                         f"population")
+    return sample_size

