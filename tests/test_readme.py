@@ -79,7 +79,8 @@ def test_the_snippets_run_as_written(tmp_path: Path) -> None:
     assert (tmp_path / "search.nasrun").is_file()
     assert run("evolve.py", tmp_path).splitlines() == ranking  # resumed: the same models
     best_id, best_final, _ = run("results.py", tmp_path).split(maxsplit=2)
-    assert float(best_final) == pytest.approx(metrics[0], abs=1e-3) and int(best_id) >= 1
+    assert float(best_final) == pytest.approx(metrics[0], abs=1e-3)
+    assert int(best_id) >= 1
     run_code = "import serve_dashboard; assert callable(serve_dashboard.app)"
     done = subprocess.run([sys.executable, "-c", run_code], cwd=tmp_path, check=False,
                           capture_output=True, text=True, timeout=TIMEOUT,
