@@ -21,6 +21,7 @@ from engine.errors import SubscriberLagged as SubscriberLagged
 from engine.errors import TrialError as TrialError
 from engine.errors import TrialFailed as TrialFailed
 from engine.errors import WorkerLost as WorkerLost
+from engine.errors import WorkerStartFailed as WorkerStartFailed
 from engine.evaluator import Evaluator as Evaluator
 from engine.evaluator import FunctionEvaluator as FunctionEvaluator
 from engine.evaluator import report_final as report_final
@@ -45,12 +46,11 @@ from engine.space import current_model as current_model
 from engine.space import model_context as model_context
 from engine.store import RunFileError as RunFileError
 from engine.store import RunStoreClosed as RunStoreClosed
-from engine.workers._base import TrialOutput as TrialOutput
-from engine.workers._base import WorkerPool as WorkerPool
-from engine.workers.inline import InlinePool as InlinePool
-from engine.workers.process import ProcessPool as ProcessPool
-from engine.workers.process import WorkerStartFailed as WorkerStartFailed
-from engine.workers.ray_pool import RayPool as RayPool
+from engine.workers import InlinePool as InlinePool
+from engine.workers import ProcessPool as ProcessPool
+from engine.workers import RayPool as RayPool
+from engine.workers import TrialOutput as TrialOutput
+from engine.workers import WorkerPool as WorkerPool
 
 __all__ = (
     "BaseModelSpace",

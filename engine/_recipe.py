@@ -115,9 +115,15 @@ class Symbol(msgspec.Struct, frozen=True, kw_only=True):
                 return main
             return _load_script(self.path)
         try:
-            return importlib.import_module(self.module)
+            return importlib.import_module(_MOVED.get(self.module, self.module))
         except Exception as exc:
             raise RecipeError(f"cannot import {self.display()}: {exc!r}") from exc
+
+
+# Private modules that moved into sub-packages; recipes in older run files name the old
+# places (an engine.nn class given as a space's init argument, say).
+_MOVED = {f"engine._nn_{name}": f"engine.nn._{name}"
+          for name in ("base", "choice", "layers", "multiple", "repeat", "space")}
 
 
 def _load_script(path: str) -> ModuleType:

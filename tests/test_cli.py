@@ -332,7 +332,7 @@ async def test_progress_draws_nothing_elsewhere() -> None:
 
 
 def test_best_so_far_follows_the_order_trials_finished(run: Path) -> None:
-    from engine._store_plot import best_so_far
+    from engine.cli._plot import best_so_far
     from engine.store import RunReader
 
     with RunReader(run) as reader:

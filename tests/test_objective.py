@@ -25,8 +25,8 @@ from engine._objective import (
     sample_key,
 )
 from engine._progress import Progress
-from engine._store_plot import run_points
 from engine.cli import main
+from engine.cli._plot import run_points
 from engine.store import RunReader
 from strategies import RandomSearch, search
 from tests._journal_fixtures import journal_space

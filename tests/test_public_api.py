@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["engine", "strategies"])
+@pytest.mark.parametrize("name", ["engine", "strategies", "engine.workers", "engine.nn"])
 def test_all_is_complete_and_importable(name: str) -> None:
     module = importlib.import_module(name)
     public = {n for n in vars(module) if not n.startswith("_")}

@@ -221,3 +221,12 @@ def _as_decoded(value: Any) -> Any:
 def test_anything_else_is_refused_with_its_path(value: Any, match: str) -> None:
     with pytest.raises(TypeError, match=match):
         check_plain_data(value, "argument 'x'")
+
+
+def test_a_recipe_naming_a_module_from_before_the_nn_package_still_resolves() -> None:
+    """Run files written before engine.nn became a package name engine._nn_*."""
+    import engine.nn as enn
+
+    assert Symbol(module="engine._nn_layers", qualname="Linear").resolve() is enn.Linear
+    assert Symbol(module="engine._nn_choice", qualname="LayerChoice").resolve() is (
+        enn.LayerChoice)

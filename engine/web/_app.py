@@ -20,8 +20,9 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
+from engine._objective import objective_from_meta
 from engine._store_read import RunReader
-from engine._store_report import objective_of
+from engine._store_schema import RunFileError
 from engine.web._feed import Cursor, Feed
 
 __all__ = ("DashboardApp", "dashboard_app")
@@ -152,7 +153,11 @@ def dashboard_app(run: str | Path, *, mode: Literal["max", "min"] | None = None,
 
 def _recorded_mode(run: Path) -> Literal["max", "min"]:
     with RunReader(run) as reader:
-        recorded = objective_of(reader)
+        meta = reader.meta()
+    try:
+        recorded = objective_from_meta(meta)
+    except ValueError as exc:  # a damaged meta value: the run file's fault
+        raise RunFileError(f"{run}: {exc}") from None
     return recorded.mode if recorded is not None else "max"
 
 

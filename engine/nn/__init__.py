@@ -35,21 +35,21 @@ except ModuleNotFoundError as exc:
         name="torch",
     ) from exc
 
-from engine._nn_base import MutableModule as MutableModule
-from engine._nn_choice import ChosenInputs as ChosenInputs
-from engine._nn_choice import InputChoice as InputChoice
-from engine._nn_choice import LayerChoice as LayerChoice
-from engine._nn_layers import BatchNorm1d as BatchNorm1d
-from engine._nn_layers import BatchNorm2d as BatchNorm2d
-from engine._nn_layers import Conv1d as Conv1d
-from engine._nn_layers import Conv2d as Conv2d
-from engine._nn_layers import Dropout as Dropout
-from engine._nn_layers import LayerNorm as LayerNorm
-from engine._nn_layers import Linear as Linear
-from engine._nn_layers import MutableLayer as MutableLayer
-from engine._nn_multiple import CategoricalMultiple as CategoricalMultiple
-from engine._nn_repeat import Repeat as Repeat
-from engine._nn_space import ModelSpace as ModelSpace
+from engine.nn._base import MutableModule as MutableModule
+from engine.nn._choice import ChosenInputs as ChosenInputs
+from engine.nn._choice import InputChoice as InputChoice
+from engine.nn._choice import LayerChoice as LayerChoice
+from engine.nn._layers import BatchNorm1d as BatchNorm1d
+from engine.nn._layers import BatchNorm2d as BatchNorm2d
+from engine.nn._layers import Conv1d as Conv1d
+from engine.nn._layers import Conv2d as Conv2d
+from engine.nn._layers import Dropout as Dropout
+from engine.nn._layers import LayerNorm as LayerNorm
+from engine.nn._layers import Linear as Linear
+from engine.nn._layers import MutableLayer as MutableLayer
+from engine.nn._multiple import CategoricalMultiple as CategoricalMultiple
+from engine.nn._repeat import Repeat as Repeat
+from engine.nn._space import ModelSpace as ModelSpace
 
 __all__ = (
     "BatchNorm1d",

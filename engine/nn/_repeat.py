@@ -11,8 +11,8 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine._nn_base import MutableModule, freeze_module
 from engine.mutable import Categorical, LabeledMutable
+from engine.nn._base import MutableModule, freeze_module
 
 __all__ = ("Repeat",)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine._objective import Mode, Objective, better, check_mode, is_score
 from engine._store_read import RunReader, StoredModel
-from engine._store_report import objective_of, ranking_mode
+from engine.cli._report import objective_of, ranking_mode
 from engine.space import ModelStatus
 
 __all__ = ("PlotUnavailable", "best_so_far", "plot_run", "run_points")

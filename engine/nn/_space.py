@@ -11,8 +11,8 @@ from torch import nn
 
 from engine._context import ensure_frozen, in_model_context
 from engine._labels import label_scope
-from engine._nn_base import freeze_module, module_leaves
 from engine.mutable import LabeledMutable, Mutable, leaves_of
+from engine.nn._base import freeze_module, module_leaves
 from engine.space import BaseModelSpace, frozen_call
 
 __all__ = ("ModelSpace",)

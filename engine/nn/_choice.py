@@ -12,9 +12,9 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine._nn_base import MutableModule, freeze_module
-from engine._nn_multiple import CategoricalMultiple
 from engine.mutable import Categorical, LabeledMutable
+from engine.nn._base import MutableModule, freeze_module
+from engine.nn._multiple import CategoricalMultiple
 
 __all__ = ("ChosenInputs", "InputChoice", "LayerChoice")
 

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 from torch import nn
 
 from engine._context import ensure_frozen
-from engine._nn_base import MutableModule, default_of
 from engine.mutable import LabeledMutable, freeze_value, leaves_of
+from engine.nn._base import MutableModule, default_of
 
 __all__ = (
     "BatchNorm1d",

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from engine._store_plot import PlotUnavailable, plot_run
 from engine._store_read import RunReader
-from engine._store_report import export_csv, export_jsonl, show
 from engine._store_schema import RunFileError
+from engine.cli._plot import PlotUnavailable, plot_run
+from engine.cli._report import export_csv, export_jsonl, show
 
 __all__ = ("main",)
 
@@ -181,6 +181,3 @@ def _dashboard(reader: RunReader, args: argparse.Namespace) -> int:
     except DashboardUnavailable as exc:
         return _fail(str(exc), 1)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
