@@ -97,6 +97,28 @@ async def journal_ratio(trials: int) -> float:
     return max(on) / max(off)
 
 
+async def timed_chatty(model: NoOpSpace, reports: int, clock: list[float]) -> float:
+    await chatty(model, reports)
+    clock.append(time.perf_counter())  # just after the last report
+    return 0.0
+
+
+async def journal_100k_reports_s(reports: int = 100_000) -> float:
+    """Seconds from a trial's last of 100,000 reports to its handle resolving, with the
+    journal on (the handle resolves once the trial's final event is committed)."""
+    clock: list[float] = []
+    space = e.SimplifiedModelSpace.from_model(
+        NoOpSpace(), e.FunctionEvaluator(timed_chatty, reports=reports, clock=clock))
+    with tempfile.TemporaryDirectory() as folder:
+        async with Engine(InlinePool(1), journal=Path(folder) / "run.nasrun") as engine:
+            handle = await engine.submit(space.freeze({"x": 0.5}))
+            model = await handle
+            resolved = time.perf_counter()
+    if len(model.metrics.intermediates) != reports:
+        raise RuntimeError(f"the trial kept {len(model.metrics.intermediates)} reports")
+    return resolved - clock[0]
+
+
 async def resume_100k_events_s() -> float:
     """Seconds for an Engine to reopen and resume a run of 100,000 events (best of 3)."""
     import _store_figures as store
@@ -121,6 +143,8 @@ async def main(quick: bool) -> None:
         ("events_per_s", lambda: events_per_s(50_000 if quick else 300_000), "events/s"),
         ("journal_ratio", lambda: journal_ratio(300 if quick else 2000), "ratio"),
         ("resume_100k_events_s", resume_100k_events_s, "s"),
+        ("journal_100k_reports_s",
+         lambda: journal_100k_reports_s(20_000 if quick else 100_000), "s"),
     ]
     for name, measure, unit in figures:
         emit(name, await measure(), unit)

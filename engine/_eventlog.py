@@ -9,7 +9,7 @@ unless the engine has a journal, from which the missed events are read back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
@@ -39,9 +39,8 @@ class EventLog:
         self.origin = first_seq  # seq of the first event this log ever held
         self._waiter: anyio.Event | None = None
         self.closed = False
-        # Reads events that fell out of memory: (first, last) -> events. Set by a journal;
-        # blocking, so subscriptions call it in a worker thread.
-        self.backfill: Callable[[int, int], list[Event]] | None = None
+        # Reads events that fell out of memory: (first, last) -> events. Set by a journal.
+        self.backfill: Callable[[int, int], Awaitable[list[Event]]] | None = None
 
     @property
     def next_seq(self) -> int:
@@ -143,7 +142,7 @@ class Subscription:
         assert self._log.backfill is not None
         assert self._next is not None
         last = min(self._next + 4095, self._log.first_seq - 1)
-        events = await anyio.to_thread.run_sync(self._log.backfill, self._next, last)
+        events = await self._log.backfill(self._next, last)
         if not events or events[0].seq != self._next:
             raise SubscriberLagged(self._next, last)
         self._backlog = events[::-1]

@@ -9,8 +9,9 @@ Use::
         await tg.start(store.serve)        # the background writer
         store.record_model(model_id, blob) # before that model's ModelQueued event
         store.append(event)                # on the loop thread, in seq order; never blocks
+        store.record_output(model_id, attempt, stdout, stderr)  # a failed trial's output
         await store.flushed(event.seq)     # returns once every event up to seq is committed
-        store.read_events(first, last)     # events a lagging subscriber missed
+        await store.read_events(first, last)  # events a lagging subscriber missed
     # cancelling serve (or ``await store.aclose()``) writes what is pending and closes
 
 Everything runs on the event-loop thread except the SQLite work, which runs in a worker
@@ -18,11 +19,15 @@ thread (``anyio.to_thread``), one batch at a time. Any other process reads a run
 :class:`RunReader` (what the ``nas-engine`` CLI uses).
 
 The file (stdlib ``sqlite3``, WAL mode, ``PRAGMA application_id`` marks it as a run,
-``PRAGMA user_version`` is the schema version) has three tables: ``events`` (seq primary
+``PRAGMA user_version`` is the schema version) has five tables: ``events`` (seq primary
 key, kind, model_id, time, the event's msgspec JSON), ``models`` (id, sample JSON, status,
-attempts, intermediates JSON, final, queued/started/ended times, duration, worker, reason,
-blob) and ``meta``. A model's row changes in the same transaction as the event that
-changes it, so the two tables always agree.
+attempts, final, queued/started/ended times, duration, worker, reason, blob),
+``intermediates`` (model_id, seq, step, value: the latest attempt's reports, one row
+each, so a report costs one insert however many came before it), ``outputs`` (the full
+stdout/stderr of failed attempts) and ``meta``. A model's rows change in the same
+transaction as the event that changes them, so the tables always agree. A file of an
+older schema is migrated when it is opened for writing (one transaction); readers read
+every version.
 
 Durability. ``serve`` takes every event appended since its last write and commits them
 in one transaction, in a worker thread. A process crash (SIGKILL included) loses at
@@ -41,8 +46,9 @@ Errors::
 
     ValueError
     └── RunFileError     the path cannot be used (not a run file, a newer schema, open
-                         in another process, a missing or read-only directory); the
-                         file is left as it was
+        │                in another process, a missing or read-only directory, a file
+        │                without write permission); the file is left as it was
+        └── UnknownEventKind  an event of a kind this version does not know
     RuntimeError
     └── RunStoreClosed   the store is closed, or its writer failed
 
@@ -55,6 +61,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
+import threading
 import time
 from pathlib import Path
 
@@ -62,16 +70,25 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
-from engine._store_read import ResumeState, RunReader, StoredModel, load_resume_state
+from engine._store_read import (
+    ResumeState,
+    RunReader,
+    StoredModel,
+    StoredOutput,
+    UnknownEventKind,
+    load_resume_state,
+    read_events,
+)
 from engine._store_schema import (
     RunFileError,
     RunLock,
     check_file,
-    check_schema,
     create_schema,
+    migrate,
+    schema_version,
 )
-from engine._store_write import write_batch
-from engine.events import Event, ModelQueued, decode_json
+from engine._store_write import Output, write_batch
+from engine.events import Event, ModelQueued
 
 __all__ = (
     "ResumeState",
@@ -80,6 +97,8 @@ __all__ = (
     "RunStore",
     "RunStoreClosed",
     "StoredModel",
+    "StoredOutput",
+    "UnknownEventKind",
     "default_run_path",
 )
 
@@ -111,7 +130,12 @@ class RunStore:
                  state: ResumeState) -> None:
         self.path, self.resume_state = path, state
         self._conn, self._lock = conn, lock
+        # Read-backs for subscribers, from worker threads: one at a time on one connection,
+        # closed before the writer's (so the writer's close removes the -wal/-shm files).
         self._reader: sqlite3.Connection | None = None
+        self._reader_guard = threading.Lock()
+        self._files_closed = False
+        self._outputs: list[Output] = []
         self._next_seq = state.next_seq
         self._committed = state.next_seq - 1
         self._pending: list[Event] = []
@@ -153,6 +177,13 @@ class RunStore:
                              f"seq {self._next_seq} next")
         self._next_seq += 1
         self._pending.append(event)
+        self._wake.set()
+
+    def record_output(self, model_id: int, attempt: int, stdout: str, stderr: str) -> None:
+        """Keep the full output of attempt ``attempt`` of a model (a failed one); it is
+        written with the next batch. Never blocks. :meth:`RunReader.outputs` reads it."""
+        self._check_open()
+        self._outputs.append((model_id, attempt, stdout, stderr))
         self._wake.set()
 
     async def flushed(self, seq: int) -> None:
@@ -200,53 +231,76 @@ class RunStore:
                 self._wake.set()
                 self._notify()
 
-    def read_events(self, first: int, last: int) -> list[Event]:
-        """The appended events ``first..last`` (committed or not), for subscribers that
-        fell behind. Blocks the caller for one small query."""
-        committed = self._committed
-        events: list[Event] = []
-        if first <= committed:
-            events += self._read_committed(first, min(last, committed))
-        memory = [*self._inflight, *self._pending]
-        events += [e for e in memory if max(first, committed + 1) <= e.seq <= last]
-        return events
+    async def read_events(self, first: int, last: int) -> list[Event]:
+        """The appended events ``first..last`` (committed or not) in seq order, for
+        subscribers that fell behind; also after the store closed. The committed ones are
+        read in a worker thread, the rest taken from memory at the same instant, so no
+        batch committed meanwhile is missed. The result stops short of ``last`` only
+        where events are missing (a failed write). Cancelling the wait loses nothing."""
+        last = min(last, self._next_seq - 1)
+        committed = self._committed  # events after it are still in memory, in order
+        memory = self._in_memory(max(first, committed + 1), last)
+        stored: list[Event] = []
+        if first <= min(last, committed):
+            stored = await anyio.to_thread.run_sync(self._read_committed, first,
+                                                    min(last, committed))
+        return stored + memory
+
+    def _in_memory(self, first: int, last: int) -> list[Event]:
+        found: list[Event] = []
+        for events in (self._inflight, self._pending):
+            if events and first <= last:
+                base = events[0].seq
+                found += events[max(first - base, 0):max(last - base + 1, 0)]
+        return found
 
     def _read_committed(self, first: int, last: int) -> list[Event]:
-        if self._reader is None:
-            self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                           check_same_thread=False)
-        rows = self._reader.execute(
-            "SELECT data FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
-        return [decode_json(data) for (data,) in rows]
+        # In a worker thread.
+        with self._reader_guard:
+            if not self._files_closed:
+                if self._reader is None:
+                    self._reader = _connect_reader(self.path)
+                return read_events(self._reader, self.path, first, last)
+            conn = _connect_reader(self.path)  # after close: a connection of its own
+            try:
+                return read_events(conn, self.path, first, last)
+            finally:
+                conn.close()
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            while self._pending and not self._closed:
+            while (self._pending or self._outputs) and not self._closed:
                 batch, self._pending = self._pending, []
+                outputs, self._outputs = self._outputs, []
                 blobs = {e.model_id: self._blobs.pop(e.model_id, None)
                          for e in batch if isinstance(e, ModelQueued)}
                 self._inflight = batch
                 try:
                     # Shielded: a batch taken from _pending is written, whatever happens.
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._write, batch, blobs)
+                        await anyio.to_thread.run_sync(self._write, batch, blobs, outputs)
                 finally:
                     self._inflight = []
                     self._notify()
 
-    def _write(self, batch: list[Event], blobs: dict[int, bytes | None]) -> None:
+    def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
+               outputs: list[Output]) -> None:
         # In a worker thread; the write lock keeps one batch at a time.
         try:
-            write_batch(self._conn, batch, blobs)
+            write_batch(self._conn, batch, blobs, outputs)
         except BaseException as exc:
             self._error = exc
             raise
-        self._committed = batch[-1].seq
+        if batch:
+            self._committed = batch[-1].seq
 
     def _close_files(self) -> None:
         try:
-            if self._reader is not None:
-                self._reader.close()
+            with self._reader_guard:
+                self._files_closed = True
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
             self._conn.close()
         finally:
             self._lock.release()
@@ -270,17 +324,19 @@ def _open_sync(
 ) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState]:
     path = default_run_path() if where is None else Path(where)
     check_file(path, must_exist=False)
-    if path.exists() and not _writable(path):
-        raise RunFileError(f"cannot open {path} for writing: the file is read-only")
+    if path.exists():
+        _check_writable(path)
     lock = RunLock.acquire(path)
     conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        existing = check_schema(conn, path)
+        version = schema_version(conn, path)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        if not existing:
+        if version == 0:
             create_schema(conn, time.time())
+        else:
+            migrate(conn, version)
         return path, conn, lock, load_resume_state(conn, path)
     except BaseException:
         if conn is not None:
@@ -289,5 +345,21 @@ def _open_sync(
         raise
 
 
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK)
+def _check_writable(path: Path) -> None:
+    """RunFileError when ``path`` is read-only: by the mode bits too, because os.access
+    says yes to root whatever the mode (a 0444 file is the user saying "keep this")."""
+    mode = path.stat().st_mode
+    if not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise RunFileError(f"cannot open {path} for writing: the file is read-only (mode "
+                           f"{stat.S_IMODE(mode):04o}); make it writable (chmod u+w) or "
+                           "pick another path")
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A connection that only reads an existing run. Read-write mode all the same: the
+    last connection to close a WAL file removes its -wal/-shm files, a read-only one
+    cannot."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn
