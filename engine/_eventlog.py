@@ -2,9 +2,16 @@
 
 Policy for slow subscribers: the engine never waits for a subscriber and never drops
 an event silently. It keeps the last ``capacity`` events in memory; every subscription
-is a cursor into that log. A subscriber that falls further behind than that gets
-:class:`~engine.errors.SubscriberLagged` (naming the events it missed) on its next read,
-unless the engine has a journal, from which the missed events are read back.
+is a cursor (the seq of its next event) into that log. A subscriber that falls further
+behind than that gets :class:`~engine.errors.SubscriberLagged` (naming the events it
+missed) on its next read, unless the engine has a journal, from which the missed events
+are read back, during the run and after it.
+
+Keeping up. A pool may append thousands of events in one turn of the loop (a whole pipe
+read). A subscription reads without a checkpoint while events are waiting, and yields
+to the loop only once it has read the backlog it found at its previous yield (at least
+``_YIELD_EVERY`` events): in each of its turns it catches up with what the engine
+appended in the engine's turns, so a subscriber lags only when it really is slower.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from types import TracebackType
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from engine.errors import EngineClosed, SubscriberLagged
 from engine.events import Event
@@ -22,9 +28,10 @@ from engine.events import Event
 __all__ = ("EventLog", "Subscription")
 
 # A subscriber with events waiting reads them without a checkpoint (a checkpoint costs
-# more than the read) and yields to the loop after this many, so a long backlog can
-# neither starve other tasks nor delay its own cancellation by more than that.
+# more than the read); it yields after the backlog it found at its last yield, and
+# after at least this many events.
 _YIELD_EVERY = 64
+_READ_BACK = 4096  # events read back from the journal at a time
 
 
 class EventLog:
@@ -103,9 +110,9 @@ class Subscription:
     def __init__(self, log: EventLog, start: int | None) -> None:
         self._log = log
         self._next = start  # None: from the log's first event, whatever it is numbered
-        self._streak = 0
+        self._budget = _YIELD_EVERY  # events it may still read before it yields
         self._closed = False
-        self._backlog: list[Event] = []  # events read back from the journal
+        self._backlog: list[Event] = []  # events read back from the journal, reversed
 
     def __aiter__(self) -> Subscription:
         return self
@@ -123,28 +130,38 @@ class Subscription:
                 if self._log.backfill is None:
                     raise
                 await self._read_back()
+                self._refill()
                 continue
             if event is not None:
-                self._next += 1
-                self._streak += 1
-                if self._streak >= _YIELD_EVERY:
-                    self._streak = 0
+                if event.seq != self._next:  # the cursor is a seq, never a count
+                    raise SubscriberLagged(self._next, event.seq - 1)
+                self._next = event.seq + 1
+                self._budget -= 1
+                if self._budget <= 0:
                     await anyio.lowlevel.checkpoint()
+                    self._refill()
                 return event
             if self._log.closed:
                 break
-            self._streak = 0
             await self._log.wait()
+            self._refill()
         raise StopAsyncIteration
 
+    def _refill(self) -> None:
+        """After a turn of the loop: read what the engine appended meanwhile before
+        yielding again."""
+        assert self._next is not None
+        self._budget = max(_YIELD_EVERY, self._log.next_seq - self._next)
+
     async def _read_back(self) -> None:
-        """Read a batch of evicted events back from the journal, off the event loop."""
+        """Read a batch of evicted events back from the journal (off the event loop).
+        SubscriberLagged names the events the journal does not have."""
         assert self._log.backfill is not None
         assert self._next is not None
-        last = min(self._next + 4095, self._log.first_seq - 1)
+        last = min(self._next + _READ_BACK - 1, self._log.first_seq - 1)
         events = await self._log.backfill(self._next, last)
         if not events or events[0].seq != self._next:
-            raise SubscriberLagged(self._next, last)
+            raise SubscriberLagged(self._next, events[0].seq - 1 if events else last)
         self._backlog = events[::-1]
 
     async def aclose(self) -> None:
