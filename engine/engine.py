@@ -434,6 +434,7 @@ class Engine:
         except TrialFailed as exc:
             trial.open = False
             handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
+            self._keep_output(handle, exc.stdout, exc.stderr)
             if exc.invalid:
                 self._finish(handle, ModelStatus.Invalid, ModelInvalid,
                              message=exc.message, paths=exc.paths)
@@ -443,6 +444,7 @@ class Engine:
         except WorkerLost as exc:
             trial.open = False
             handle.output = TrialOutput(stdout=exc.stdout, stderr=exc.stderr)
+            self._keep_output(handle, exc.stdout, exc.stderr)
             self._failed(handle, "WorkerLost", str(exc), "")
             return
         trial.open = False
@@ -454,6 +456,11 @@ class Engine:
         duration = time.time() - (handle.started_at or time.time())
         self._finish(handle, ModelStatus.Trained, ModelTrained, final=trial.final_value,
                      duration=duration)
+
+    def _keep_output(self, handle: ModelHandle, stdout: str, stderr: str) -> None:
+        """A failed attempt's full output goes to the run file (RunReader.outputs)."""
+        if self._journal is not None and (stdout or stderr):
+            self._journal.store.record_output(handle.model_id, handle.attempts, stdout, stderr)
 
     def _failed(self, handle: ModelHandle, error_type: str, message: str, traceback: str,
                 *, retry: bool = True) -> None:
