@@ -64,12 +64,15 @@ _TAGS: dict[Any, str] = {kind: str(kind.__struct_config__.tag) for kind in get_a
 
 
 def write_batch(conn: sqlite3.Connection, events: Sequence[EventBase],
-                blobs: Mapping[int, bytes | None], outputs: Sequence[Output] = ()) -> None:
+                blobs: Mapping[int, bytes | None], outputs: Sequence[Output] = (),
+                meta: Mapping[str, str] | None = None) -> None:
     """Commit ``events`` and their model-row changes; ``blobs`` holds the recorded blob of
-    each model queued in this batch, ``outputs`` the trial outputs to keep. On error
-    nothing of the batch is kept."""
+    each model queued in this batch, ``outputs`` the trial outputs to keep, ``meta`` the
+    meta rows to set. On error nothing of the batch is kept."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if meta:
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         if outputs:
             conn.executemany(_OUTPUT, outputs)
         encode = _encoder.encode

@@ -75,6 +75,9 @@ class Engine:
     ``journal`` keeps the run in a SQLite file (see engine.store): a path, or True for a
     new file under ``./runs``. An existing file is resumed: its finished models are
     loaded (``handles()``), models it caught queued or training are trained again.
+    A resumed run refuses models made otherwise than its own (another space, evaluator or
+    fixed argument: ``RunChanged`` at submit, saying what differs) unless
+    ``allow_changed_space`` is true.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Engine:
         queue_size: int | None = None,
         event_buffer: int = 65536,
         journal: str | Path | bool | None = None,
+        allow_changed_space: bool = False,
     ) -> None:
         _check_budget("max_trials", max_trials, integer=True)
         _check_budget("max_duration", max_duration)
@@ -99,6 +103,7 @@ class Engine:
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries
         self.deduplicate = deduplicate
+        self.allow_changed_space = allow_changed_space
         self._slots = self.pool.capacity + self.pool.prefetch  # models a pool takes at once
         self._queue_size = queue_size if queue_size is not None else self._slots
         if self._queue_size < 1:
@@ -370,6 +375,8 @@ class Engine:
         if not self._accepting or self.budget_left == 0:
             raise BudgetExhausted(self._exhausted_reason())
         self.pool.check(model)
+        if self._journal is not None:
+            self._journal.store.admit(model, force=self.allow_changed_space)
 
     def _exhausted_reason(self) -> str:
         if self.budget_left == 0:

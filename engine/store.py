@@ -68,8 +68,10 @@ from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import msgspec
 from anyio.abc import TaskStatus
 
+from engine._store_fingerprint import RunChanged, differences, fingerprint, space_key
 from engine._store_read import (
     ResumeState,
     RunReader,
@@ -89,9 +91,11 @@ from engine._store_schema import (
 )
 from engine._store_write import Output, write_batch
 from engine.events import Event, ModelQueued
+from engine.space import ExecutableModelSpace
 
 __all__ = (
     "ResumeState",
+    "RunChanged",
     "RunFileError",
     "RunReader",
     "RunStore",
@@ -104,6 +108,7 @@ __all__ = (
 
 
 _BATCH_WINDOW = 0.01  # seconds a batch may gather before it is written
+_fingerprint_decoder = msgspec.json.Decoder(dict[str, str])
 
 
 class RunStoreClosed(RuntimeError):
@@ -127,8 +132,14 @@ class RunStore:
     """The journal of one run, open for writing by this process. Create with :meth:`open`."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: RunLock,
-                 state: ResumeState) -> None:
+                 state: ResumeState, meta: dict[str, str] | None = None) -> None:
         self.path, self.resume_state = path, state
+        stored = (meta or {}).get("fingerprint")
+        # What the run was made with (None: nothing submitted yet, or an older file).
+        self.fingerprint: dict[str, str] | None = (
+            None if stored is None else _fingerprint_decoder.decode(stored))
+        self._admitted: list[object] = []  # the spaces already compared with it
+        self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
         # Read-backs for subscribers, from worker threads: one at a time on one connection,
         # closed before the writer's (so the writer's close removes the -wal/-shm files).
@@ -151,8 +162,9 @@ class RunStore:
         """Open (or create) a run file for writing and load its resume state.
         RunFileError, with the file untouched, when the path cannot be used."""
         with anyio.CancelScope(shield=True):  # a cancelled open must not leak the lock
-            target, conn, lock, state = await anyio.to_thread.run_sync(_open_sync, path, fsync)
-        return cls(target, conn, lock, state)
+            target, conn, lock, state, meta = await anyio.to_thread.run_sync(
+                _open_sync, path, fsync)
+        return cls(target, conn, lock, state, meta)
 
     @property
     def closed(self) -> bool:
@@ -178,6 +190,28 @@ class RunStore:
         self._next_seq += 1
         self._pending.append(event)
         self._wake.set()
+
+    def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
+        """Check that ``model`` is made like the run's models (its space, evaluator and
+        their fixed arguments; see engine._store_fingerprint), once per space. The run's
+        first model sets the fingerprint (written with the next batch). RunChanged, with
+        nothing recorded, when it differs, unless ``force``."""
+        self._check_open()
+        key = space_key(model)
+        if key is not None and any(key is seen for seen in self._admitted):
+            return
+        new = fingerprint(model)
+        if self.fingerprint is None:
+            self.fingerprint = new
+            self._meta["fingerprint"] = msgspec.json.encode(new).decode()
+            self._wake.set()
+        elif not force and (changed := differences(self.fingerprint, new)):
+            raise RunChanged(
+                f"{self.path} was made with other settings; these models differ from its "
+                "models:\n  " + "\n  ".join(changed) + "\nUse a new run file, or pass "
+                "Engine(..., allow_changed_space=True) to resume this one anyway", changed)
+        if key is not None:
+            self._admitted.append(key)
 
     def record_output(self, model_id: int, attempt: int, stdout: str, stderr: str) -> None:
         """Keep the full output of attempt ``attempt`` of a model (a failed one); it is
@@ -269,25 +303,27 @@ class RunStore:
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            while (self._pending or self._outputs) and not self._closed:
+            while (self._pending or self._outputs or self._meta) and not self._closed:
                 batch, self._pending = self._pending, []
                 outputs, self._outputs = self._outputs, []
+                meta, self._meta = self._meta, {}
                 blobs = {e.model_id: self._blobs.pop(e.model_id, None)
                          for e in batch if isinstance(e, ModelQueued)}
                 self._inflight = batch
                 try:
                     # Shielded: a batch taken from _pending is written, whatever happens.
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._write, batch, blobs, outputs)
+                        await anyio.to_thread.run_sync(self._write, batch, blobs, outputs,
+                                                       meta)
                 finally:
                     self._inflight = []
                     self._notify()
 
     def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
-               outputs: list[Output]) -> None:
+               outputs: list[Output], meta: dict[str, str]) -> None:
         # In a worker thread; the write lock keeps one batch at a time.
         try:
-            write_batch(self._conn, batch, blobs, outputs)
+            write_batch(self._conn, batch, blobs, outputs, meta)
         except BaseException as exc:
             self._error = exc
             raise
@@ -321,7 +357,7 @@ def _cause(error: BaseException | None) -> str:
 
 def _open_sync(
     where: str | Path | None, fsync: bool
-) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState]:
+) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState, dict[str, str]]:
     path = default_run_path() if where is None else Path(where)
     check_file(path, must_exist=False)
     if path.exists():
@@ -337,7 +373,8 @@ def _open_sync(
             create_schema(conn, time.time())
         else:
             migrate(conn, version)
-        return path, conn, lock, load_resume_state(conn, path)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return path, conn, lock, load_resume_state(conn, path), meta
     except BaseException:
         if conn is not None:
             conn.close()
