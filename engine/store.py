@@ -7,6 +7,7 @@ Use::
     state = store.resume_state             # next_seq, next_model_id, models (with blobs)
     async with anyio.create_task_group() as tg:
         await tg.start(store.serve)        # the background writer
+        store.admit(model)                 # at submit: RunChanged if made otherwise
         store.record_model(model_id, blob) # before that model's ModelQueued event
         store.append(event)                # on the loop thread, in seq order; never blocks
         store.record_output(model_id, attempt, stdout, stderr)  # a failed trial's output
@@ -48,7 +49,8 @@ Errors::
     └── RunFileError     the path cannot be used (not a run file, a newer schema, open
         │                in another process, a missing or read-only directory, a file
         │                without write permission); the file is left as it was
-        └── UnknownEventKind  an event of a kind this version does not know
+        ├── UnknownEventKind  an event of a kind this version does not know
+        └── RunChanged   a resumed run's new models differ from its own (admit)
     RuntimeError
     └── RunStoreClosed   the store is closed, or its writer failed
 
