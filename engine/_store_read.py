@@ -154,21 +154,31 @@ def read_models(conn: sqlite3.Connection, *, blobs: bool = False,
     return [_model(row[0], row, values.get(row[0], [])) for row in rows]
 
 
-_INTERMEDIATES = f"""
-SELECT events.model_id, json_extract(events.data, '$.value') FROM events
-JOIN models ON models.id = events.model_id
-WHERE events.kind = '{_kind(MetricReported)}' AND events.seq > models.attempt_seq
-ORDER BY events.seq
-"""
+class _Reported(msgspec.Struct):
+    value: float | None = None  # NaN is stored as null
+
+
+_reported_decoder = msgspec.json.Decoder(_Reported)
 
 
 def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
-    """Every model's latest attempt's intermediate results (its metric events after its
-    latest training event), in one pass over the events."""
+    """Every model's latest attempt's intermediate results: its metric events after its
+    latest training event, in one pass over the events (decoded here: msgspec is several
+    times faster than SQLite's json_extract)."""
+    starts: dict[int, int] = dict(conn.execute(
+        "SELECT id, attempt_seq FROM models WHERE attempt_seq IS NOT NULL").fetchall())
     found: defaultdict[int, list[float]] = defaultdict(list)
-    rows: Iterable[tuple[int, float | None]] = conn.execute(_INTERMEDIATES)
-    for model_id, value in rows:
-        found[model_id].append(math.nan if value is None else value)
+    if not starts:
+        return found
+    rows: Iterable[tuple[int, int, str]] = conn.execute(
+        "SELECT model_id, seq, data FROM events WHERE seq > ? AND kind = ? ORDER BY seq",
+        (min(starts.values()), _kind(MetricReported)))
+    decode = _reported_decoder.decode
+    for model_id, seq, data in rows:
+        start = starts.get(model_id)
+        if start is not None and seq > start:
+            value = decode(data).value
+            found[model_id].append(math.nan if value is None else value)
     return found
 
 

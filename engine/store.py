@@ -61,9 +61,7 @@ process writes it.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 import threading
 import time
 from pathlib import Path
@@ -74,23 +72,16 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from engine._store_fingerprint import RunChanged, differences, fingerprint, space_key
+from engine._store_open import connect_reader, open_run
 from engine._store_read import (
     ResumeState,
     RunReader,
     StoredModel,
     StoredOutput,
     UnknownEventKind,
-    load_resume_state,
     read_events,
 )
-from engine._store_schema import (
-    RunFileError,
-    RunLock,
-    check_file,
-    create_schema,
-    migrate,
-    schema_version,
-)
+from engine._store_schema import RunFileError, RunLock
 from engine._store_write import Output, write_batch
 from engine.events import Event, ModelQueued
 from engine.space import ExecutableModelSpace
@@ -110,7 +101,7 @@ __all__ = (
 
 
 _BATCH_WINDOW = 0.01  # seconds a batch may gather before it is written
-_fingerprint_decoder = msgspec.json.Decoder(dict[str, str])
+_fingerprints_decoder = msgspec.json.Decoder(list[dict[str, str]])
 
 
 class RunStoreClosed(RuntimeError):
@@ -136,10 +127,12 @@ class RunStore:
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: RunLock,
                  state: ResumeState, meta: dict[str, str] | None = None) -> None:
         self.path, self.resume_state = path, state
-        stored = (meta or {}).get("fingerprint")
-        # What the run was made with (None: nothing submitted yet, or an older file).
-        self.fingerprint: dict[str, str] | None = (
-            None if stored is None else _fingerprint_decoder.decode(stored))
+        stored = (meta or {}).get("fingerprints")
+        # What the run's models were made from, one fingerprint per space (empty: nothing
+        # submitted yet, or an older file).
+        self.fingerprints: list[dict[str, str]] = (
+            [] if stored is None else _fingerprints_decoder.decode(stored))
+        self._checking = bool(self.fingerprints)  # a resumed run: new spaces must match
         self._admitted: list[object] = []  # the spaces already compared with it
         self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
@@ -165,7 +158,7 @@ class RunStore:
         RunFileError, with the file untouched, when the path cannot be used."""
         with anyio.CancelScope(shield=True):  # a cancelled open must not leak the lock
             target, conn, lock, state, meta = await anyio.to_thread.run_sync(
-                _open_sync, path, fsync)
+                open_run, path, fsync, default_run_path)
         return cls(target, conn, lock, state, meta)
 
     @property
@@ -195,23 +188,27 @@ class RunStore:
 
     def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
         """Check that ``model`` is made like the run's models (its space, evaluator and
-        their fixed arguments; see engine._store_fingerprint), once per space. The run's
-        first model sets the fingerprint (written with the next batch). RunChanged, with
-        nothing recorded, when it differs, unless ``force``."""
+        their fixed arguments; see engine._store_fingerprint), once per space. A run that
+        held no fingerprint when opened records each space's (written with the next
+        batch); a resumed one raises RunChanged, recording nothing, for a model that
+        matches none of its spaces, unless ``force`` (then it is recorded)."""
         self._check_open()
         key = space_key(model)
         if key is not None and any(key is seen for seen in self._admitted):
             return
         new = fingerprint(model)
-        if self.fingerprint is None:
-            self.fingerprint = new
-            self._meta["fingerprint"] = msgspec.json.encode(new).decode()
+        changes = [differences(old, new) for old in self.fingerprints]
+        if not changes or all(changes):
+            if self._checking and not force:
+                closest = min(changes, key=len)
+                raise RunChanged(
+                    f"{self.path} was made with other settings; these models differ from "
+                    "its models:\n  " + "\n  ".join(closest) + "\nUse a new run file, or "
+                    "pass Engine(..., allow_changed_space=True) to resume this one anyway",
+                    closest)
+            self.fingerprints.append(new)
+            self._meta["fingerprints"] = msgspec.json.encode(self.fingerprints).decode()
             self._wake.set()
-        elif not force and (changed := differences(self.fingerprint, new)):
-            raise RunChanged(
-                f"{self.path} was made with other settings; these models differ from its "
-                "models:\n  " + "\n  ".join(changed) + "\nUse a new run file, or pass "
-                "Engine(..., allow_changed_space=True) to resume this one anyway", changed)
         if key is not None:
             self._admitted.append(key)
 
@@ -295,9 +292,9 @@ class RunStore:
         with self._reader_guard:
             if not self._files_closed:
                 if self._reader is None:
-                    self._reader = _connect_reader(self.path)
+                    self._reader = connect_reader(self.path)
                 return read_events(self._reader, self.path, first, last)
-            conn = _connect_reader(self.path)  # after close: a connection of its own
+            conn = connect_reader(self.path)  # after close: a connection of its own
             try:
                 return read_events(conn, self.path, first, last)
             finally:
@@ -355,50 +352,3 @@ class RunStore:
 
 def _cause(error: BaseException | None) -> str:
     return "" if error is None else f": its writer failed ({type(error).__name__}: {error})"
-
-
-def _open_sync(
-    where: str | Path | None, fsync: bool
-) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState, dict[str, str]]:
-    path = default_run_path() if where is None else Path(where)
-    check_file(path, must_exist=False)
-    if path.exists():
-        _check_writable(path)
-    lock = RunLock.acquire(path)
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        version = schema_version(conn, path)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        if version == 0:
-            create_schema(conn, time.time())
-        else:
-            migrate(conn, version)
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        return path, conn, lock, load_resume_state(conn, path), meta
-    except BaseException:
-        if conn is not None:
-            conn.close()
-        lock.release()
-        raise
-
-
-def _check_writable(path: Path) -> None:
-    """RunFileError when ``path`` is read-only: by the mode bits too, because os.access
-    says yes to root whatever the mode (a 0444 file is the user saying "keep this")."""
-    mode = path.stat().st_mode
-    if not os.access(path, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise RunFileError(f"cannot open {path} for writing: the file is read-only (mode "
-                           f"{stat.S_IMODE(mode):04o}); make it writable (chmod u+w) or "
-                           "pick another path")
-
-
-def _connect_reader(path: Path) -> sqlite3.Connection:
-    """A connection that only reads an existing run. Read-write mode all the same: the
-    last connection to close a WAL file removes its -wal/-shm files, a read-only one
-    cannot."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
-                           check_same_thread=False)
-    conn.execute("PRAGMA query_only = 1")
-    return conn

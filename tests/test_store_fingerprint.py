@@ -56,7 +56,7 @@ async def test_the_same_settings_resume(tmp_path: Path, gates: tuple[str, str]) 
     assert await train(run, space(gate=gates[0]), [1, 2]) == 2
     assert await train(run, space(gate=gates[0]), [3]) == 3
     with RunReader(run) as reader:
-        assert "journal_slow" in reader.meta()["fingerprint"]
+        assert "journal_slow" in reader.meta()["fingerprints"]
 
 
 async def test_another_evaluator_argument_is_refused(tmp_path: Path,
@@ -113,3 +113,18 @@ def test_a_script_and_its_module_name_the_same_symbols() -> None:
         == []
     assert differences(run, {"model": "tests.search:Grid", "evaluator": "tests.search:fit"}) \
         == ["evaluator: __main__:train in the run, tests.search:fit now"]
+
+
+async def test_a_run_of_two_spaces_resumes_with_both(tmp_path: Path,
+                                                    gates: tuple[str, str]) -> None:
+    run = tmp_path / "run.nasrun"
+    first, second = space(gate=gates[0]), space(Counter5(), journal_score)
+    async with Engine(journal=run) as engine:  # a new run may mix spaces
+        await engine.submit(first.freeze({"x": 1}))
+        await engine.submit(second.freeze({"x": 2}))
+    async with Engine(journal=run) as engine:
+        await engine.submit(second.freeze({"x": 3}))
+        await engine.submit(first.freeze({"x": 4}))
+        with pytest.raises(RunChanged):
+            await engine.submit(space(gate=gates[1]).freeze({"x": 5}))
+    assert [h.status for h in engine.handles()] == [ModelStatus.Trained] * 4
