@@ -13,6 +13,7 @@ says what differs, unless the engine was told to accept it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -96,11 +97,17 @@ def _same_symbol(old: str | None, now: str | None) -> bool:
 
 
 def _callable_name(obj: Any) -> str:
+    """``module:qualname`` of a class or function; for a callable object, of its class
+    (its state, a seed say, may differ between runs)."""
+    if isinstance(obj, functools.partial):
+        return f"partial of {_callable_name(obj.func)}"
     module = getattr(obj, "__module__", None)
     name = getattr(obj, "__qualname__", None)
-    if isinstance(module, str) and isinstance(name, str):
+    if not isinstance(name, str):
+        return f"{_callable_name(type(obj))} object"
+    if isinstance(module, str):
         return f"{_MAIN if module in _MAIN_MODULES else module}:{name}"
-    return repr(obj)
+    return name
 
 
 def _arguments(owner: str, call: Call, sample: Mapping[str, Any]) -> Iterable[tuple[str, str]]:

@@ -128,3 +128,19 @@ async def test_a_run_of_two_spaces_resumes_with_both(tmp_path: Path,
         with pytest.raises(RunChanged):
             await engine.submit(space(gate=gates[1]).freeze({"x": 5}))
     assert [h.status for h in engine.handles()] == [ModelStatus.Trained] * 4
+
+
+class Seeded:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __call__(self, model: Counter) -> float:
+        return float(model.x + self.seed)
+
+
+def test_a_callable_object_is_named_by_its_class() -> None:
+    from engine._store_fingerprint import fingerprint
+
+    one, two = (space(fn=Seeded(seed)).freeze({"x": 1}) for seed in (1, 2))
+    assert fingerprint(one)["evaluator"] == f"{Seeded.__module__}:Seeded object"
+    assert fingerprint(one) == fingerprint(two)
