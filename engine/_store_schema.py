@@ -73,13 +73,15 @@ CREATE TABLE outputs (
 """
 
 # Version 1 -> 2: the seq of each model's latest training event (one pass over the
-# events) replaces the JSON array, which the metric events after it repeat.
+# events) replaces the JSON array, which the metric events after it repeat. Written for
+# SQLite 3.8+ (no UPDATE ... FROM); the old column is dropped where SQLite can (3.35+).
 _MIGRATE_1 = """
 ALTER TABLE models ADD COLUMN attempt_seq INTEGER;
-UPDATE models SET attempt_seq = started.seq FROM (
-    SELECT model_id, max(seq) AS seq FROM events WHERE kind = 'training' GROUP BY model_id
-) AS started WHERE models.id = started.model_id;
-ALTER TABLE models DROP COLUMN intermediates;
+CREATE TEMP TABLE started (model_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+INSERT INTO started SELECT model_id, max(seq) FROM events
+    WHERE kind = 'training' AND model_id IS NOT NULL GROUP BY model_id;
+UPDATE models SET attempt_seq = (SELECT seq FROM started WHERE started.model_id = models.id);
+DROP TABLE started;
 """
 
 
@@ -170,6 +172,8 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         # version 1 -> 2 (the only step so far)
         _run_script(conn, _TABLES_2)
         _run_script(conn, _MIGRATE_1)
+        if sqlite3.sqlite_version_info >= (3, 35):
+            conn.execute("ALTER TABLE models DROP COLUMN intermediates")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

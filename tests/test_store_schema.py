@@ -161,7 +161,8 @@ async def test_a_schema_1_run_is_migrated_when_resumed(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     columns = [row[1] for row in conn.execute("PRAGMA table_info(models)")]
     conn.close()
-    assert "intermediates" not in columns
+    if sqlite3.sqlite_version_info >= (3, 35):  # older ones cannot drop a column
+        assert "intermediates" not in columns
 
 
 def _add_event(path: Path, seq: int, kind: str) -> None:
