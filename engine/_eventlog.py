@@ -105,7 +105,8 @@ class EventLog:
 
 class Subscription:
     """An async iterator of every event from the moment it was made, in order.
-    It ends after the engine's last event. Closing it early releases nothing but itself."""
+    It ends after the engine's last event. Closing it early releases nothing but itself.
+    Cancelling ``__anext__`` loses no event: the next call returns the one it would have."""
 
     def __init__(self, log: EventLog, start: int | None) -> None:
         self._log = log
@@ -125,7 +126,7 @@ class Subscription:
                     continue
                 self._next = self._log.origin
             try:
-                event = self._backlog.pop() if self._backlog else self._log.get(self._next)
+                event = self._backlog[-1] if self._backlog else self._log.get(self._next)
             except SubscriberLagged:
                 if self._log.backfill is None:
                     raise
@@ -133,13 +134,16 @@ class Subscription:
                 self._refill()
                 continue
             if event is not None:
-                if event.seq != self._next:  # the cursor is a seq, never a count
-                    raise SubscriberLagged(self._next, event.seq - 1)
-                self._next = event.seq + 1
-                self._budget -= 1
-                if self._budget <= 0:
+                if self._budget <= 0:  # yield before taking it: a cancellation loses nothing
                     await anyio.lowlevel.checkpoint()
                     self._refill()
+                    continue
+                if event.seq != self._next:  # the cursor is a seq, never a count
+                    raise SubscriberLagged(self._next, event.seq - 1)
+                if self._backlog:
+                    self._backlog.pop()
+                self._next = event.seq + 1
+                self._budget -= 1
                 return event
             if self._log.closed:
                 break

@@ -76,3 +76,18 @@ async def test_a_subscriber_gets_the_first_event_of_a_rebased_log() -> None:
     log.append(EngineStarted(seq=41, time=0.0, pool="inline", capacity=1))
     log.close()
     assert [e.seq async for e in subscription] == [41]
+
+
+async def test_a_cancelled_read_loses_no_event() -> None:
+    log = EventLog(1000)
+    subscription = log.subscribe()
+    for seq in range(1, 301):
+        log.append(_metric(seq))
+    got = []
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        while True:  # reads without a checkpoint until it yields, then is cancelled
+            got.append((await subscription.__anext__()).seq)
+    assert scope.cancelled_caught
+    got.append((await subscription.__anext__()).seq)
+    assert got == list(range(1, len(got) + 1))
