@@ -9,7 +9,11 @@ noisy); absolute rates are printed for context.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -97,6 +101,67 @@ async def journal_ratio(trials: int) -> float:
     return max(on) / max(off)
 
 
+async def timed_chatty(model: NoOpSpace, reports: int, clock: list[float]) -> float:
+    await chatty(model, reports)
+    clock.append(time.perf_counter())  # just after the last report
+    return 0.0
+
+
+async def journal_100k_reports_s(reports: int = 100_000) -> float:
+    """Seconds from a trial's last of 100,000 reports to its handle resolving, with the
+    journal on (the handle resolves once the trial's final event is committed)."""
+    clock: list[float] = []
+    space = e.SimplifiedModelSpace.from_model(
+        NoOpSpace(), e.FunctionEvaluator(timed_chatty, reports=reports, clock=clock))
+    with tempfile.TemporaryDirectory() as folder:
+        async with Engine(InlinePool(1), journal=Path(folder) / "run.nasrun") as engine:
+            handle = await engine.submit(space.freeze({"x": 0.5}))
+            model = await handle
+            resolved = time.perf_counter()
+    if len(model.metrics.intermediates) != reports:
+        raise RuntimeError(f"the trial kept {len(model.metrics.intermediates)} reports")
+    return resolved - clock[0]
+
+
+class _Sink(io.TextIOBase):
+    """Where the trials' prints go (InlinePool does not capture them)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def chatty_noop(model: NoOpSpace) -> float:
+    print("x" * 10_239)  # 10 KB with its newline
+    return 0.0
+
+
+def rss_mb() -> float:
+    gc.collect()
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def rss_growth_mb_per_10k_trials(trials: int = 50_000) -> float:
+    """RSS growth (MiB) per 10,000 no-op trials that each print 10 KB, through
+    InlinePool(4) with one subscriber and the journal on; measured from the first fifth
+    of the trials (warm) to the end, with every model still held by its engine."""
+    space = e.SimplifiedModelSpace.from_model(NoOpSpace(), e.FunctionEvaluator(chatty_noop))
+    warm, seen = trials // 5, [0]
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(_Sink()):
+        async with anyio.create_task_group() as tg:
+            engine = Engine(InlinePool(4), queue_size=64, journal=Path(folder) / "run.nasrun")
+            tg.start_soon(drain, engine.subscribe(), seen)
+            async with engine:
+                for i in range(trials):
+                    if i == warm:
+                        start = rss_mb()
+                    await engine.submit(space.freeze({"x": i / trials}))
+        end = rss_mb()  # the engine (and its handles) is still alive
+    if len(engine.handles()) != trials:
+        raise RuntimeError(f"ran {len(engine.handles())} trials")
+    return (end - start) / (trials - warm) * 10_000
+
+
 async def resume_100k_events_s() -> float:
     """Seconds for an Engine to reopen and resume a run of 100,000 events (best of 3)."""
     import _store_figures as store
@@ -121,6 +186,10 @@ async def main(quick: bool) -> None:
         ("events_per_s", lambda: events_per_s(50_000 if quick else 300_000), "events/s"),
         ("journal_ratio", lambda: journal_ratio(300 if quick else 2000), "ratio"),
         ("resume_100k_events_s", resume_100k_events_s, "s"),
+        ("journal_100k_reports_s",
+         lambda: journal_100k_reports_s(20_000 if quick else 100_000), "s"),
+        ("rss_growth_mb_per_10k_trials",
+         lambda: rss_growth_mb_per_10k_trials(5_000 if quick else 50_000), "MiB"),
     ]
     for name, measure, unit in figures:
         emit(name, await measure(), unit)

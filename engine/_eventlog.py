@@ -2,19 +2,25 @@
 
 Policy for slow subscribers: the engine never waits for a subscriber and never drops
 an event silently. It keeps the last ``capacity`` events in memory; every subscription
-is a cursor into that log. A subscriber that falls further behind than that gets
-:class:`~engine.errors.SubscriberLagged` (naming the events it missed) on its next read,
-unless the engine has a journal, from which the missed events are read back.
+is a cursor (the seq of its next event) into that log. A subscriber that falls further
+behind than that gets :class:`~engine.errors.SubscriberLagged` (naming the events it
+missed) on its next read, unless the engine has a journal, from which the missed events
+are read back, during the run and after it.
+
+Keeping up. A pool may append thousands of events in one turn of the loop (a whole pipe
+read). A subscription reads without a checkpoint while events are waiting, and yields
+to the loop only once it has read the backlog it found at its previous yield (at least
+``_YIELD_EVERY`` events): in each of its turns it catches up with what the engine
+appended in the engine's turns, so a subscriber lags only when it really is slower.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
 from engine.errors import EngineClosed, SubscriberLagged
 from engine.events import Event
@@ -22,9 +28,10 @@ from engine.events import Event
 __all__ = ("EventLog", "Subscription")
 
 # A subscriber with events waiting reads them without a checkpoint (a checkpoint costs
-# more than the read) and yields to the loop after this many, so a long backlog can
-# neither starve other tasks nor delay its own cancellation by more than that.
+# more than the read); it yields after the backlog it found at its last yield, and
+# after at least this many events.
 _YIELD_EVERY = 64
+_READ_BACK = 4096  # events read back from the journal at a time
 
 
 class EventLog:
@@ -39,9 +46,8 @@ class EventLog:
         self.origin = first_seq  # seq of the first event this log ever held
         self._waiter: anyio.Event | None = None
         self.closed = False
-        # Reads events that fell out of memory: (first, last) -> events. Set by a journal;
-        # blocking, so subscriptions call it in a worker thread.
-        self.backfill: Callable[[int, int], list[Event]] | None = None
+        # Reads events that fell out of memory: (first, last) -> events. Set by a journal.
+        self.backfill: Callable[[int, int], Awaitable[list[Event]]] | None = None
 
     @property
     def next_seq(self) -> int:
@@ -99,14 +105,15 @@ class EventLog:
 
 class Subscription:
     """An async iterator of every event from the moment it was made, in order.
-    It ends after the engine's last event. Closing it early releases nothing but itself."""
+    It ends after the engine's last event. Closing it early releases nothing but itself.
+    Cancelling ``__anext__`` loses no event: the next call returns the one it would have."""
 
     def __init__(self, log: EventLog, start: int | None) -> None:
         self._log = log
         self._next = start  # None: from the log's first event, whatever it is numbered
-        self._streak = 0
+        self._budget = _YIELD_EVERY  # events it may still read before it yields
         self._closed = False
-        self._backlog: list[Event] = []  # events read back from the journal
+        self._backlog: list[Event] = []  # events read back from the journal, reversed
 
     def __aiter__(self) -> Subscription:
         return self
@@ -119,33 +126,46 @@ class Subscription:
                     continue
                 self._next = self._log.origin
             try:
-                event = self._backlog.pop() if self._backlog else self._log.get(self._next)
+                event = self._backlog[-1] if self._backlog else self._log.get(self._next)
             except SubscriberLagged:
                 if self._log.backfill is None:
                     raise
                 await self._read_back()
+                self._refill()
                 continue
             if event is not None:
-                self._next += 1
-                self._streak += 1
-                if self._streak >= _YIELD_EVERY:
-                    self._streak = 0
+                if self._budget <= 0:  # yield before taking it: a cancellation loses nothing
                     await anyio.lowlevel.checkpoint()
+                    self._refill()
+                    continue
+                if event.seq != self._next:  # the cursor is a seq, never a count
+                    raise SubscriberLagged(self._next, event.seq - 1)
+                if self._backlog:
+                    self._backlog.pop()
+                self._next = event.seq + 1
+                self._budget -= 1
                 return event
             if self._log.closed:
                 break
-            self._streak = 0
             await self._log.wait()
+            self._refill()
         raise StopAsyncIteration
 
+    def _refill(self) -> None:
+        """After a turn of the loop: read what the engine appended meanwhile before
+        yielding again."""
+        assert self._next is not None
+        self._budget = max(_YIELD_EVERY, self._log.next_seq - self._next)
+
     async def _read_back(self) -> None:
-        """Read a batch of evicted events back from the journal, off the event loop."""
+        """Read a batch of evicted events back from the journal (off the event loop).
+        SubscriberLagged names the events the journal does not have."""
         assert self._log.backfill is not None
         assert self._next is not None
-        last = min(self._next + 4095, self._log.first_seq - 1)
-        events = await anyio.to_thread.run_sync(self._log.backfill, self._next, last)
+        last = min(self._next + _READ_BACK - 1, self._log.first_seq - 1)
+        events = await self._log.backfill(self._next, last)
         if not events or events[0].seq != self._next:
-            raise SubscriberLagged(self._next, last)
+            raise SubscriberLagged(self._next, events[0].seq - 1 if events else last)
         self._backlog = events[::-1]
 
     async def aclose(self) -> None:

@@ -5,18 +5,72 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterator
+import typing
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
-from engine._store_schema import RunFileError, connect_readonly, writer_pid
-from engine.events import Event, decode_json
+from engine._store_schema import RunFileError, connect_readonly, schema_version, writer_pid
+from engine.events import (
+    EngineStarted,
+    EngineStopped,
+    Event,
+    EventBase,
+    MetricReported,
+    decode_json,
+)
 from engine.space import Metrics, ModelStatus
 
-__all__ = ("ResumeState", "RunReader", "StoredModel", "load_resume_state", "read_models")
+__all__ = (
+    "EVENT_KINDS",
+    "ResumeState",
+    "RunReader",
+    "StoredModel",
+    "StoredOutput",
+    "UnknownEventKind",
+    "decode_event",
+    "load_resume_state",
+    "read_events",
+    "read_models",
+    "read_outputs",
+)
+
+
+def _kind(event_type: type[EventBase]) -> str:
+    return str(event_type.__struct_config__.tag)
+
+
+# Every event kind this version writes and reads, from the Event union itself.
+EVENT_KINDS: frozenset[str] = frozenset(_kind(t) for t in typing.get_args(Event))
+
+
+class UnknownEventKind(RunFileError):
+    """The run holds an event of a kind this nas-engine does not know (a newer one wrote
+    it). ``kind`` and ``seq`` name the event."""
+
+    def __init__(self, path: Path, seq: int, kind: str) -> None:
+        super().__init__(f"{path}: event {seq} is of kind {kind!r}, which this nas-engine "
+                         f"does not know (it knows {', '.join(sorted(EVENT_KINDS))}); the run "
+                         "was written by a newer nas-engine: upgrade nas-engine to read it")
+        self.path, self.seq, self.kind = path, seq, kind
+
+
+def decode_event(path: Path, seq: int, kind: str, data: str | bytes) -> Event:
+    """One stored event; UnknownEventKind (naming it) when its kind is not known here."""
+    if kind not in EVENT_KINDS:
+        raise UnknownEventKind(path, seq, kind)
+    return decode_json(data)
+
+
+def read_events(conn: sqlite3.Connection, path: Path, first: int, last: int) -> list[Event]:
+    """The stored events ``first..last`` in seq order (fewer when some are missing)."""
+    rows = conn.execute("SELECT seq, kind, data FROM events WHERE seq BETWEEN ? AND ? "
+                        "ORDER BY seq", (first, last))
+    return [decode_event(path, *row) for row in rows]
 
 _UNFINISHED = frozenset({ModelStatus.Frozen, ModelStatus.Training, ModelStatus.Retrying})
 _sample_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -72,26 +126,85 @@ class ResumeState(msgspec.Struct, frozen=True, kw_only=True):
         return [m for m in self.models if m.needs_training]
 
 
-_COLUMNS = ("id, sample, status, attempts, intermediates, final, queued_at, started_at, "
+_COLUMNS = ("id, sample, status, attempts, final, queued_at, started_at, "
             "ended_at, duration, worker, reason")
 
 
+class StoredOutput(msgspec.Struct, frozen=True, kw_only=True):
+    """What one failed attempt of a model wrote, in full."""
+
+    model_id: int
+    attempt: int
+    stdout: str
+    stderr: str
+
+
 def read_models(conn: sqlite3.Connection, *, blobs: bool = False,
-                where: str = "") -> list[StoredModel]:
-    """Every model row (id order), optionally with its blob."""
+                version: int | None = None) -> list[StoredModel]:
+    """Every model row (id order), optionally with its blob. ``version``: the file's
+    schema version (read from the file when None)."""
+    if version is None:
+        version = schema_version(conn, Path("run"))
     columns = _COLUMNS + (", blob" if blobs else "")
-    rows = conn.execute(f"SELECT {columns} FROM models {where} ORDER BY id").fetchall()
-    return [_model(row) for row in rows]
+    if version < 2:  # each row holds its intermediates as a JSON array
+        columns = columns.replace("final,", "intermediates, final,")
+        rows = conn.execute(f"SELECT {columns} FROM models ORDER BY id").fetchall()
+        return [_model(row[0], row[:4] + row[5:], _json_values(row[4])) for row in rows]
+    rows = conn.execute(f"SELECT {columns} FROM models ORDER BY id").fetchall()
+    values = _intermediates(conn)
+    return [_model(row[0], row, values.get(row[0], [])) for row in rows]
 
 
-def _model(row: tuple[Any, ...]) -> StoredModel:
-    values = [math.nan if v is None else v for v in _values_decoder.decode(row[4])]
+class _Reported(msgspec.Struct):
+    value: float | None = None  # NaN is stored as null
+
+
+_reported_decoder = msgspec.json.Decoder(_Reported)
+
+
+def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
+    """Every model's latest attempt's intermediate results: its metric events after its
+    latest training event, in one pass over the events (decoded here: msgspec is several
+    times faster than SQLite's json_extract)."""
+    starts: dict[int, int] = dict(conn.execute(
+        "SELECT id, attempt_seq FROM models WHERE attempt_seq IS NOT NULL").fetchall())
+    found: defaultdict[int, list[float]] = defaultdict(list)
+    if not starts:
+        return found
+    rows: Iterable[tuple[int, int, str]] = conn.execute(
+        "SELECT model_id, seq, data FROM events WHERE seq > ? AND kind = ? ORDER BY seq",
+        (min(starts.values()), _kind(MetricReported)))
+    decode = _reported_decoder.decode
+    for model_id, seq, data in rows:
+        start = starts.get(model_id)
+        if start is not None and seq > start:
+            value = decode(data).value
+            found[model_id].append(math.nan if value is None else value)
+    return found
+
+
+def _json_values(data: str) -> list[float]:
+    return [math.nan if v is None else v for v in _values_decoder.decode(data)]
+
+
+def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredModel:
     return StoredModel(
-        id=row[0], sample=_sample_decoder.decode(row[1]), status=ModelStatus(row[2]),
-        attempts=row[3], metrics=Metrics(intermediates=values, final=row[5]),
-        queued_at=row[6], started_at=row[7], ended_at=row[8], duration=row[9],
-        worker=row[10], reason=row[11], blob=row[12] if len(row) > 12 else None,
+        id=model_id, sample=_sample_decoder.decode(row[1]), status=ModelStatus(row[2]),
+        attempts=row[3], metrics=Metrics(intermediates=values, final=row[4]),
+        queued_at=row[5], started_at=row[6], ended_at=row[7], duration=row[8],
+        worker=row[9], reason=row[10], blob=row[11] if len(row) > 11 else None,
     )
+
+
+def read_outputs(conn: sqlite3.Connection, model_id: int | None = None) -> list[StoredOutput]:
+    """The kept outputs of failed attempts (of one model, or of all), in model and
+    attempt order. Files of schema version 1 keep none."""
+    if schema_version(conn, Path("run")) < 2:
+        return []
+    where, args = ("WHERE model_id = ?", (model_id,)) if model_id is not None else ("", ())
+    rows = conn.execute(f"SELECT model_id, attempt, stdout, stderr FROM outputs {where} "
+                        "ORDER BY model_id, attempt", args).fetchall()
+    return [StoredOutput(model_id=r[0], attempt=r[1], stdout=r[2], stderr=r[3]) for r in rows]
 
 
 def load_resume_state(conn: sqlite3.Connection, path: Path) -> ResumeState:
@@ -101,7 +214,7 @@ def load_resume_state(conn: sqlite3.Connection, path: Path) -> ResumeState:
     if count and (first != 1 or last - first + 1 != count):
         raise RunFileError(f"{path} is damaged: its events are not numbered 1..{count} "
                            f"(found {first}..{last}); it cannot be resumed")
-    models = read_models(conn, blobs=True)
+    models = read_models(conn, blobs=True, version=schema_version(conn, path))
     top = max(top_id or 0, models[-1].id if models else 0)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     return ResumeState(next_seq=(last or 0) + 1, next_model_id=top + 1, models=models,
@@ -115,6 +228,7 @@ class RunReader:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._conn = connect_readonly(self.path)
+        self.version = schema_version(self._conn, self.path)  # the file's schema version
 
     def __enter__(self) -> RunReader:
         return self
@@ -127,7 +241,12 @@ class RunReader:
         self._conn.close()
 
     def models(self, *, blobs: bool = False) -> list[StoredModel]:
-        return read_models(self._conn, blobs=blobs)
+        return read_models(self._conn, blobs=blobs, version=self.version)
+
+    def outputs(self, model_id: int | None = None) -> list[StoredOutput]:
+        """The full stdout/stderr of failed attempts (of ``model_id``, or of every model),
+        in model and attempt order."""
+        return read_outputs(self._conn, model_id)
 
     def resume_state(self) -> ResumeState:
         return load_resume_state(self._conn, self.path)
@@ -136,18 +255,25 @@ class RunReader:
         return int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
 
     def event_rows(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, str, str]]:
-        """``(seq, kind, json)`` of the events after ``after``, in order."""
-        return self._conn.execute(
+        """``(seq, kind, json)`` of the events after ``after``, in order; UnknownEventKind
+        when one is of a kind this nas-engine does not know."""
+        rows: list[tuple[int, str, str]] = self._conn.execute(
             "SELECT seq, kind, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, limit)).fetchall()
+        for seq, kind, _ in rows:
+            if kind not in EVENT_KINDS:
+                raise UnknownEventKind(self.path, seq, kind)
+        return rows
 
     def events(self, first: int = 1, last: int | None = None) -> Iterator[Event]:
-        """The events ``first..last`` (to the end when last is None), decoded."""
+        """The events ``first..last`` (to the end when last is None), decoded;
+        UnknownEventKind when one is of a kind this nas-engine does not know."""
         end = last if last is not None else 2**62
         rows = self._conn.execute(
-            "SELECT data FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, end))
-        for (data,) in rows:
-            yield decode_json(data)
+            "SELECT seq, kind, data FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first, end))
+        for row in rows:
+            yield decode_event(self.path, *row)
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
@@ -155,9 +281,9 @@ class RunReader:
     def last_engine_event(self) -> Event | None:
         """The latest engine_started or engine_stopped event, or None."""
         row = self._conn.execute(
-            "SELECT data FROM events WHERE kind IN ('engine_started', 'engine_stopped') "
-            "ORDER BY seq DESC LIMIT 1").fetchone()
-        return None if row is None else decode_json(row[0])
+            "SELECT seq, kind, data FROM events WHERE kind IN (?, ?) ORDER BY seq DESC "
+            "LIMIT 1", (_kind(EngineStarted), _kind(EngineStopped))).fetchone()
+        return None if row is None else decode_event(self.path, *row)
 
     def writer_pid(self) -> int | None:
         """The pid of the live process that has this run open for writing, or None."""

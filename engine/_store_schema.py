@@ -22,13 +22,19 @@ __all__ = (
     "connect_readonly",
     "create_schema",
     "lock_path",
+    "migrate",
+    "schema_version",
     "writer_pid",
 )
 
 # PRAGMA application_id: marks an SQLite file as a nas-engine run ("NASR").
 APPLICATION_ID = 0x4E415352
-# PRAGMA user_version: bump it (and add a migration) whenever the tables change.
-SCHEMA_VERSION = 1
+# PRAGMA user_version: bump it (and add a migration) whenever the tables change or an
+# event kind is added (an older reader then refuses the file instead of misreading it).
+#   1: intermediates as a JSON array in each model row (rewritten per report: quadratic)
+#   2: intermediates read from the metric events after ``models.attempt_seq`` (a report
+#      writes its event row and nothing else); an ``outputs`` table
+SCHEMA_VERSION = 2
 _MAGIC = b"SQLite format 3\x00"
 
 _TABLES = """
@@ -45,7 +51,6 @@ CREATE TABLE models (
     sample TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    intermediates TEXT NOT NULL DEFAULT '[]',
     final REAL,
     queued_at REAL,
     started_at REAL,
@@ -53,8 +58,32 @@ CREATE TABLE models (
     duration REAL,
     worker TEXT,
     reason TEXT,
-    blob BLOB
+    blob BLOB,
+    attempt_seq INTEGER
 );
+"""
+
+# Tables added by schema version 2 (part of every new run).
+_TABLES_2 = """
+CREATE TABLE outputs (
+    model_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    stdout TEXT NOT NULL,
+    stderr TEXT NOT NULL,
+    PRIMARY KEY (model_id, attempt)
+) WITHOUT ROWID;
+"""
+
+# Version 1 -> 2: the seq of each model's latest training event (one pass over the
+# events) replaces the JSON array, which the metric events after it repeat. Written for
+# SQLite 3.8+ (no UPDATE ... FROM); the old column is dropped where SQLite can (3.35+).
+_MIGRATE_1 = """
+ALTER TABLE models ADD COLUMN attempt_seq INTEGER;
+CREATE TEMP TABLE started (model_id INTEGER PRIMARY KEY, seq INTEGER NOT NULL);
+INSERT INTO started SELECT model_id, max(seq) FROM events
+    WHERE kind = 'training' AND model_id IS NOT NULL GROUP BY model_id;
+UPDATE models SET attempt_seq = (SELECT seq FROM started WHERE started.model_id = models.id);
+DROP TABLE started;
 """
 
 
@@ -98,6 +127,12 @@ def check_file(path: Path, *, must_exist: bool) -> None:
 def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
     """True when the file already holds a run, False when it is empty; RunFileError when
     it holds something else or a newer schema. Only reads."""
+    return schema_version(conn, path) > 0
+
+
+def schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The run schema version of the file (0 when it is empty); RunFileError when it holds
+    something else or a newer schema. Only reads."""
     try:
         app = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -105,7 +140,7 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
     except sqlite3.DatabaseError as exc:
         raise RunFileError(f"{path} is not a readable nas-engine run file ({exc})") from None
     if app == 0 and version == 0 and tables == 0:
-        return False
+        return 0
     if app != APPLICATION_ID:
         raise RunFileError(f"{path} is an SQLite database but not a nas-engine run file: "
                            "pick another path")
@@ -115,20 +150,43 @@ def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
                            "nas-engine to open it")
     if version < 1:
         raise RunFileError(f"{path} has no run schema version: it is not a complete run file")
-    return True
+    return int(version)
 
 
 def create_schema(conn: sqlite3.Connection, created: float) -> None:
     """Create the tables of a new run in one transaction."""
     conn.execute("BEGIN IMMEDIATE")
-    for statement in _TABLES.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    _run_script(conn, _TABLES + _TABLES_2)
     conn.execute("INSERT INTO meta VALUES ('format', 'nas-engine-run'), ('created', ?)",
                  (repr(created),))
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a run of schema ``version`` to :data:`SCHEMA_VERSION` in one transaction
+    (all or nothing). The writer calls it on open; readers read every version as is."""
+    if version >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # version 1 -> 2 (the only step so far)
+        _run_script(conn, _TABLES_2)
+        _run_script(conn, _MIGRATE_1)
+        if sqlite3.sqlite_version_info >= (3, 35):
+            conn.execute("ALTER TABLE models DROP COLUMN intermediates")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:

@@ -1,15 +1,21 @@
 """Writing one batch of events: the event rows and the model rows they change, in one
-transaction. Runs in a worker thread; the caller serialises batches."""
+transaction. Runs in a worker thread; the caller serialises batches.
+
+Every event costs the same few row writes whatever came before it: an intermediate
+result is its event row and nothing else (readers collect a model's intermediates from
+the metric events after its latest training event, ``models.attempt_seq``), so a trial's
+millionth report is as cheap to journal as its first."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, get_args
 
 import msgspec
 
 from engine.events import (
+    Event,
     EventBase,
     MetricReported,
     ModelFailed,
@@ -21,7 +27,10 @@ from engine.events import (
     TrainingStarted,
 )
 
-__all__ = ("write_batch",)
+__all__ = ("Output", "write_batch")
+
+# (model_id, attempt, stdout, stderr) of a trial whose output is kept.
+Output: TypeAlias = tuple[int, int, str, str]
 
 _encoder = msgspec.json.Encoder()
 _Update: TypeAlias = Callable[[Any], tuple[Any, ...]]
@@ -35,11 +44,9 @@ ON CONFLICT (id) DO UPDATE SET sample = excluded.sample, status = 'frozen',
 # Each model event's UPDATE of its model row; the row's id is the last parameter.
 _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
     TrainingStarted: (
-        "status = 'training', attempts = ?, worker = ?, started_at = ?, intermediates = '[]',"
+        "status = 'training', attempts = ?, worker = ?, started_at = ?, attempt_seq = ?,"
         " final = NULL, ended_at = NULL, duration = NULL, reason = NULL",
-        lambda e: (e.attempt, e.worker, e.time)),
-    MetricReported: (
-        "intermediates = json_insert(intermediates, '$[#]', ?)", lambda e: (e.value,)),
+        lambda e: (e.attempt, e.worker, e.time, e.seq)),
     ModelTrained: (
         "status = 'trained', final = ?, duration = ?, ended_at = ?",
         lambda e: (e.final, e.duration, e.time)),
@@ -51,29 +58,30 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
         "status = 'interrupted', reason = ?, ended_at = ?", lambda e: (e.reason.value, e.time)),
     ModelInvalid: ("status = 'invalid', reason = ?, ended_at = ?", lambda e: (e.message, e.time)),
 }
+_OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)"
 _SQL = {kind: f"UPDATE models SET {sets} WHERE id = ?" for kind, (sets, _) in _UPDATES.items()}
-_TAGS: dict[type[EventBase], str] = {}
-
-
-def _tag(kind: type[EventBase]) -> str:
-    tag = _TAGS.get(kind)
-    if tag is None:
-        tag = _TAGS[kind] = str(kind.__struct_config__.tag)
-    return tag
+_TAGS: dict[Any, str] = {kind: str(kind.__struct_config__.tag) for kind in get_args(Event)}
 
 
 def write_batch(conn: sqlite3.Connection, events: Sequence[EventBase],
-                blobs: Mapping[int, bytes | None]) -> None:
+                blobs: Mapping[int, bytes | None], outputs: Sequence[Output] = (),
+                meta: Mapping[str, str] | None = None) -> None:
     """Commit ``events`` and their model-row changes; ``blobs`` holds the recorded blob of
-    each model queued in this batch. On error nothing of the batch is kept."""
+    each model queued in this batch, ``outputs`` the trial outputs to keep, ``meta`` the
+    meta rows to set. On error nothing of the batch is kept."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if meta:
+            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        if outputs:
+            conn.executemany(_OUTPUT, outputs)
+        encode = _encoder.encode
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", [
-            (e.seq, _tag(type(e)), getattr(e, "model_id", None), e.time,
-             _encoder.encode(e).decode())
+            (e.seq, _TAGS[type(e)], getattr(e, "model_id", None), e.time, encode(e).decode())
             for e in events])
         for event in events:
-            _apply(conn, event, blobs)
+            if type(event) is not MetricReported:  # a metric changes no other row
+                _apply(conn, event, blobs)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

@@ -104,6 +104,9 @@ class Engine:
     ``journal`` keeps the run in a SQLite file (see engine.store): a path, or True for a
     new file under ``./runs``. An existing file is resumed: its finished models are
     loaded (``handles()``), models it caught queued or training are trained again.
+    A resumed run refuses models made otherwise than its own (another space, evaluator or
+    fixed argument: ``RunChanged`` at submit, saying what differs) unless
+    ``allow_changed_space`` is true.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Engine:
         queue_size: int | None = None,
         event_buffer: int = 65536,
         journal: str | Path | bool | None = None,
+        allow_changed_space: bool = False,
     ) -> None:
         check_count("max_trials", max_trials, optional=True)
         check_positive("max_duration", max_duration, optional=True)
@@ -129,6 +133,7 @@ class Engine:
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries
         self.deduplicate = deduplicate
+        self.allow_changed_space = allow_changed_space
         self._slots = self.pool.capacity + self.pool.prefetch  # models a pool takes at once
         self._queue_size = queue_size if queue_size is not None else self._slots
         self._log = EventLog(event_buffer)
@@ -475,6 +480,7 @@ class Engine:
         self.pool.check(model)
         if self._journal is not None:
             _check_storable(model.sample or {})
+            self._journal.store.admit(model, force=self.allow_changed_space)
 
     def _exhausted_reason(self) -> str:
         if self.budget_left == 0:
@@ -541,6 +547,7 @@ class Engine:
             output = await self.pool.run(handle.model, trial)
         except TrialFailed as exc:
             trial.open = False
+            self._record_output(handle, exc.stdout, exc.stderr)
             self._keep_output(handle, TrialOutput(stdout=exc.stdout, stderr=exc.stderr))
             if exc.invalid:
                 self._finish(handle, ModelStatus.Invalid, ModelInvalid(
@@ -551,6 +558,7 @@ class Engine:
             return
         except WorkerLost as exc:
             trial.open = False
+            self._record_output(handle, exc.stdout, exc.stderr)
             self._keep_output(handle, TrialOutput(stdout=exc.stdout, stderr=exc.stderr))
             self._failed(handle, "WorkerLost", str(exc), "")
             return
@@ -572,6 +580,11 @@ class Engine:
         a trial prints. (A failed trial's full output is stored before this, where the
         run keeps it.)"""
         handle.output = TrialOutput(stdout=_tail(output.stdout), stderr=_tail(output.stderr))
+
+    def _record_output(self, handle: ModelHandle, stdout: str, stderr: str) -> None:
+        """A failed attempt's full output goes to the run file (RunReader.outputs)."""
+        if self._journal is not None and (stdout or stderr):
+            self._journal.store.record_output(handle.model_id, handle.attempts, stdout, stderr)
 
     def _failed(self, handle: ModelHandle, error_type: str, message: str, traceback: str,
                 *, retry: bool = True) -> None:

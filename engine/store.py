@@ -7,10 +7,12 @@ Use::
     state = store.resume_state             # next_seq, next_model_id, models (with blobs)
     async with anyio.create_task_group() as tg:
         await tg.start(store.serve)        # the background writer
+        store.admit(model)                 # at submit: RunChanged if made otherwise
         store.record_model(model_id, blob) # before that model's ModelQueued event
         store.append(event)                # on the loop thread, in seq order; never blocks
+        store.record_output(model_id, attempt, stdout, stderr)  # a failed trial's output
         await store.flushed(event.seq)     # returns once every event up to seq is committed
-        store.read_events(first, last)     # events a lagging subscriber missed
+        await store.read_events(first, last)  # events a lagging subscriber missed
     # cancelling serve (or ``await store.aclose()``) writes what is pending and closes
 
 Everything runs on the event-loop thread except the SQLite work, which runs in a worker
@@ -18,11 +20,15 @@ thread (``anyio.to_thread``), one batch at a time. Any other process reads a run
 :class:`RunReader` (what the ``nas-engine`` CLI uses).
 
 The file (stdlib ``sqlite3``, WAL mode, ``PRAGMA application_id`` marks it as a run,
-``PRAGMA user_version`` is the schema version) has three tables: ``events`` (seq primary
+``PRAGMA user_version`` is the schema version) has five tables: ``events`` (seq primary
 key, kind, model_id, time, the event's msgspec JSON), ``models`` (id, sample JSON, status,
-attempts, intermediates JSON, final, queued/started/ended times, duration, worker, reason,
-blob) and ``meta``. A model's row changes in the same transaction as the event that
-changes it, so the two tables always agree.
+attempts, final, queued/started/ended times, duration, worker, reason, blob),
+``intermediates`` (model_id, seq, step, value: the latest attempt's reports, one row
+each, so a report costs one insert however many came before it), ``outputs`` (the full
+stdout/stderr of failed attempts) and ``meta``. A model's rows change in the same
+transaction as the event that changes them, so the tables always agree. A file of an
+older schema is migrated when it is opened for writing (one transaction); readers read
+every version.
 
 Durability. ``serve`` takes every event appended since its last write and commits them
 in one transaction, in a worker thread. A process crash (SIGKILL included) loses at
@@ -41,8 +47,10 @@ Errors::
 
     ValueError
     └── RunFileError     the path cannot be used (not a run file, a newer schema, open
-                         in another process, a missing or read-only directory); the
-                         file is left as it was
+        │                in another process, a missing or read-only directory, a file
+        │                without write permission); the file is left as it was
+        ├── UnknownEventKind  an event of a kind this version does not know
+        └── RunChanged   a resumed run's new models differ from its own (admit)
     RuntimeError
     └── RunStoreClosed   the store is closed, or its writer failed
 
@@ -53,39 +61,48 @@ process writes it.
 
 from __future__ import annotations
 
-import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import msgspec
 from anyio.abc import TaskStatus
 
-from engine._store_read import ResumeState, RunReader, StoredModel, load_resume_state
-from engine._store_schema import (
-    RunFileError,
-    RunLock,
-    check_file,
-    check_schema,
-    create_schema,
+from engine._store_fingerprint import RunChanged, differences, fingerprint, space_key
+from engine._store_open import connect_reader, open_run
+from engine._store_read import (
+    ResumeState,
+    RunReader,
+    StoredModel,
+    StoredOutput,
+    UnknownEventKind,
+    read_events,
 )
-from engine._store_write import write_batch
+from engine._store_schema import RunFileError, RunLock
+from engine._store_write import Output, write_batch
 from engine.errors import NasEngineError
-from engine.events import Event, ModelQueued, decode_json
+from engine.events import Event, ModelQueued
+from engine.space import ExecutableModelSpace
 
 __all__ = (
     "ResumeState",
+    "RunChanged",
     "RunFileError",
     "RunReader",
     "RunStore",
     "RunStoreClosed",
     "StoredModel",
+    "StoredOutput",
+    "UnknownEventKind",
     "default_run_path",
 )
 
 
 _BATCH_WINDOW = 0.01  # seconds a batch may gather before it is written
+_fingerprints_decoder = msgspec.json.Decoder(list[dict[str, str]])
 
 
 class RunStoreClosed(NasEngineError, RuntimeError):
@@ -109,16 +126,28 @@ class RunStore:
     """The journal of one run, open for writing by this process. Create with :meth:`open`."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: RunLock,
-                 state: ResumeState) -> None:
+                 state: ResumeState, meta: dict[str, str] | None = None) -> None:
         self.path, self.resume_state = path, state
+        stored = (meta or {}).get("fingerprints")
+        # What the run's models were made from, one fingerprint per space (empty: nothing
+        # submitted yet, or an older file).
+        self.fingerprints: list[dict[str, str]] = (
+            [] if stored is None else _fingerprints_decoder.decode(stored))
+        self._checking = bool(self.fingerprints)  # a resumed run: new spaces must match
+        self._admitted: list[object] = []  # the spaces already compared with it
+        self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
+        # Read-backs for subscribers, from worker threads: one at a time on one connection,
+        # closed before the writer's (so the writer's close removes the -wal/-shm files).
         self._reader: sqlite3.Connection | None = None
+        self._reader_guard = threading.Lock()
+        self._files_closed = False
+        self._outputs: list[Output] = []
         self._next_seq = state.next_seq
         self._committed = state.next_seq - 1
         self._pending: list[Event] = []
         self._inflight: list[Event] = []
         self._blobs: dict[int, bytes | None] = {}
-        self._meta: dict[str, str] = {}
         self._wake, self._commit = anyio.Event(), anyio.Event()
         self._write_lock = anyio.Lock()
         self._serving = self._closed = False
@@ -129,8 +158,9 @@ class RunStore:
         """Open (or create) a run file for writing and load its resume state.
         RunFileError, with the file untouched, when the path cannot be used."""
         with anyio.CancelScope(shield=True):  # a cancelled open must not leak the lock
-            target, conn, lock, state = await anyio.to_thread.run_sync(_open_sync, path, fsync)
-        return cls(target, conn, lock, state)
+            target, conn, lock, state, meta = await anyio.to_thread.run_sync(
+                open_run, path, fsync, default_run_path)
+        return cls(target, conn, lock, state, meta)
 
     @property
     def closed(self) -> bool:
@@ -162,6 +192,39 @@ class RunStore:
                              f"seq {self._next_seq} next")
         self._next_seq += 1
         self._pending.append(event)
+        self._wake.set()
+
+    def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
+        """Check that ``model`` is made like the run's models (its space, evaluator and
+        their fixed arguments; see engine._store_fingerprint), once per space. A run that
+        held no fingerprint when opened records each space's (written with the next
+        batch); a resumed one raises RunChanged, recording nothing, for a model that
+        matches none of its spaces, unless ``force`` (then it is recorded)."""
+        self._check_open()
+        key = space_key(model)
+        if key is not None and any(key is seen for seen in self._admitted):
+            return
+        new = fingerprint(model)
+        changes = [differences(old, new) for old in self.fingerprints]
+        if not changes or all(changes):
+            if self._checking and not force:
+                closest = min(changes, key=len)
+                raise RunChanged(
+                    f"{self.path} was made with other settings; these models differ from "
+                    "its models:\n  " + "\n  ".join(closest) + "\nUse a new run file, or "
+                    "pass Engine(..., allow_changed_space=True) to resume this one anyway",
+                    closest)
+            self.fingerprints.append(new)
+            self._meta["fingerprints"] = msgspec.json.encode(self.fingerprints).decode()
+            self._wake.set()
+        if key is not None:
+            self._admitted.append(key)
+
+    def record_output(self, model_id: int, attempt: int, stdout: str, stderr: str) -> None:
+        """Keep the full output of attempt ``attempt`` of a model (a failed one); it is
+        written with the next batch. Never blocks. :meth:`RunReader.outputs` reads it."""
+        self._check_open()
+        self._outputs.append((model_id, attempt, stdout, stderr))
         self._wake.set()
 
     async def flushed(self, seq: int) -> None:
@@ -209,29 +272,47 @@ class RunStore:
                 self._wake.set()
                 self._notify()
 
-    def read_events(self, first: int, last: int) -> list[Event]:
-        """The appended events ``first..last`` (committed or not), for subscribers that
-        fell behind. Blocks the caller for one small query."""
-        committed = self._committed
-        events: list[Event] = []
-        if first <= committed:
-            events += self._read_committed(first, min(last, committed))
-        memory = [*self._inflight, *self._pending]
-        events += [e for e in memory if max(first, committed + 1) <= e.seq <= last]
-        return events
+    async def read_events(self, first: int, last: int) -> list[Event]:
+        """The appended events ``first..last`` (committed or not) in seq order, for
+        subscribers that fell behind; also after the store closed. The committed ones are
+        read in a worker thread, the rest taken from memory at the same instant, so no
+        batch committed meanwhile is missed. The result stops short of ``last`` only
+        where events are missing (a failed write). Cancelling the wait loses nothing."""
+        last = min(last, self._next_seq - 1)
+        committed = self._committed  # events after it are still in memory, in order
+        memory = self._in_memory(max(first, committed + 1), last)
+        stored: list[Event] = []
+        if first <= min(last, committed):
+            stored = await anyio.to_thread.run_sync(self._read_committed, first,
+                                                    min(last, committed))
+        return stored + memory
+
+    def _in_memory(self, first: int, last: int) -> list[Event]:
+        found: list[Event] = []
+        for events in (self._inflight, self._pending):
+            if events and first <= last:
+                base = events[0].seq
+                found += events[max(first - base, 0):max(last - base + 1, 0)]
+        return found
 
     def _read_committed(self, first: int, last: int) -> list[Event]:
-        if self._reader is None:
-            self._reader = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                           check_same_thread=False)
-        rows = self._reader.execute(
-            "SELECT data FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq", (first, last))
-        return [decode_json(data) for (data,) in rows]
+        # In a worker thread.
+        with self._reader_guard:
+            if not self._files_closed:
+                if self._reader is None:
+                    self._reader = connect_reader(self.path)
+                return read_events(self._reader, self.path, first, last)
+            conn = connect_reader(self.path)  # after close: a connection of its own
+            try:
+                return read_events(conn, self.path, first, last)
+            finally:
+                conn.close()
 
     async def _flush(self) -> None:
         async with self._write_lock:
-            while (self._pending or self._meta) and not self._closed:
+            while (self._pending or self._outputs or self._meta) and not self._closed:
                 batch, self._pending = self._pending, []
+                outputs, self._outputs = self._outputs, []
                 meta, self._meta = self._meta, {}
                 blobs = {e.model_id: self._blobs.pop(e.model_id, None)
                          for e in batch if isinstance(e, ModelQueued)}
@@ -239,20 +320,17 @@ class RunStore:
                 try:
                     # Shielded: a batch taken from _pending is written, whatever happens.
                     with anyio.CancelScope(shield=True):
-                        await anyio.to_thread.run_sync(self._write, batch, blobs, meta)
+                        await anyio.to_thread.run_sync(self._write, batch, blobs, outputs,
+                                                       meta)
                 finally:
                     self._inflight = []
                     self._notify()
 
     def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
-               meta: dict[str, str]) -> None:
+               outputs: list[Output], meta: dict[str, str]) -> None:
         # In a worker thread; the write lock keeps one batch at a time.
         try:
-            if meta:  # autocommit: each key is written whole
-                self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                       list(meta.items()))
-            if batch:
-                write_batch(self._conn, batch, blobs)
+            write_batch(self._conn, batch, blobs, outputs, meta)
         except BaseException as exc:
             self._error = exc
             raise
@@ -261,8 +339,11 @@ class RunStore:
 
     def _close_files(self) -> None:
         try:
-            if self._reader is not None:
-                self._reader.close()
+            with self._reader_guard:
+                self._files_closed = True
+                if self._reader is not None:
+                    self._reader.close()
+                    self._reader = None
             self._conn.close()
         finally:
             self._lock.release()
@@ -279,31 +360,3 @@ class RunStore:
 
 def _cause(error: BaseException | None) -> str:
     return "" if error is None else f": its writer failed ({type(error).__name__}: {error})"
-
-
-def _open_sync(
-    where: str | Path | None, fsync: bool
-) -> tuple[Path, sqlite3.Connection, RunLock, ResumeState]:
-    path = default_run_path() if where is None else Path(where)
-    check_file(path, must_exist=False)
-    if path.exists() and not _writable(path):
-        raise RunFileError(f"cannot open {path} for writing: the file is read-only")
-    lock = RunLock.acquire(path)
-    conn: sqlite3.Connection | None = None
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        existing = check_schema(conn, path)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
-        if not existing:
-            create_schema(conn, time.time())
-        return path, conn, lock, load_resume_state(conn, path)
-    except BaseException:
-        if conn is not None:
-            conn.close()
-        lock.release()
-        raise
-
-
-def _writable(path: Path) -> bool:
-    return os.access(path, os.W_OK)

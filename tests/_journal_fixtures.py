@@ -37,3 +37,10 @@ def journal_space(fn: Any = journal_score, **kwargs: Any) -> JournalSpace:
     space = e.SimplifiedModelSpace.from_model(Counter(), e.FunctionEvaluator(fn, **kwargs))
     space.__class__ = JournalSpace
     return space  # type: ignore[return-value]
+
+
+class Counter5(e.BaseModelSpace):
+    """Another space: :class:`Counter` with a smaller domain."""
+
+    def __init__(self) -> None:
+        self.x = e.ensure_frozen(e.Categorical(list(range(5)), label="x"))

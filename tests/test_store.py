@@ -18,6 +18,7 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from engine._store_schema import SCHEMA_VERSION
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -127,7 +128,7 @@ async def test_a_run_keeps_every_event_and_model(tmp_path: Path) -> None:
     assert models[7].status is ModelStatus.Frozen
     assert models[7].queued_at == 1023.0
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     conn.close()
 
@@ -240,7 +241,7 @@ async def test_read_events_spans_committed_and_pending(tmp_path: Path) -> None:
         await store.flushed(10)
         for _ in range(5):
             emit(EngineStopped, reason="finished")
-        events = store.read_events(3, 15)
+        events = await store.read_events(3, 15)
         assert [e.seq for e in events] == list(range(3, 16))
         assert store.committed_seq == 10  # 11..15 came from memory
         tg.cancel_scope.cancel()
@@ -445,7 +446,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.execute("PRAGMA user_version = 99")
     conn.close()
     assert_refused(path, f"{path} was written by a newer nas-engine (run schema version 99; "
-                         "this one reads up to 1): upgrade nas-engine to open it")
+                         f"this one reads up to {SCHEMA_VERSION}): upgrade nas-engine to open it")
 
 
 def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
