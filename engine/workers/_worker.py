@@ -22,14 +22,16 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
 
 from engine.errors import TrialFailed
+from engine.workers._warm import Echo, TimedModel, preload
 from engine.workers._wire import (
     OUTPUT_LIMIT,
+    Began,
     Done,
     Failed,
     Final,
@@ -37,6 +39,7 @@ from engine.workers._wire import (
     FromWorker,
     Hello,
     Intermediate,
+    Preload,
     Run,
     Setup,
     Skip,
@@ -81,15 +84,15 @@ class _Inbox:
 
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
-        self._runs: deque[Run] = deque()
+        self._runs: deque[Run | Preload] = deque()
         self._changed = threading.Condition()
         self._ended = False  # Stop, or the parent closed the pipe
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="nas-engine-inbox", daemon=True).start()
 
-    def next_run(self) -> Run | None:
-        """The next Run to start (waits for one); ``None`` once told to stop."""
+    def next_run(self) -> Run | Preload | None:
+        """The next Run (or Preload) to do (waits for one); ``None`` once told to stop."""
         with self._changed:
             while not self._runs and not self._ended:
                 self._changed.wait()
@@ -104,13 +107,14 @@ class _Inbox:
             self._changed.notify()
 
     def _take(self, message: ToWorker) -> None:
-        if isinstance(message, Run):
+        if isinstance(message, Run | Preload):
             self._runs.append(message)
             self._changed.notify()
         elif isinstance(message, Skip):
             # Under the lock, so next_run() cannot take it meanwhile: a Run not queued
             # any more has begun, after the Done of the one before went out.
-            run = next((run for run in self._runs if run.id == message.id), None)
+            run = next((run for run in self._runs
+                        if isinstance(run, Run) and run.id == message.id), None)
             if run is None:
                 self._channel.send(Started(id=message.id))
             else:
@@ -216,29 +220,43 @@ async def _wait(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def _execute(data: bytes) -> None:
-    """Load and execute one model; async evaluators get their own event loop."""
-    from engine.space import load_model
-
-    result = load_model(data).execute()
+def _execute(data: bytes, began: Callable[[], None] | None = None) -> None:
+    """Load and execute one model, calling ``began`` once it is built; async evaluators
+    get their own event loop."""
+    result = TimedModel.loaded(data, began).execute()
     if inspect.isawaitable(result):
         import anyio
 
         anyio.run(_wait, result)
 
 
-def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: _Capture, run: Run) -> None:
-    """Execute ``run`` and send its Done or Failed (before the next Run is taken: see
-    ``_Inbox._take``)."""
+def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: _Capture, run: Run,
+               echo: Echo | None = None) -> None:
+    """Execute ``run`` and send its Began, then its Done or Failed (before the next Run
+    is taken: see ``_Inbox._take``)."""
     from engine._context import use_reporter
+
+    taken = time.monotonic()
+    began = False
+
+    def begin() -> None:  # the model is built: its training starts now
+        nonlocal began
+        if not began:
+            began = True
+            channel.send(Began(setup=time.monotonic() - taken))
 
     failure: TrialFailed | None = None
     with capture.trial():
+        if echo is not None:
+            echo.begin(run.model_id)
         try:
             with use_reporter(reporter):
-                _execute(run.model)
+                _execute(run.model, begin)
         except BaseException as exc:  # every error is the trial's result
             failure = TrialFailed.from_exception(exc)
+    if echo is not None:
+        echo.end()
+    begin()  # a model that failed before it was built
     stdout, stderr = capture.output()
     final = reporter.take_final()
     if failure is None:
@@ -280,13 +298,18 @@ def main(lifeline: int) -> None:
         return
     sys.path[:] = setup.sys_path
     capture = _Capture(setup, os.dup(2))
+    echo = Echo(setup, os.dup(2)) if setup.echo else None
+    preload(setup.preload, strict=True)  # a failure ends the worker before its hello
     faulthandler.enable()
     channel.send(Hello(pid=os.getpid(), visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
     reporter = _PipeReporter(channel)
     inbox = _Inbox(channel)
     inbox.start()
     while (run := inbox.next_run()) is not None:
-        _run_trial(channel, reporter, capture, run)
+        if isinstance(run, Preload):
+            preload(run, strict=False)
+        else:
+            _run_trial(channel, reporter, capture, run, echo)
 
 
 if __name__ == "__main__":
