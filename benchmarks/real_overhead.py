@@ -41,6 +41,7 @@ from _digits import digits_space, ensure_split
 from digits_search import make_strategy
 
 import engine as e
+from engine.events import ModelFailed
 from strategies import search
 
 
@@ -53,7 +54,7 @@ def make_pool(workers: int, preload: bool) -> e.ProcessPool:
     """The example's pool; with ``preload``, its workers import ``_digits`` at start-up
     (where ProcessPool has no ``preload``, an older engine, without)."""
     if preload and "preload" in inspect.signature(e.ProcessPool).parameters:
-        return e.ProcessPool(workers, preload=["_digits"])  # type: ignore[call-arg]
+        return e.ProcessPool(workers, preload=["_digits"])
     return e.ProcessPool(workers)
 
 
@@ -65,6 +66,7 @@ async def one_search(data: Path, seed: int, args: argparse.Namespace,
     begin = time.monotonic()
     engine = e.Engine(make_pool(args.workers, args.preload), max_trials=args.trials,
                       journal=folder / f"seed{seed}.db")
+    events = engine.subscribe()
     async with engine:
         searching = time.monotonic()
         await search(digits_space(data, args.epochs, seed),
@@ -76,7 +78,10 @@ async def one_search(data: Path, seed: int, args: argparse.Namespace,
                if h.status == e.ModelStatus.Trained]
     if not trained:
         statuses = sorted({h.status.value for h in handles})
-        raise SystemExit(f"seed {seed}: no model trained ({len(handles)} models: {statuses})")
+        errors = [f"{x.error_type}: {x.message}" async for x in events
+                  if isinstance(x, ModelFailed)]
+        raise SystemExit(f"seed {seed}: no model trained ({len(handles)} models: "
+                         f"{statuses}; first error {errors[:1]})")
     return searched - searching, end - begin, trained
 
 
