@@ -83,10 +83,10 @@ class Trial:
         self.open = True
         self._started = False
 
-    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+    def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         if self.open and not self._started:
             self._started = True
-            self._engine._training(self._handle, worker, tuple(gpus))
+            self._engine._training(self._handle, worker, tuple(gpus), setup)
 
     def intermediate(self, value: float) -> None:
         if self.open:

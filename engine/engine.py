@@ -601,13 +601,14 @@ class Engine:
             **self._stamp(), model_id=handle.model_id, error_type=error_type,
             message=message, traceback=traceback, attempt=handle.attempts))
 
-    def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...]) -> None:
+    def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...],
+                  setup: float = 0.0) -> None:
         if self.trial_timeout is not None and handle._scope is not None:
             handle._scope.deadline = anyio.current_time() + self.trial_timeout
         handle.model.status = ModelStatus.Training
         handle.started_at = time.time()
         self._emit(TrainingStarted(**self._stamp(), model_id=handle.model_id, worker=worker,
-                   attempt=handle.attempts, gpus=gpus))
+                   attempt=handle.attempts, gpus=gpus, setup=setup))
 
     def _interrupt(self, handle: ModelHandle, reason: InterruptReason) -> None:
         if handle._ended:

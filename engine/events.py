@@ -102,9 +102,14 @@ class ModelQueued(ModelEvent, frozen=True, kw_only=True, tag="queued"):
 
 
 class TrainingStarted(ModelEvent, frozen=True, kw_only=True, tag="training"):
+    """Status ``training``: its worker built the model and starts training it now.
+    ``setup`` is the seconds the worker spent getting there (loading and building the
+    model), which the trial's duration and timeout leave out."""
+
     worker: str
     attempt: int
     gpus: tuple[int, ...] = ()
+    setup: float = 0.0
 
 
 class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):

@@ -174,7 +174,7 @@ class RecordingTrial:
         self.calls: list[tuple[Any, ...]] = []
         self.reported = anyio.Event()
 
-    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+    def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         self.calls.append(("started", worker, tuple(gpus)))
 
     def intermediate(self, value: float) -> None:

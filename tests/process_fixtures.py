@@ -188,7 +188,8 @@ class Recorder:
         self.reported = anyio.Event()
         self.finalized = anyio.Event()
 
-    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
+    def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
+        self.setup = setup
         self._record("started", worker, tuple(gpus))
 
     def intermediate(self, value: float) -> None:

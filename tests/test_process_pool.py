@@ -356,11 +356,15 @@ async def collect(engine: Engine, into: list[ev.Event], *,
         into.append(event)
 
 
-async def training(events: Any, model_id: int) -> None:
-    """Wait until ``model_id`` starts training (events from a subscription)."""
+async def training(events: Any, *model_ids: int) -> None:
+    """Wait until every one of ``model_ids`` started training (events from a
+    subscription), in any order: each starts when its worker has built it."""
+    waiting = set(model_ids)
     async for event in events:
-        if isinstance(event, ev.TrainingStarted) and event.model_id == model_id:
-            return
+        if isinstance(event, ev.TrainingStarted):
+            waiting.discard(event.model_id)
+            if not waiting:
+                return
 
 
 def kinds(events: list[ev.Event], model_id: int) -> list[str]:
@@ -422,8 +426,7 @@ async def test_leaving_the_engine_interrupts_running_models(tmp_path: Path, leav
                 for i in range(7):
                     flag = str(tmp_path / f"never{i}")
                     handles.append(await engine.submit(fx.model(fx.wait_for, flag=flag)))
-                await training(events_of, handles[0].model_id)
-                await training(events_of, handles[1].model_id)
+                await training(events_of, handles[0].model_id, handles[1].model_id)
                 if leave_by == "error":
                     raise KeyError("the block failed")
                 scope.cancel()

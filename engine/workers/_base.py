@@ -38,8 +38,10 @@ class Trial(Protocol):
     @property
     def attempt(self) -> int: ...
 
-    def started(self, worker: str, gpus: tuple[int, ...] = ()) -> None:
-        """The model began executing on ``worker`` (call once, before any report)."""
+    def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
+        """The model began training on ``worker`` (call once, before any report): call
+        it once the model is built, and give in ``setup`` the seconds spent getting
+        there (loading, building), so the trial's duration and timeout count training."""
 
     def intermediate(self, value: float) -> None:
         """The model reported an intermediate metric."""

@@ -22,6 +22,7 @@ from engine.errors import TrialFailed
 from engine.workers._base import Trial, TrialOutput
 from engine.workers._child import Job, ProtocolBroken, Worker
 from engine.workers._wire import (
+    Began,
     Done,
     Failed,
     Final,
@@ -89,14 +90,14 @@ class Dispatcher:
             self._start(worker, job)
         else:
             worker.queued.append(job)
-        worker.post(Run(id=job.id, model=job.data), job)
+        worker.post(Run(id=job.id, model=job.data, model_id=job.trial.model_id), job)
 
     @staticmethod
     def _start(worker: Worker, job: Job) -> None:
+        """``worker`` starts ``job`` (it counts as started for the engine, its
+        ``trial.started``, when its Began comes: its model built)."""
         job.started_at = time.monotonic()
         worker.trials += 1
-        if not job.detached:
-            job.trial.started(worker.name, worker.gpus)
 
     def rebalance(self) -> float | None:
         """Give each worker idle for ``REBALANCE_AFTER`` seconds a job queued behind
@@ -161,13 +162,17 @@ class Dispatcher:
         if isinstance(message, Started | Skipped):
             self._answered(worker, message)
             return
-        if not isinstance(message, Intermediate | Final | Done | Failed):
+        if not isinstance(message, Began | Intermediate | Final | Done | Failed):
             raise ProtocolBroken(f"it sent {type(message).__name__} out of turn")
         if worker.running is None and not self._began(
                 worker, ended=isinstance(message, Done | Failed)):
             return
         job = worker.running
         assert job is not None  # set by _began
+        if isinstance(message, Began):
+            if not job.detached:
+                job.trial.started(worker.name, worker.gpus, message.setup)
+            return
         if isinstance(message, Intermediate | Final):
             if not job.detached:
                 _forward(message, job.trial)

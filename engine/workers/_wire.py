@@ -1,11 +1,14 @@
 """The messages between a :class:`~engine.workers.process.ProcessPool` and its worker
 processes, and their framing: a 4-byte big-endian length, then one msgpack message.
 
-Parent to worker: ``Setup`` once, then ``Run`` per trial, ``Skip`` to take back a Run
-not started yet, ``Stop`` to exit cleanly. A worker may be sent Runs while it is busy
-(prefetch): it runs them in order, each as soon as the one before has ended.
-Worker to parent: ``Hello`` once ready, then per trial any ``Intermediate`` and
-``Final`` reports as they happen, ending with ``Done`` (which carries a final reported
+Parent to worker: ``Setup`` once (with what to preload before it says hello), then
+``Run`` per trial, ``Preload`` to import a model's modules ahead of its Runs, ``Skip``
+to take back a Run not started yet, ``Stop`` to exit cleanly. A worker may be sent
+Runs while it is busy (prefetch): it runs them in order, each as soon as the one
+before has ended.
+Worker to parent: ``Hello`` once ready, then per trial ``Began`` (its model is built
+and training starts: the honest start of the trial), any ``Intermediate`` and ``Final``
+reports as they happen, ending with ``Done`` (which carries a final reported
 just before the trial ended) or ``Failed``; the next Run it holds starts right after
 that. A Skip is answered at once: ``Skipped``, or ``Started`` when that Run had begun.
 """
@@ -17,7 +20,10 @@ from typing import TypeAlias
 
 import msgspec
 
+from engine._recipe import Symbol
+
 __all__ = (
+    "Began",
     "Done",
     "Failed",
     "Final",
@@ -26,6 +32,7 @@ __all__ = (
     "Hello",
     "Intermediate",
     "OUTPUT_LIMIT",
+    "Preload",
     "Run",
     "Setup",
     "Skip",
@@ -42,20 +49,38 @@ _HEADER = struct.Struct(">I")
 OUTPUT_LIMIT = 1 << 20
 
 
+class Preload(msgspec.Struct, frozen=True, kw_only=True, tag="preload"):
+    """Start-up work done before the trials that follow: import ``modules``, import the
+    objects ``symbols`` name, call ``calls`` (no arguments), then, if torch is imported
+    by now, pay its first-training costs (its lazily imported parts). In ``Setup`` it runs before
+    Hello and a failure stops the worker; sent on its own, a failure is left to the
+    trials (they fail with a clear error when they need what did not load)."""
+
+    modules: tuple[str, ...] = ()
+    symbols: tuple[Symbol, ...] = ()
+    calls: tuple[Symbol, ...] = ()
+
+
 class Setup(msgspec.Struct, frozen=True, kw_only=True, tag="setup"):
-    """How the worker prepares: the parent's import path and where to capture output."""
+    """How the worker prepares: the parent's import path, where to capture output,
+    what to preload before it says hello, and whether to echo each trial's output to
+    its stderr as it comes (each line prefixed with the model id)."""
 
     sys_path: list[str]
     stdout_path: str
     stderr_path: str
+    preload: Preload = Preload()
+    echo: bool = False
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True, tag="run"):
     """Execute one frozen model (``SimplifiedModelSpace.dump()`` bytes), after the Runs
-    sent before it. ``id`` names it in Skip, Started and Skipped."""
+    sent before it. ``id`` names it in Skip, Started and Skipped; ``model_id`` is the
+    engine's id for it (echoed output's prefix)."""
 
     id: int
     model: bytes
+    model_id: int = 0
 
 
 class Skip(msgspec.Struct, frozen=True, kw_only=True, tag="skip"):
@@ -88,6 +113,14 @@ class Skipped(msgspec.Struct, frozen=True, kw_only=True, tag="skipped"):
     id: int
 
 
+class Began(msgspec.Struct, frozen=True, kw_only=True, tag="began"):
+    """The running trial's model is built and its training starts now; ``setup`` is the
+    seconds spent getting there (loading and building the model). Sent once per trial,
+    before any report (also before the Failed of a model that did not build)."""
+
+    setup: float
+
+
 class Intermediate(msgspec.Struct, frozen=True, kw_only=True, tag="intermediate"):
     value: float
 
@@ -116,8 +149,9 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True, tag="failed"):
     stderr: str = ""
 
 
-ToWorker: TypeAlias = Setup | Run | Skip | Stop
-FromWorker: TypeAlias = Hello | Started | Skipped | Intermediate | Final | Done | Failed
+ToWorker: TypeAlias = Setup | Run | Preload | Skip | Stop
+FromWorker: TypeAlias = (
+    Hello | Started | Skipped | Began | Intermediate | Final | Done | Failed)
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -25,12 +25,15 @@ from collections import deque
 import msgspec
 
 from engine._checks import WORKER_MARK
+from engine.workers._warm import Echo, preload
 from engine.workers._wire import (
+    Began,
     Final,
     FrameBuffer,
     FromWorker,
     Hello,
     Intermediate,
+    Preload,
     Run,
     Setup,
     Skip,
@@ -76,15 +79,15 @@ class _Inbox:
 
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
-        self._runs: deque[Run] = deque()
+        self._runs: deque[Run | Preload] = deque()
         self._changed = threading.Condition()
         self._ended = False  # Stop, or the parent closed the pipe
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="nas-engine-inbox", daemon=True).start()
 
-    def next_run(self) -> Run | None:
-        """The next Run to start (waits for one); ``None`` once told to stop."""
+    def next_run(self) -> Run | Preload | None:
+        """The next Run (or Preload) to do (waits for one); ``None`` once told to stop."""
         with self._changed:
             while not self._runs and not self._ended:
                 self._changed.wait()
@@ -99,13 +102,14 @@ class _Inbox:
             self._changed.notify()
 
     def _take(self, message: ToWorker) -> None:
-        if isinstance(message, Run):
+        if isinstance(message, Run | Preload):
             self._runs.append(message)
             self._changed.notify()
         elif isinstance(message, Skip):
             # Under the lock, so next_run() cannot take it meanwhile: a Run not queued
             # any more has begun, after the Done of the one before went out.
-            run = next((run for run in self._runs if run.id == message.id), None)
+            run = next((run for run in self._runs
+                        if isinstance(run, Run) and run.id == message.id), None)
             if run is None:
                 self._channel.send(Started(id=message.id))
             else:
@@ -161,10 +165,17 @@ class _PipeReporter:
                     self._send_pending()
 
 
-def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run: Run) -> None:
-    """Execute ``run`` and send its Done or Failed (before the next Run is taken: see
-    ``_Inbox._take``)."""
-    channel.send(run_trial(run.model, reporter, capture))
+def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run: Run,
+               echo: Echo | None = None) -> None:
+    """Execute ``run`` and send its Began (once its model is built), then its Done or
+    Failed (before the next Run is taken: see ``_Inbox._take``)."""
+    taken = time.monotonic()
+
+    def began() -> None:  # the model is built: its training starts now
+        channel.send(Began(setup=time.monotonic() - taken))
+
+    channel.send(run_trial(run.model, reporter, capture, began=began, watcher=echo,
+                           model_id=run.model_id))
 
 
 class _Lifeline:
@@ -211,13 +222,18 @@ def main(lifeline: int) -> None:
     sys.path[:] = setup.sys_path
     watch.scratch = os.path.dirname(setup.stdout_path)
     capture = Capture(setup.stdout_path, setup.stderr_path, os.dup(2))
+    echo = Echo(setup, os.dup(2)) if setup.echo else None
+    preload(setup.preload, strict=True)  # a failure ends the worker before its hello
     faulthandler.enable()
     channel.send(Hello(pid=os.getpid(), visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
     reporter = _PipeReporter(channel)
     inbox = _Inbox(channel)
     inbox.start()
     while (run := inbox.next_run()) is not None:
-        _run_trial(channel, reporter, capture, run)
+        if isinstance(run, Preload):
+            preload(run, strict=False)
+        else:
+            _run_trial(channel, reporter, capture, run, echo)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from engine._context import use_reporter
@@ -27,7 +27,7 @@ from engine.errors import TrialFailed
 from engine.workers._base import TrialOutput
 from engine.workers._wire import OUTPUT_LIMIT, Done, Failed
 
-__all__ = ("Capture", "Reporter", "execute", "result_of", "run_trial")
+__all__ = ("Capture", "Reporter", "Watcher", "execute", "result_of", "run_trial")
 
 
 class Reporter(Protocol):
@@ -75,17 +75,34 @@ class Capture:
         return stdout, stderr
 
 
-def run_trial(data: bytes, reporter: Reporter, capture: Capture) -> Done | Failed:
+class Watcher(Protocol):
+    """Watches one trial's captured output while it runs (the process pool's echo)."""
+
+    def begin(self, model_id: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
+def run_trial(data: bytes, reporter: Reporter, capture: Capture, *,
+              began: Callable[[], None] | None = None, watcher: Watcher | None = None,
+              model_id: int = 0) -> Done | Failed:
     """Execute the dumped model ``data``, reporting through ``reporter`` and capturing
     its output; its Done, or its Failed (every exception, even a BaseException, is the
-    trial's result)."""
+    trial's result). ``began`` is called once, when the model is built (its training
+    starts), or before the Failed of a model that failed before it was built."""
+    once = _Once(began)
     failure: TrialFailed | None = None
     with capture.trial():
+        if watcher is not None:
+            watcher.begin(model_id)
         try:
             with use_reporter(reporter):
-                execute(data)
+                execute(data, once)
         except BaseException as exc:
             failure = TrialFailed.from_exception(exc)
+    if watcher is not None:
+        watcher.end()
+    once()
     stdout, stderr = capture.output()
     final = reporter.take_final()
     if failure is None:
@@ -95,12 +112,12 @@ def run_trial(data: bytes, reporter: Reporter, capture: Capture) -> Done | Faile
                   paths=failure.paths, stdout=stdout, stderr=stderr)
 
 
-def execute(data: bytes) -> None:
-    """Load and execute one dumped model; an async evaluator gets an event loop of its
-    own."""
-    from engine.space import load_model
+def execute(data: bytes, began: Callable[[], None] | None = None) -> None:
+    """Load and execute one dumped model, calling ``began`` once it is built; an async
+    evaluator gets an event loop of its own."""
+    from engine.workers._warm import TimedModel
 
-    result = load_model(data).execute()
+    result = TimedModel.loaded(data, began).execute()
     if inspect.isawaitable(result):
         import anyio
 
@@ -115,6 +132,16 @@ def result_of(message: Done | Failed) -> TrialOutput | TrialFailed:
                            invalid=message.invalid, paths=tuple(message.paths),
                            stdout=message.stdout, stderr=message.stderr)
     return TrialOutput(stdout=message.stdout, stderr=message.stderr)
+
+
+class _Once:
+    def __init__(self, call: Callable[[], None] | None) -> None:
+        self._call = call
+
+    def __call__(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call()
 
 
 async def _wait(awaitable: Awaitable[Any]) -> Any:
