@@ -34,7 +34,7 @@ from typing import Any, Literal
 import msgspec
 
 from engine._objective import best_first, objective_from_meta
-from engine._store_read import RunReader
+from engine._store_read import RunReader, decode_event
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -48,7 +48,6 @@ from engine.events import (
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
-    decode_json,
 )
 from engine.space import ModelStatus
 
@@ -133,8 +132,8 @@ class RunResults:
         ``limit`` events per query, as many queries as it takes."""
         folded = 0
         while rows := self._reader.event_rows(self.seq, limit):
-            for seq, _, data in rows:
-                self._apply(decode_json(data))
+            for seq, kind, data in rows:
+                self._apply(decode_event(self.path, seq, kind, data))
                 self.seq = seq
             folded += len(rows)
         return folded
