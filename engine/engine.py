@@ -34,7 +34,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine._checks import check_count, check_positive, refuse_in_worker
+from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
 from engine._journal import (
@@ -129,6 +129,8 @@ class Engine:
         check_count("max_retries", max_retries, minimum=0)
         check_count("queue_size", queue_size, optional=True)
         check_count("event_buffer", event_buffer)
+        check_bool("deduplicate", deduplicate)
+        check_bool("allow_changed_space", allow_changed_space)
         self.pool: WorkerPool = pool if pool is not None else InlinePool(1)
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries
