@@ -19,6 +19,7 @@ from engine.store import RunFileError, RunStore
 from tests._results_fixtures import (
     TRACEBACK,
     curve_or_fail,
+    failed_loud_run,
     grid_space,
     run_events,
     write,
@@ -238,3 +239,20 @@ def test_a_null_metric_of_an_older_run_reads_as_nan(tmp_path: Path) -> None:
     with open_run(path) as results:
         assert math.isnan(results.model(1).curve[-1][1])
         assert math.isnan(results.metrics()[2].value)
+
+
+@pytest.mark.anyio
+async def test_a_failed_model_carries_its_kept_output(tmp_path: Path) -> None:
+    """The run file keeps a failed trial's full output; its record shows it."""
+    path = await failed_loud_run(tmp_path / "loud.nasrun")
+    with open_run(path) as results:
+        model = results.model(1)
+        assert model.status is ModelStatus.Failed
+        assert model.message == "failed after 3 lines"
+        assert set(model.output) == {"stdout", "stderr"}
+        assert model.output["stdout"].splitlines()[-1].startswith("line 00000002 ")
+        assert model.output["stdout"].count("line ") == 3
+        assert model.output["stderr"].strip().endswith("the end of stderr")
+    await write(tmp_path / "store.nasrun", run_events())
+    with open_run(tmp_path / "store.nasrun") as results:
+        assert results.model(5).output == {}  # failed, but the file kept no output
