@@ -21,6 +21,7 @@ from engine.events import (
     Event,
     EventBase,
     MetricReported,
+    ModelFailed,
     _decode_non_finite,
     decode_json,
 )
@@ -289,6 +290,15 @@ class RunReader:
             (first, end))
         for row in rows:
             yield decode_event(self.path, *row)
+
+    def last_failure(self, model_id: int) -> ModelFailed | None:
+        """The latest ``failed`` event of model ``model_id`` (its error and traceback),
+        or None when it never failed."""
+        row = self._conn.execute(
+            "SELECT seq, kind, data FROM events WHERE model_id = ? AND kind = ? "
+            "ORDER BY seq DESC LIMIT 1", (model_id, _kind(ModelFailed))).fetchone()
+        event = None if row is None else decode_event(self.path, *row)
+        return event if isinstance(event, ModelFailed) else None
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
