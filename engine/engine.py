@@ -106,7 +106,14 @@ class Engine:
     loaded (``handles()``), models it caught queued or training are trained again.
     A resumed run refuses models made otherwise than its own (another space, evaluator or
     fixed argument: ``RunChanged`` at submit, saying what differs) unless
-    ``allow_changed_space`` is true.
+    ``allow_changed_space`` is true. The run file keeps a failed attempt's full output
+    (``RunReader.outputs``); ``handle.output`` keeps the last 64 KiB of each stream.
+
+    A failed model is logged and its ``handle.error`` (also ``model.error``) holds the
+    error's type, message and traceback; ``strategies.search`` raises ``SearchFailed``
+    when models failed and none trained. ``set_objective`` records how the run ranks
+    models (strategies call it). Pools: ``engine.workers``; a new pool is checked with
+    ``engine.testing`` (its conformance kit, and ``MockPool`` for strategy tests).
     """
 
     def __init__(
