@@ -44,8 +44,10 @@ from engine.space import RawFormatModelSpace as RawFormatModelSpace
 from engine.space import SimplifiedModelSpace as SimplifiedModelSpace
 from engine.space import current_model as current_model
 from engine.space import model_context as model_context
+from engine.store import RunChanged as RunChanged
 from engine.store import RunFileError as RunFileError
 from engine.store import RunStoreClosed as RunStoreClosed
+from engine.store import UnknownEventKind as UnknownEventKind
 from engine.workers import InlinePool as InlinePool
 from engine.workers import ProcessPool as ProcessPool
 from engine.workers import RayPool as RayPool
@@ -61,8 +63,10 @@ __all__ = (
     "NasEngineError",
     "NotRebuildable",
     "RestoredModel",
+    "RunChanged",
     "RunFileError",
     "RunStoreClosed",
+    "UnknownEventKind",
     "SearchFailed",
     "TrialError",
     "InlinePool",

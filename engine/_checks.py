@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.errors import InWorkerProcess
 
-__all__ = ("WORKER_MARK", "check_count", "check_positive", "refuse_in_worker")
+__all__ = ("WORKER_MARK", "check_bool", "check_count", "check_positive", "refuse_in_worker")
 
 #: Set by a ProcessPool worker to its own pid (a process the trial starts inherits the
 #: variable but has another pid, so it may run an engine of its own).
@@ -24,6 +24,13 @@ def check_count(name: str, value: Any, *, minimum: int = 1, optional: bool = Fal
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         extra = " or None" if optional else ""
         raise ValueError(f"{name} must be an int >= {minimum}{extra}, got {value!r}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    """``value`` is True or False (not 0, 1, None or a string); TypeError naming ``name``
+    otherwise: a flag given ``"no"`` would otherwise read as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_positive(name: str, value: Any, *, optional: bool = False) -> None:

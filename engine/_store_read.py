@@ -21,6 +21,8 @@ from engine.events import (
     Event,
     EventBase,
     MetricReported,
+    ModelFailed,
+    _decode_non_finite,
     decode_json,
 )
 from engine.space import Metrics, ModelStatus
@@ -63,7 +65,18 @@ def decode_event(path: Path, seq: int, kind: str, data: str | bytes) -> Event:
     """One stored event; UnknownEventKind (naming it) when its kind is not known here."""
     if kind not in EVENT_KINDS:
         raise UnknownEventKind(path, seq, kind)
-    return decode_json(data)
+    try:
+        return decode_json(data)
+    except msgspec.ValidationError:
+        # Files written before NaN was spelled "nan" hold null for a non-finite metric.
+        event = _decode_non_finite(data, _LEGACY_SPELLINGS)
+        if event is None:
+            raise
+        return event
+
+
+_LEGACY_SPELLINGS: dict[str | None, float] = {
+    None: math.nan, "nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def read_events(conn: sqlite3.Connection, path: Path, first: int, last: int) -> list[Event]:
@@ -156,10 +169,10 @@ def read_models(conn: sqlite3.Connection, *, blobs: bool = False,
 
 
 class _Reported(msgspec.Struct):
-    value: float | None = None  # NaN is stored as null
+    value: float | None = None  # "nan", "inf", "-inf"; older files: null for NaN
 
 
-_reported_decoder = msgspec.json.Decoder(_Reported)
+_reported_decoder = msgspec.json.Decoder(_Reported, strict=False)  # reads "nan" as NaN
 
 
 def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
@@ -188,9 +201,12 @@ def _json_values(data: str) -> list[float]:
 
 
 def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredModel:
+    status, final = ModelStatus(row[2]), row[4]
+    if final is None and status is ModelStatus.Trained:
+        final = math.nan  # SQLite stores a NaN as NULL
     return StoredModel(
-        id=model_id, sample=_sample_decoder.decode(row[1]), status=ModelStatus(row[2]),
-        attempts=row[3], metrics=Metrics(intermediates=values, final=row[4]),
+        id=model_id, sample=_sample_decoder.decode(row[1]), status=status,
+        attempts=row[3], metrics=Metrics(intermediates=values, final=final),
         queued_at=row[5], started_at=row[6], ended_at=row[7], duration=row[8],
         worker=row[9], reason=row[10], blob=row[11] if len(row) > 11 else None,
     )
@@ -274,6 +290,15 @@ class RunReader:
             (first, end))
         for row in rows:
             yield decode_event(self.path, *row)
+
+    def last_failure(self, model_id: int) -> ModelFailed | None:
+        """The latest ``failed`` event of model ``model_id`` (its error and traceback),
+        or None when it never failed."""
+        row = self._conn.execute(
+            "SELECT seq, kind, data FROM events WHERE model_id = ? AND kind = ? "
+            "ORDER BY seq DESC LIMIT 1", (model_id, _kind(ModelFailed))).fetchone()
+        event = None if row is None else decode_event(self.path, *row)
+        return event if isinstance(event, ModelFailed) else None
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())

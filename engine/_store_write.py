@@ -25,6 +25,7 @@ from engine.events import (
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
+    encode_json,
 )
 
 __all__ = ("Output", "write_batch")
@@ -75,7 +76,7 @@ def write_batch(conn: sqlite3.Connection, events: Sequence[EventBase],
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
         if outputs:
             conn.executemany(_OUTPUT, outputs)
-        encode = _encoder.encode
+        encode = encode_json  # spells NaN and infinity, which JSON lacks
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", [
             (e.seq, _TAGS[type(e)], getattr(e, "model_id", None), e.time, encode(e).decode())
             for e in events])

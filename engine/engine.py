@@ -34,7 +34,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine._checks import check_count, check_positive, refuse_in_worker
+from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
 from engine._journal import (
@@ -106,7 +106,14 @@ class Engine:
     loaded (``handles()``), models it caught queued or training are trained again.
     A resumed run refuses models made otherwise than its own (another space, evaluator or
     fixed argument: ``RunChanged`` at submit, saying what differs) unless
-    ``allow_changed_space`` is true.
+    ``allow_changed_space`` is true. The run file keeps a failed attempt's full output
+    (``RunReader.outputs``); ``handle.output`` keeps the last 64 KiB of each stream.
+
+    A failed model is logged and its ``handle.error`` (also ``model.error``) holds the
+    error's type, message and traceback; ``strategies.search`` raises ``SearchFailed``
+    when models failed and none trained. ``set_objective`` records how the run ranks
+    models (strategies call it). Pools: ``engine.workers``; a new pool is checked with
+    ``engine.testing`` (its conformance kit, and ``MockPool`` for strategy tests).
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class Engine:
         check_count("max_retries", max_retries, minimum=0)
         check_count("queue_size", queue_size, optional=True)
         check_count("event_buffer", event_buffer)
+        check_bool("deduplicate", deduplicate)
+        check_bool("allow_changed_space", allow_changed_space)
         self.pool: WorkerPool = pool if pool is not None else InlinePool(1)
         self.max_trials, self.max_duration = max_trials, max_duration
         self.trial_timeout, self.max_retries = trial_timeout, max_retries

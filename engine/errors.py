@@ -23,6 +23,8 @@ catches them all and ``except ValueError`` keeps working::
     ├── RunStoreClosed (RuntimeError)    engine.store: the run file is closed or its writer
     │                                    failed
     └── RunFileError (ValueError)        engine.store: the path cannot be used as a run file
+        ├── RunChanged                   a resumed run's new models differ from its own
+        └── UnknownEventKind             the run holds an event a newer nas-engine wrote
 
 Defined beside what they check, under the same base: ``SampleValidationError`` (and
 its ``SampleMissingError``) and ``DuplicateLabelError`` (ValueError, engine.mutable), and

@@ -7,11 +7,17 @@ the same types::
 
     data = encode_json(event)
     assert decode_json(data) == event
+
+JSON has no NaN or infinity, and a diverged training reports them: the JSON codec
+spells a non-finite metric (``MetricReported.value``, ``ModelTrained.final`` and
+``duration``) as the string ``"nan"``, ``"inf"`` or ``"-inf"`` and reads it back as the
+float; the fields stay ``float``.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import typing
 from typing import Any, TypeAlias
 
@@ -168,15 +174,53 @@ _json_encoder = msgspec.json.Encoder()
 _json_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _msgpack_encoder = msgspec.msgpack.Encoder()
 _msgpack_decoder: msgspec.msgpack.Decoder[Event] = msgspec.msgpack.Decoder(Event)
+# The fields that carry a trial's numbers, which may be NaN or infinite.
+_FLOAT_FIELDS: dict[type[EventBase], tuple[str, ...]] = {
+    MetricReported: ("value",), ModelTrained: ("final", "duration")}
+_FLOAT_KINDS = {str(t.__struct_config__.tag): f for t, f in _FLOAT_FIELDS.items()}
+#: How the JSON codec spells each non-finite float.
+_SPELLINGS: dict[str | None, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def encode_json(event: EventBase) -> bytes:
-    return _json_encoder.encode(event)
+    data = _json_encoder.encode(event)
+    # msgspec writes a non-finite float as null; only then spell it (rare, so cheap).
+    if b"null" in data and type(event) in _FLOAT_FIELDS:
+        fields = msgspec.to_builtins(event)
+        for name in _FLOAT_FIELDS[type(event)]:
+            if not math.isfinite(fields[name]):
+                fields[name] = str(fields[name])  # "nan", "inf", "-inf"
+        data = _json_encoder.encode(fields)
+    return data
 
 
 def decode_json(data: bytes | str) -> Event:
     """One event from JSON; msgspec.ValidationError names the bad field (``at $.seq``)."""
-    return _json_decoder.decode(data)
+    try:
+        return _json_decoder.decode(data)
+    except msgspec.ValidationError:
+        event = _decode_non_finite(data, _SPELLINGS)
+        if event is None:
+            raise
+        return event
+
+
+def _decode_non_finite(data: bytes | str, spellings: dict[str | None, float]) -> Event | None:
+    """The event in ``data`` with its metric fields spelled as in ``spellings`` read as
+    those floats; None when that does not make it a valid event."""
+    fields = msgspec.json.decode(data)
+    names = _FLOAT_KINDS.get(str(fields.get("kind"))) if isinstance(fields, dict) else None
+    if not names:
+        return None
+    for name in names:
+        value = fields.get(name)
+        if (value is None or isinstance(value, str)) and value in spellings:
+            fields[name] = spellings[value]
+    try:
+        event: Event = msgspec.convert(fields, Event)
+    except msgspec.ValidationError:
+        return None
+    return event
 
 
 def encode_msgpack(event: EventBase) -> bytes:

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import msgspec
 
 from engine._objective import best_first, objective_from_meta
-from engine._store_read import RunReader
+from engine._store_read import RunReader, decode_event
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -48,7 +48,6 @@ from engine.events import (
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
-    decode_json,
 )
 from engine.space import ModelStatus
 
@@ -56,6 +55,7 @@ __all__ = ("MetricPoint", "ModelRecord", "RunResults", "open_run")
 
 Mode = Literal["max", "min"]
 Table = Literal["models", "metrics", "events"]
+_OUTPUT_QUERIES = 32  # newly failed models read one by one; more: one query for all
 _FAILED_FIELDS = frozenset({"seq", "time", "model_id", "error_type", "message", "traceback",
                             "attempt"})
 
@@ -89,7 +89,9 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     error_type: str | None = None  # of the latest failure
     message: str | None = None
     traceback: str | None = None
-    output: dict[str, str] = msgspec.field(default_factory=dict)  # captured streams, if any
+    # The latest failed attempt's full captured streams ("stdout", "stderr": those not
+    # empty), from the run file (RunReader.outputs); empty for a model that never failed.
+    output: dict[str, str] = msgspec.field(default_factory=dict)
     last_seq: int = 0  # the seq of the latest event about it
 
     @property
@@ -131,13 +133,32 @@ class RunResults:
     def refresh(self, limit: int = 10_000) -> int:
         """Fold in the events written since the last call; returns how many. Reads at most
         ``limit`` events per query, as many queries as it takes."""
-        folded = 0
+        folded, failed = 0, set[int]()
         while rows := self._reader.event_rows(self.seq, limit):
-            for seq, _, data in rows:
-                self._apply(decode_json(data))
+            for seq, kind, data in rows:
+                event = decode_event(self.path, seq, kind, data)
+                self._apply(event)
+                if isinstance(event, ModelFailed):
+                    failed.add(event.model_id)
                 self.seq = seq
             folded += len(rows)
+        self._fold_outputs(failed)
         return folded
+
+    def _fold_outputs(self, failed: set[int]) -> None:
+        """The full output the run file keeps of each newly failed model's failed
+        attempts: the latest one's streams go to its record's ``output``. (The store
+        writes it in the batch of the failure event, or before.)"""
+        if not failed:
+            return
+        many = len(failed) > _OUTPUT_QUERIES
+        kept = self._reader.outputs() if many else [
+            out for model_id in sorted(failed) for out in self._reader.outputs(model_id)]
+        for out in kept:  # model and attempt order: the latest attempt comes last
+            model = self._models.get(out.model_id)
+            if out.model_id in failed and model is not None:
+                streams = {"stdout": out.stdout, "stderr": out.stderr}
+                model.output = {name: text for name, text in streams.items() if text}
 
     @property
     def writing(self) -> bool:

@@ -87,3 +87,13 @@ def curve_or_fail(model: Grid, fail: int = -1, steps: int = 3) -> float:
     if model.x == fail:
         raise ValueError(f"x={model.x} does not fit")
     return float(model.x)
+
+
+async def failed_loud_run(path: Path) -> Path:
+    """A real engine run: one ProcessPool trial prints 3 lines and a line to stderr, then
+    raises; its full output is kept in the run file."""
+    from tests._engine_fixtures import loud_model
+
+    async with e.Engine(e.ProcessPool(1), journal=path) as engine:
+        await (await engine.submit(loud_model(3, fail=True)))
+    return path

@@ -78,11 +78,13 @@ def test_show_lists_counts_and_best_models(run: Path, capsys: pytest.CaptureFixt
     assert out[0].startswith(f"run     {run} (created ")
     assert out[1] == "engine  stopped (finished) at event 27"
     assert out[2] == "models  7: failed 1, trained 5, training 1"
-    assert out[4:6] == ["failed models, by reason:", "     1  ValueError: nope  (model 6)"]
-    assert out[7] == "best 5 of 5 trained (max final metric, the run recorded no objective):"
-    assert out[8].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
-    assert [line.split()[1] for line in out[9:]] == ["2", "5", "3", "1", "4"]
-    assert out[9].split() == ["1", "2", "0.9", "1", "1.5s",
+    assert out[4:7] == ["failed models, by reason:", "     1  ValueError: nope  (model 6)",
+                        f"  (a model's error, traceback and output: nas-engine show {run} "
+                        "--model ID)"]
+    assert out[8] == "best 5 of 5 trained (max final metric, the run recorded no objective):"
+    assert out[9].split() == ["rank", "id", "final", "attempts", "duration", "sample"]
+    assert [line.split()[1] for line in out[10:]] == ["2", "5", "3", "1", "4"]
+    assert out[10].split() == ["1", "2", "0.9", "1", "1.5s",
                               '{"width":16,"act":"relu","ops":[1,2]}']
     assert not run.with_name("run.nasrun.lock").exists()  # reading takes no lock
 
@@ -111,14 +113,50 @@ def test_show_lists_failure_reasons_with_counts(
     assert out[3:7] == ["", "failed models, by reason:",
                         "     3  ValueError: too small  (models 1, 2, 4)",
                         "     1  KeyError: 'missing'  (model 3)"]
-    assert [line.split()[1] for line in out[10:]] == ["6", "5"]
+    assert out[7].startswith(f"  (a model's error, traceback and output: nas-engine show {path}")
+    assert [line.split()[1] for line in out[11:]] == ["6", "5"]
+
+
+@pytest.mark.anyio
+async def test_show_model_prints_its_error_traceback_and_kept_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``show --model ID``: the path from a failure reason to the full story."""
+    from tests._results_fixtures import failed_loud_run
+
+    path = await failed_loud_run(tmp_path / "loud.nasrun")
+    assert main(["show", str(path), "--model", "1"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0] == "model   1: failed, 1 attempt"
+    assert lines[1] == 'sample  {"x":1}'
+    assert lines[2] == "reason  RuntimeError: failed after 3 lines"
+    traceback = text.split("traceback of attempt 1:\n", 1)[1].split("\nstdout of attempt 1:")[0]
+    assert "in loud" in traceback
+    assert traceback.rstrip().endswith("RuntimeError: failed after 3 lines")
+    stdout = text.split("stdout of attempt 1:\n", 1)[1].split("\nstderr of attempt 1:")[0]
+    assert stdout.count("line ") == 3
+    assert text.split("stderr of attempt 1:\n", 1)[1] == "the end of stderr\n"
+    assert main(["show", str(path), "--model", "9"]) == 2
+    assert capsys.readouterr().err == f"nas-engine: error: the run {path} has no model 9\n"
+
+
+def test_show_model_of_a_trained_and_an_outputless_failed_model(
+        run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(run), "--model", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "model   2: trained, 1 attempt", 'sample  {"width":16,"act":"relu","ops":[1,2]}',
+        "final   0.9"]
+    assert main(["show", str(run), "--model", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "reason  ValueError: nope"
+    assert out[-1].startswith("no output kept: its failed attempts printed nothing")
 
 
 def test_show_top_and_min_mode(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(run), "--top", "2", "--mode", "min"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[7] == "best 2 of 5 trained (min final metric, --mode):"
-    assert [line.split()[1] for line in out[9:]] == ["4", "1"]
+    assert out[8] == "best 2 of 5 trained (min final metric, --mode):"
+    assert [line.split()[1] for line in out[10:]] == ["4", "1"]
 
 
 def test_export_csv_to_a_file(run: Path, tmp_path: Path) -> None:

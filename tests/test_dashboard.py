@@ -19,7 +19,7 @@ import pytest
 from engine.cli import main
 from engine.store import RunFileError, RunStore
 from engine.web import DashboardApp, dashboard_app
-from tests._results_fixtures import TRACEBACK, run_events, write_run
+from tests._results_fixtures import TRACEBACK, failed_loud_run, run_events, write_run
 
 httpx = pytest.importorskip("httpx")
 
@@ -68,6 +68,19 @@ async def test_page_assets_and_models(run: Path) -> None:
         assert (failed["traceback"], failed["error_type"]) == (TRACEBACK, "ValueError")
         assert (await http.get("/api/models/99")).status_code == 404
     app.close()
+
+
+@pytest.mark.anyio
+async def test_a_failed_model_shows_its_kept_output(tmp_path: Path) -> None:
+    """The model detail endpoint carries the full output the run file kept of a failed
+    trial (the page lists each stream under its name)."""
+    app = dashboard_app(await failed_loud_run(tmp_path / "loud.nasrun"))
+    async with client(app) as http:
+        detail = (await http.get("/api/models/1")).json()
+    app.close()
+    assert (detail["status"], detail["error_type"]) == ("failed", "RuntimeError")
+    assert detail["output"]["stdout"].count("line ") == 3
+    assert "the end of stderr" in detail["output"]["stderr"]
 
 
 @pytest.mark.anyio

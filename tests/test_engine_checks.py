@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engine import Engine
-from engine._checks import check_count, check_positive
+from engine._checks import check_bool, check_count, check_positive
 
 
 @pytest.mark.parametrize(("name", "value"), [
@@ -22,6 +22,15 @@ from engine._checks import check_count, check_positive
 ])
 def test_engine_refuses_bad_counts_and_numbers_by_name(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=f"^{name} must be"):
+        Engine(**{name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("deduplicate", 1), ("deduplicate", "yes"), ("deduplicate", None),
+    ("allow_changed_space", "no"), ("allow_changed_space", 0), ("allow_changed_space", None),
+])
+def test_engine_refuses_flags_that_are_not_bools(name: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=f"^{name} must be True or False, got {value!r}$"):
         Engine(**{name: value})
 
 
@@ -40,3 +49,6 @@ def test_checks_say_what_they_expect() -> None:
     with pytest.raises(ValueError, match=r"grace must be a positive, finite number, got None"):
         check_positive("grace", None)
     check_positive("grace", 0.1)
+    check_bool("flag", False)
+    with pytest.raises(TypeError, match=r"^flag must be True or False, got 'no'$"):
+        check_bool("flag", "no")

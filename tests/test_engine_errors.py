@@ -102,11 +102,14 @@ def test_the_package_errors_share_one_base_class() -> None:
     exceptions = {name for name in e.__all__
                   if isinstance(getattr(e, name), type)
                   and issubclass(getattr(e, name), BaseException)}
-    assert {"RunFileError", "RunStoreClosed", "SearchFailed", "InWorkerProcess"} <= exceptions
+    assert {"RunFileError", "RunStoreClosed", "SearchFailed", "InWorkerProcess",
+            "RunChanged", "UnknownEventKind"} <= exceptions
     for name in exceptions:
         assert issubclass(getattr(e, name), e.NasEngineError), name
     assert issubclass(e.RunFileError, ValueError)
     assert issubclass(e.RunStoreClosed, RuntimeError)
+    assert issubclass(e.RunChanged, e.RunFileError)
+    assert issubclass(e.UnknownEventKind, e.RunFileError)
     assert e.RunFileError.__module__.startswith("engine.")
     assert issubclass(e.SampleMissingError, e.SampleValidationError)
     assert issubclass(e.SampleValidationError, ValueError)

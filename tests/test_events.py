@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 import types
 import typing
 from typing import Any
@@ -133,6 +134,40 @@ _GOOD = '"seq":1,"time":2.0,"model_id":3'
     ],
 )
 def test_bad_json_names_the_field(data: str, match: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match=match):
+        ev.decode_json(data)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_metrics_round_trip_through_json(value: float) -> None:
+    """A diverged training reports NaN or infinity, which JSON lacks: the codec spells
+    them and reads them back as floats (msgspec alone writes null and cannot read it)."""
+    events = [ev.MetricReported(seq=1, time=2.0, model_id=3, value=value, step=1),
+              ev.ModelTrained(seq=2, time=3.0, model_id=3, final=value, duration=value)]
+    for event in events:
+        data = ev.encode_json(event)
+        assert b"null" not in data
+        back = ev.decode_json(data)
+        assert type(back) is type(event)
+        assert msgspec.structs.asdict(back).keys() == msgspec.structs.asdict(event).keys()
+        for name, got in msgspec.structs.asdict(back).items():
+            want = getattr(event, name)
+            assert (math.isnan(got) and math.isnan(want)) if want != want else got == want
+        assert ev.decode_msgpack(ev.encode_msgpack(event)).kind == event.kind
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (f'{{"kind":"metric",{_GOOD},"value":"nope","step":1}}',
+         r"Expected `float`, got `str` - at `\$.value`"),
+        ('{"kind":"metric","seq":"1","time":2.0,"model_id":3,"value":"nan","step":1}',
+         r"Expected `int`, got `str` - at `\$.seq`"),
+        (f'{{"kind":"queued",{_GOOD},"sample":"nan"}}',
+         r"Expected `object`, got `str` - at `\$.sample`"),
+    ],
+)
+def test_only_a_metric_field_may_be_spelled_nan(data: str, match: str) -> None:
     with pytest.raises(msgspec.ValidationError, match=match):
         ev.decode_json(data)
 

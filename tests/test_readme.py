@@ -107,3 +107,26 @@ def test_set_up_names_the_cpu_index_with_the_pinned_torch_and_no_published_packa
             in text)
     assert not re.search(r"pip install [\"']?nas-engine\b", text)  # not on PyPI yet
     assert "not published on PyPI" in text
+
+
+def test_parts_and_the_engine_docstring_name_what_users_meet() -> None:
+    """The README's Parts list and Engine's docstring name the public pieces a user
+    meets (errors, options, the pool kit), each of which the code really has."""
+    import engine
+    import engine.testing
+    from engine import Engine
+
+    parts = README.read_text().split("\n## Parts\n", 1)[1].split("\n## ", 1)[0]
+    for name in ("handle.error", "model.error", "SearchFailed", "set_objective",
+                 "allow_changed_space", "engine.testing", "MockPool", "check_pool",
+                 "RunChanged", "show RUN --model ID", "outputs()"):
+        assert name in parts, name
+    doc = Engine.__doc__ or ""
+    for name in ("handle.error", "SearchFailed", "set_objective", "allow_changed_space",
+                 "engine.testing", "MockPool"):
+        assert name in doc, name
+    for module, name in ((engine, "SearchFailed"), (engine, "RunChanged"),
+                         (engine.testing, "MockPool"), (engine.testing, "check_pool"),
+                         (Engine, "set_objective")):
+        assert hasattr(module, name), name
+    assert "allow_changed_space" in Engine.__init__.__code__.co_varnames

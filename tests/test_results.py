@@ -3,6 +3,8 @@ from the events of real run files (written by a RunStore or by a real engine).""
 
 from __future__ import annotations
 
+import math
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -14,7 +16,15 @@ from engine.cli import main
 from engine.results import MetricPoint, open_run
 from engine.space import ModelStatus
 from engine.store import RunFileError, RunStore
-from tests._results_fixtures import TRACEBACK, curve_or_fail, grid_space, run_events, write_run
+from tests._results_fixtures import (
+    TRACEBACK,
+    curve_or_fail,
+    failed_loud_run,
+    grid_space,
+    run_events,
+    write,
+    write_run,
+)
 
 
 @pytest.fixture
@@ -182,3 +192,67 @@ def test_export_parquet_needs_a_file_and_pyarrow(
     assert not out.exists()
 
 
+
+
+@pytest.mark.anyio
+async def test_a_run_with_nan_metrics_reads_back_as_nan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A diverged trial's NaN (a pool's reporter passes it as it is) is journaled and read
+    back as NaN by the reader, the results API and ``nas-engine``, not as null."""
+    from engine.events import MetricReported, decode_json
+    from engine.store import RunReader
+    from engine.testing import MockPool
+
+    path, space = tmp_path / "nan.nasrun", grid_space(curve_or_fail)
+    async with e.Engine(MockPool(lambda model: math.nan), journal=path) as engine:
+        await (await engine.submit(space.freeze({"x": 1, "act": "relu"})))
+    events = [*run_events()[:5],
+              MetricReported(seq=6, time=106.0, model_id=1, value=-math.inf, step=4)]
+    await write(tmp_path / "metric.nasrun", events)
+    with RunReader(path) as reader:
+        assert math.isnan(reader.models()[0].metrics.final)  # type: ignore[arg-type]
+        assert math.isnan(next(ev.final for ev in reader.events() if ev.kind == "trained"))
+    with open_run(path) as results:
+        assert math.isnan(results.model(1).final)  # type: ignore[arg-type]
+        assert results.model(1).status is ModelStatus.Trained
+    with open_run(tmp_path / "metric.nasrun") as results:
+        assert results.model(1).curve[-1] == (4, -math.inf)
+        assert results.metrics()[-1].value == -math.inf
+    with RunReader(tmp_path / "metric.nasrun") as reader:
+        assert reader.models()[0].metrics.intermediates[-1] == -math.inf
+    assert main(["events", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert math.isnan(next(ev.final for ev in map(decode_json, lines) if ev.kind == "trained"))
+    assert main(["show", str(path)]) == 0
+    assert "nan" in capsys.readouterr().out
+
+
+def test_a_null_metric_of_an_older_run_reads_as_nan(tmp_path: Path) -> None:
+    """Runs written before the codec spelled NaN hold null in its place."""
+    path = write_run(tmp_path / "old.nasrun")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE events SET data = replace(data, '\"value\":0.5', '\"value\":null')"
+                     " WHERE seq = 6")
+        assert conn.execute("SELECT data FROM events WHERE seq = 6").fetchone()[0].count("null")
+    conn.close()
+    with open_run(path) as results:
+        assert math.isnan(results.model(1).curve[-1][1])
+        assert math.isnan(results.metrics()[2].value)
+
+
+@pytest.mark.anyio
+async def test_a_failed_model_carries_its_kept_output(tmp_path: Path) -> None:
+    """The run file keeps a failed trial's full output; its record shows it."""
+    path = await failed_loud_run(tmp_path / "loud.nasrun")
+    with open_run(path) as results:
+        model = results.model(1)
+        assert model.status is ModelStatus.Failed
+        assert model.message == "failed after 3 lines"
+        assert set(model.output) == {"stdout", "stderr"}
+        assert model.output["stdout"].splitlines()[-1].startswith("line 00000002 ")
+        assert model.output["stdout"].count("line ") == 3
+        assert model.output["stderr"].strip().endswith("the end of stderr")
+    await write(tmp_path / "store.nasrun", run_events())
+    with open_run(tmp_path / "store.nasrun") as results:
+        assert results.model(5).output == {}  # failed, but the file kept no output

@@ -4,6 +4,8 @@
 
     nas-engine show RUN [--top N] [--mode max|min]    status counts, failure reasons and
                                                       the best models
+    nas-engine show RUN --model ID                    one model: its error, traceback
+                                                      and the output kept of its failures
     nas-engine export RUN --format csv|jsonl|parquet [-o FILE]  one row per model
     nas-engine plot RUN -o FILE.png [--mode max|min]  best-so-far against trials and time
     nas-engine events RUN [--follow]                  events as JSON lines
@@ -30,7 +32,7 @@ from typing import TextIO
 from engine._store_read import RunReader
 from engine._store_schema import RunFileError
 from engine.cli._plot import PlotUnavailable, plot_run
-from engine.cli._report import export_csv, export_jsonl, show
+from engine.cli._report import export_csv, export_jsonl, show, show_model
 
 __all__ = ("main",)
 
@@ -63,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     cmd = commands.add_parser("show", help="status counts, failure reasons, the best models")
     cmd.add_argument("--top", type=int, default=10, metavar="N", help="models to list (10)")
+    cmd.add_argument("--model", type=int, metavar="ID",
+                     help="show this model in full: error, traceback, kept output")
     _mode(cmd)
     cmd.set_defaults(command=_show)
     cmd = commands.add_parser("export", help="every model as CSV, JSON lines or Parquet")
@@ -104,6 +108,10 @@ def _mode(cmd: argparse.ArgumentParser) -> None:
 
 
 def _show(reader: RunReader, args: argparse.Namespace) -> int:
+    if args.model is not None:
+        if not show_model(reader, sys.stdout, args.model):
+            return _fail(f"the run {reader.path} has no model {args.model}", 2)
+        return 0
     show(reader, sys.stdout, top=args.top, mode=args.mode)
     return 0
 

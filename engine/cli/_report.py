@@ -18,7 +18,7 @@ from engine.events import EngineStopped
 from engine.space import ModelStatus
 
 __all__ = ("best_models", "export_csv", "export_jsonl", "failure_reasons", "objective_of",
-           "ranking_mode", "show")
+           "ranking_mode", "show", "show_model")
 
 _encoder = msgspec.json.Encoder()
 _FIELDS = ("id", "status", "final", "attempts", "duration", "queued_at", "started_at",
@@ -80,8 +80,12 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     counts = Counter(m.status.value for m in models)
     summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
     out.write(f"models  {len(models)}" + (f": {summary}" if summary else "") + "\n")
-    for status in (ModelStatus.Failed, ModelStatus.Invalid):
-        out.write(_reasons(models, status))
+    reasons = "".join(_reasons(models, status)
+                      for status in (ModelStatus.Failed, ModelStatus.Invalid))
+    out.write(reasons)
+    if reasons:
+        out.write(f"  (a model's error, traceback and output: nas-engine show {reader.path} "
+                  "--model ID)\n")
     best = best_models(models, objective.mode)
     if not best:
         out.write("\nno trained model yet\n")
@@ -101,6 +105,38 @@ def _reasons(models: list[StoredModel], status: ModelStatus) -> str:
         some = ", ".join(map(str, ids[:3])) + (", ..." if len(ids) > 3 else "")
         lines.append(f"{len(ids):>6}  {text}  (model{'s' if len(ids) > 1 else ''} {some})\n")
     return "".join(lines)
+
+
+def show_model(reader: RunReader, out: TextIO, model_id: int) -> bool:
+    """Model ``model_id`` in full: status, sample, metrics, its latest error with the
+    traceback, and the output the run kept of each failed attempt. False (nothing
+    written) when the run has no such model."""
+    model = next((m for m in reader.models() if m.id == model_id), None)
+    if model is None:
+        return False
+    out.write(f"model   {model.id}: {model.status.value}, {model.attempts} attempt"
+              f"{'s' if model.attempts != 1 else ''}\n")
+    out.write(f"sample  {_encoder.encode(model.sample).decode()}\n")
+    if model.metrics.final is not None:
+        out.write(f"final   {model.metrics.final:.6g}\n")
+    if model.reason:
+        out.write(f"reason  {model.reason}\n")
+    failure = reader.last_failure(model_id)
+    if failure is not None and failure.traceback:
+        out.write(f"\ntraceback of attempt {failure.attempt}:\n{_ended(failure.traceback)}")
+    outputs = reader.outputs(model_id)
+    for kept in outputs:
+        for name, text in (("stdout", kept.stdout), ("stderr", kept.stderr)):
+            if text:
+                out.write(f"\n{name} of attempt {kept.attempt}:\n{_ended(text)}")
+    if not outputs and failure is not None:
+        out.write("\nno output kept: its failed attempts printed nothing (or an older "
+                  "nas-engine wrote the run)\n")
+    return True
+
+
+def _ended(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _engine_state(reader: RunReader) -> str:
