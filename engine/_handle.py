@@ -83,6 +83,10 @@ class Trial:
         self.open = True
         self._started = False
 
+    def loading(self) -> None:
+        if self.open and not self._started:
+            self._engine._loading(self._handle)
+
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         if self.open and not self._started:
             self._started = True

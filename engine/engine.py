@@ -610,6 +610,12 @@ class Engine:
             **self._stamp(), model_id=handle.model_id, error_type=error_type,
             message=message, traceback=traceback, attempt=handle.attempts))
 
+    def _loading(self, handle: ModelHandle) -> None:
+        """A worker began building ``handle``'s model: ``trial_timeout`` bounds the setup
+        (and, from ``training`` on, the training), so a build that hangs is ended too."""
+        if self.trial_timeout is not None and handle._scope is not None:
+            handle._scope.deadline = anyio.current_time() + self.trial_timeout
+
     def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...],
                   setup: float = 0.0) -> None:
         if self.trial_timeout is not None and handle._scope is not None:

@@ -174,6 +174,9 @@ class RecordingTrial:
         self.calls: list[tuple[Any, ...]] = []
         self.reported = anyio.Event()
 
+    def loading(self) -> None:
+        pass
+
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         self.calls.append(("started", worker, tuple(gpus)))
 

@@ -188,6 +188,9 @@ class Recorder:
         self.reported = anyio.Event()
         self.finalized = anyio.Event()
 
+    def loading(self) -> None:
+        pass
+
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         self.setup = setup
         self._record("started", worker, tuple(gpus))

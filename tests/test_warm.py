@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import anyio
 import pytest
 
 import engine.events as ev
@@ -40,8 +41,9 @@ with LOG.open("a") as _file:
 
 
 class Space(e.BaseModelSpace):
-    def __init__(self, build: float = 0.0) -> None:
-        time.sleep(build)
+    def __init__(self, build: float = 0.0, parent: int = 0) -> None:
+        if os.getpid() != parent:  # the build is slow in a worker only
+            time.sleep(build)
         self.x = e.ensure_frozen(e.Categorical([1, 2, 3], label="x"))
 
 
@@ -81,7 +83,7 @@ def imports(module: ModuleType) -> dict[int, float]:
 
 
 def space(module: ModuleType, build: float = 0.0) -> SimplifiedModelSpace:
-    return SimplifiedModelSpace.from_model(module.Space(build),
+    return SimplifiedModelSpace.from_model(module.Space(build, os.getpid()),
                                            FunctionEvaluator(module.train))
 
 
@@ -134,11 +136,12 @@ async def test_every_worker_imports_the_first_models_modules(
 
 async def test_setup_is_recorded_apart_and_the_timeout_counts_training(
         slow_module: ModuleType) -> None:
-    """A model that takes longer to build than ``trial_timeout`` still trains: the
-    timeout starts once it is built, the build's seconds are the event's ``setup``."""
+    """The build's seconds are the event's ``setup``, not the training's duration; the
+    timeout bounds the setup (with the worker's import of the module) and the training
+    each on its own."""
     build = 1.5
     events = await run_models(ProcessPool(1), [space(slow_module, build).freeze({"x": 3})],
-                              trial_timeout=1.0)
+                              trial_timeout=4.0)
     training = of(events, ev.TrainingStarted, 1)
     trained = of(events, ev.ModelTrained, 1)
     assert isinstance(training, ev.TrainingStarted)
@@ -146,6 +149,19 @@ async def test_setup_is_recorded_apart_and_the_timeout_counts_training(
     assert training.setup >= build
     assert trained.duration < training.setup
     assert trained.final == 3.0
+
+
+async def test_a_build_that_hangs_is_timed_out(slow_module: ModuleType) -> None:
+    """A model whose build never ends is interrupted by ``trial_timeout`` (not left
+    waiting for a ``training`` that never comes), and its worker is replaced."""
+    with anyio.fail_after(60):
+        events = await run_models(ProcessPool(1), [space(slow_module, 600).freeze({"x": 3})],
+                                  trial_timeout=1.0)
+    interrupted = of(events, ev.ModelInterrupted, 1)
+    assert isinstance(interrupted, ev.ModelInterrupted)
+    assert interrupted.reason is ev.InterruptReason.timeout
+    assert not [x for x in events if isinstance(x, ev.TrainingStarted)]
+    assert children() == []
 
 
 async def test_preload_runs_before_the_engine_starts(slow_module: ModuleType) -> None:

@@ -38,6 +38,11 @@ class Trial(Protocol):
     @property
     def attempt(self) -> int: ...
 
+    def loading(self) -> None:
+        """A worker began loading and building the model (``started`` follows once it is
+        built). The engine bounds that setup by ``trial_timeout`` too, so a build that
+        hangs is ended; a pool that cannot tell may skip this call."""
+
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         """The model began training on ``worker`` (call once, before any report): call
         it once the model is built, and give in ``setup`` the seconds spent getting

@@ -98,6 +98,8 @@ class Dispatcher:
         ``trial.started``, when its Began comes: its model built)."""
         job.started_at = time.monotonic()
         worker.trials += 1
+        if not job.detached:
+            job.trial.loading()  # the worker loads it now: its setup has a deadline too
 
     def rebalance(self) -> float | None:
         """Give each worker idle for ``REBALANCE_AFTER`` seconds a job queued behind
