@@ -3,6 +3,9 @@
 - :func:`overhead_ratio`: no-op trials per second through ``Engine(ProcessPool(2))``
   (one subscriber draining the events) over no-op calls per second through
   ``anyio.to_process.run_sync`` with 2 in flight. Target: >= 0.5.
+- :func:`parent_cpu_us_per_trial`: CPU time of this (the parent) process, all its
+  threads and none of its children, per no-op trial through ``Engine(ProcessPool(2))``
+  with one subscriber and the journal on; the median of three rounds. Target: <= 100.
 - :func:`utilization`: 2 workers run 200 trials that each busy-wait 20 ms; the time
   spent busy over (workers x wall time). Target: >= 0.97.
 
@@ -29,7 +32,10 @@ each system call is slow.
 
 from __future__ import annotations
 
+import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -39,7 +45,7 @@ import engine as e
 from engine import Engine
 from engine.workers.process import ProcessPool
 
-__all__ = ("overhead_ratio", "utilization")
+__all__ = ("overhead_ratio", "parent_cpu_us_per_trial", "utilization")
 
 
 class Space(e.BaseModelSpace):
@@ -109,6 +115,33 @@ async def overhead_ratio(trials: int = 1000, prefetch: int = 1) -> float:
     assert all(m.status is e.ModelStatus.Trained for m in finished)
     baseline = await _to_process_calls_per_s(trials, in_flight=2)
     return (trials / elapsed) / baseline
+
+
+async def parent_cpu_us_per_trial(trials: int = 1000, rounds: int = 3) -> float:
+    """CPU microseconds this process spends per no-op trial through ProcessPool(2), with
+    one subscriber and the journal on: from the first submit of a round to its last
+    handle resolving (committed). The median of ``rounds`` rounds in one engine, after a
+    warm-up round; CPU time, unlike wall time, hardly moves with the machine's load."""
+    space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
+    per_trial = []
+    with tempfile.TemporaryDirectory() as folder:
+        async with anyio.create_task_group() as tg:
+            engine = Engine(ProcessPool(2), queue_size=64,
+                            journal=Path(folder) / "run.nasrun")
+            tg.start_soon(_drain, engine.subscribe())
+            async with engine:
+                for round_ in range(rounds + 1):
+                    count = trials if round_ else max(50, trials // 10)
+                    models = [space.freeze({"x": i / count}) for i in range(count)]
+                    start = time.process_time()
+                    handles = [await engine.submit(model) for model in models]
+                    for handle in handles:
+                        await handle
+                    if round_:
+                        per_trial.append((time.process_time() - start) / count * 1e6)
+            if not all(h.status is e.ModelStatus.Trained for h in engine.handles()):
+                raise RuntimeError("a no-op trial did not train")
+    return statistics.median(per_trial)
 
 
 async def utilization(trials: int = 200, seconds: float = 0.02, prefetch: int = 1) -> float:

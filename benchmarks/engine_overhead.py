@@ -1,9 +1,10 @@
 """Engine overhead figures, one JSON object per line: {"figure", "value", "unit"}.
 
-Run: python benchmarks/engine_overhead.py [--quick]
+Run: python benchmarks/engine_overhead.py [--quick] [--only NAME,NAME...]
 
 Ratios are measured against a baseline in the same run (the machines are shared and
-noisy); absolute rates are printed for context.
+noisy); absolute rates are printed for context. ``parent_cpu_us_per_trial`` counts CPU
+time, not wall time, so it holds on a loaded machine too.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the _*_figures helpers
 
@@ -162,6 +164,47 @@ async def rss_growth_mb_per_10k_trials(trials: int = 50_000) -> float:
     return (end - start) / (trials - warm) * 10_000
 
 
+async def _bare_thread_calls_per_s(calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        await anyio.to_thread.run_sync(noop_call)
+    return calls / (time.perf_counter() - start)
+
+
+def noop_call() -> None:
+    return None
+
+
+async def _engine_trials_per_s(pool: e.WorkerPool, trials: int) -> float:
+    """No-op trials per second through ``Engine(pool)`` (one subscriber, no journal),
+    from the first submit, once the pool is up, to the last handle resolving."""
+    space = e.SimplifiedModelSpace.from_model(NoOpSpace(), e.FunctionEvaluator(noop))
+    models = [space.freeze({"x": i / trials}) for i in range(trials)]
+    seen = [0]
+    async with anyio.create_task_group() as tg:
+        engine = Engine(pool, queue_size=64)
+        tg.start_soon(drain, engine.subscribe(), seen)
+        async with engine:
+            start = time.perf_counter()
+            handles = [await engine.submit(model) for model in models]
+            for handle in handles:
+                await handle
+            elapsed = time.perf_counter() - start
+    return trials / elapsed
+
+
+async def inline_ratio(trials: int) -> float:
+    """No-op trials per second through ``Engine(InlinePool(1))`` (one subscriber, no
+    journal) over bare ``anyio.to_thread.run_sync`` no-op calls per second, one at a time:
+    what the engine adds to the thread round trip it cannot avoid. Interleaved, best of
+    three each."""
+    engine, bare = [], []
+    for _ in range(3):
+        bare.append(await _bare_thread_calls_per_s(trials))
+        engine.append(await _engine_trials_per_s(InlinePool(1), trials))
+    return max(engine) / max(bare)
+
+
 async def resume_100k_events_s() -> float:
     """Seconds for an Engine to reopen and resume a run of 100,000 events (best of 3)."""
     import _store_figures as store
@@ -180,21 +223,30 @@ async def resume_100k_events_s() -> float:
     return min(times)
 
 
-async def main(quick: bool) -> None:
-    figures: list[tuple[str, Callable[[], Awaitable[float]], str]] = [
-        ("inline_trials_per_s", lambda: inline_trials_per_s(500 if quick else 3000), "trials/s"),
-        ("events_per_s", lambda: events_per_s(50_000 if quick else 300_000), "events/s"),
-        ("journal_ratio", lambda: journal_ratio(300 if quick else 2000), "ratio"),
-        ("resume_100k_events_s", resume_100k_events_s, "s"),
-        ("journal_100k_reports_s",
-         lambda: journal_100k_reports_s(20_000 if quick else 100_000), "s"),
-        ("rss_growth_mb_per_10k_trials",
-         lambda: rss_growth_mb_per_10k_trials(5_000 if quick else 50_000), "MiB"),
+def _figures(quick: bool) -> list[tuple[str, str, Callable[[], Awaitable[float]]]]:
+    return [
+        ("inline_trials_per_s", "trials/s", lambda: inline_trials_per_s(500 if quick else 3000)),
+        ("events_per_s", "events/s", lambda: events_per_s(50_000 if quick else 300_000)),
+        ("journal_ratio", "ratio", lambda: journal_ratio(300 if quick else 2000)),
+        ("inline_ratio", "ratio", lambda: inline_ratio(300 if quick else 2000)),
+        ("resume_100k_events_s", "s", resume_100k_events_s),
+        ("journal_100k_reports_s", "s",
+         lambda: journal_100k_reports_s(20_000 if quick else 100_000)),
+        ("rss_growth_mb_per_10k_trials", "MiB",
+         lambda: rss_growth_mb_per_10k_trials(5_000 if quick else 50_000)),
+        *_optional_figures(quick),
     ]
-    for name, measure, unit in figures:
-        emit(name, await measure(), unit)
-    for name, unit, loader in _optional_figures(quick):
-        emit(name, await loader(), unit)
+
+
+async def main(quick: bool, only: list[str] | None) -> None:
+    figures = _figures(quick)
+    known = [name for name, _, _ in figures]
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    for name, unit, measure in figures:
+        if only is None or name in only:
+            emit(name, await measure(), unit)
 
 
 def _optional_figures(quick: bool) -> list[tuple[str, str, Callable[[], Awaitable[float]]]]:
@@ -206,6 +258,8 @@ def _optional_figures(quick: bool) -> list[tuple[str, str, Callable[[], Awaitabl
         proc = None
     if proc is not None:
         found += [("overhead_ratio", "ratio", proc.overhead_ratio),
+                  ("parent_cpu_us_per_trial", "us",
+                   lambda: proc.parent_cpu_us_per_trial(300 if quick else 1000)),
                   ("utilization", "fraction", proc.utilization)]
     try:
         import _ray_figures
@@ -220,5 +274,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts (for CI smoke)")
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--only", metavar="NAMES", default=None,
+                        help="comma-separated figure names to run (default: all)")
     args = parser.parse_args()
-    anyio.run(main, args.quick, backend=args.backend)
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    anyio.run(main, args.quick, only, backend=args.backend)

@@ -226,7 +226,7 @@ class Engine:
         if not stored.needs_training:
             handle = ModelHandle(self, restore_finished(stored), stored.id)
             handle.attempts = stored.attempts
-            handle._done.set()
+            handle._set_done()
             self._handles[stored.id] = handle
             return
         model = rebuild(stored)
@@ -653,7 +653,7 @@ class Engine:
         self._by_object.pop(id(handle.model), None)
         self._in_flight -= 1
         self._finished.append(handle)
-        handle._done.set()
+        handle._set_done()
         self._changed.notify()
 
     def _stamp(self) -> Stamp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from engine import Engine, InlinePool, ModelStatus, ProcessPool
@@ -9,9 +10,8 @@ from engine.engine import OUTPUT_TAIL
 from tests._engine_fixtures import loud_model
 from tests.process_fixtures import children
 
-pytestmark = pytest.mark.anyio
 
-
+@pytest.mark.anyio
 async def test_a_handle_keeps_only_the_tail_of_a_trials_output() -> None:
     async with Engine(ProcessPool(1)) as engine:
         trained = await engine.submit(loud_model(5000))  # 500 KB on stdout
@@ -33,6 +33,7 @@ async def test_a_handle_keeps_only_the_tail_of_a_trials_output() -> None:
     assert children() == []
 
 
+@pytest.mark.anyio
 async def test_a_finished_model_leaves_no_bookkeeping_behind() -> None:
     async with Engine(InlinePool(2)) as engine:
         handles = [await engine.submit(loud_model(1)) for _ in range(6)]
@@ -45,3 +46,20 @@ async def test_a_finished_model_leaves_no_bookkeeping_behind() -> None:
             pass
         assert not engine._finished  # handed out: dropped
     assert len(engine.handles()) == 6  # handles() still lists every model
+
+
+@pytest.mark.anyio
+async def test_a_finished_handle_holds_no_event_loop_object() -> None:
+    async with Engine(InlinePool(2)) as engine:
+        waited = await engine.submit(loud_model(1))
+        unwaited = await engine.submit(loud_model(1))
+        assert await waited is waited.model  # waited on before it finished
+        while unwaited.status is not ModelStatus.Trained or not unwaited.done:
+            await engine.next_finished()
+    for handle in (waited, unwaited):
+        assert handle.done
+        held = [type(v).__name__ for v in vars(handle).values()
+                if isinstance(v, anyio.Event | anyio.CancelScope)]
+        assert held == []  # an Event costs ~900 bytes per finished model
+        assert await handle is handle.model  # awaiting a finished handle still works
+

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
 import anyio
 import anyio.from_thread
@@ -35,19 +34,40 @@ class _TrialStopped(BaseException):
 
 
 class _ThreadReporter:
+    """Reports of a trial running in a worker thread. An intermediate is passed to the
+    trial at once (a blocking call into the event loop). A final is kept until the
+    trial's next report or its end: a final only sets the trial's value, and most finals
+    are a function's return value, so sending each at once would cost every trial a
+    second round trip between its thread and the loop. Trial calls keep their order."""
+
     def __init__(self, trial: Trial, stop: threading.Event) -> None:
         self._trial, self._stop = trial, stop
+        self._final: float | None = None  # reported, not passed on yet
 
-    def _send(self, method: Any, value: float) -> None:
+    def _check(self) -> None:
         if self._stop.is_set():
             raise _TrialStopped
-        anyio.from_thread.run_sync(method, value)
 
     def intermediate(self, value: float) -> None:
-        self._send(self._trial.intermediate, value)
+        self._check()
+        final, self._final = self._final, None
+        anyio.from_thread.run_sync(self._deliver, final, value)
 
     def final(self, value: float) -> None:
-        self._send(self._trial.final, value)
+        self._check()
+        self._final = value
+
+    def _deliver(self, final: float | None, value: float) -> None:
+        # On the event loop.
+        if final is not None:
+            self._trial.final(final)
+        self._trial.intermediate(value)
+
+    def deliver_final(self) -> None:
+        """On the event loop, once the thread returned: pass on the kept final."""
+        final, self._final = self._final, None
+        if final is not None:
+            self._trial.final(final)
 
 
 class InlinePool:
@@ -126,5 +146,6 @@ class InlinePool:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(finished.wait, self._grace)
             raise
+        reporter.deliver_final()
         if error is not None:
             raise TrialFailed.from_exception(error)
