@@ -39,6 +39,7 @@ __all__ = (
     "Sample",
     "SampleMissingError",
     "SampleValidationError",
+    "Uses",
 )
 
 Sample: TypeAlias = dict[str, Any]
@@ -168,15 +169,46 @@ class Mutable:
     def check_contains(self, sample: Mapping[str, Any]) -> SampleValidationError | None:
         """The reason ``sample`` does not fit, or ``None`` when it does.
 
-        Raises TypeError when ``sample`` is not a dict, and DuplicateLabelError when the
-        space binds one label to two different mutables (no sample can fit it then).
+        Only the labels the sample uses (see :meth:`uses`) are checked: a label that the
+        sample's own choices leave unused may be missing or hold anything. Raises
+        TypeError when ``sample`` is not a dict, and DuplicateLabelError when the space
+        binds one label to two different mutables (no sample can fit it then).
         """
         check_sample_type(sample)
-        for leaf in self.simplify().values():
-            error = leaf.check_contains(sample)
-            if error is not None:
-                return error
-        return None
+        return check_used(self.uses(), self.simplify(), sample)
+
+    def uses(self) -> Uses:
+        """Which leaves a sample uses. By default every leaf, whatever the sample;
+        a mutable whose choices gate others (a LayerChoice, a Repeat) says which."""
+        return Uses(always=tuple(self.leaf_mutables()))
+
+    def used_labels(self, sample: Mapping[str, Any]) -> list[str]:
+        """The labels ``sample`` uses, in the order :meth:`simplify` lists them. Raises
+        :class:`SampleValidationError` when a choice that gates others is missing or
+        invalid (which labels are used then is unknown)."""
+        check_sample_type(sample)
+        found: dict[str, LabeledMutable] = {}
+        error = self.uses().walk(sample, found)
+        if error is not None:
+            raise error
+        return [label for label in self.simplify() if label in found]
+
+    def canonical(self, sample: Mapping[str, Any]) -> Sample:
+        """``sample`` without the labels it does not use: two samples that build the same
+        model have equal canonical forms (and equal ``sample_key``). Raises as
+        :meth:`used_labels` does. The reference has no such notion: its samples are flat."""
+        used = set(self.used_labels(sample))
+        return {label: value for label, value in sample.items() if label in used}
+
+    def completed(self, sample: Mapping[str, Any]) -> Sample:
+        """``sample`` with every label it does not use set to that leaf's default, so a
+        constructor that builds unused parts too (and reads their choices) can run; the
+        result builds the same model as ``sample``. Raises as :meth:`used_labels` does."""
+        used = set(self.used_labels(sample))
+        full = {label: leaf.default_value() for label, leaf in self.simplify().items()
+                if label not in used}
+        full.update((label, value) for label, value in sample.items() if label in used)
+        return full
 
     def freeze(self, sample: Mapping[str, Any]) -> Any:
         """The plain value this mutable stands for under ``sample`` (validated first)."""
@@ -248,6 +280,68 @@ class Mutable:
             memo.update(pinned)
             memo.update({leaf.label: value for leaf, value in zip(leaves, combo, strict=True)})
             yield self.freeze(memo)
+
+
+class Uses:
+    """Which leaves a sample uses: the ``always`` leaves, those of every part in
+    ``parts``, and, when there is a ``gate`` (a :class:`Categorical`), the gate itself and
+    the ``branches`` its value picks: the branch at the value's position among the
+    gate's values, or, with ``prefix``, the first ``value`` branches (a Repeat's depth).
+
+    It holds leaves only, never modules, so a simplified space can keep it.
+    """
+
+    __slots__ = ("always", "branches", "gate", "parts", "prefix")
+
+    def __init__(self, always: Sequence[LabeledMutable] = (), parts: Sequence[Uses] = (), *,
+                 gate: Categorical | None = None, branches: Sequence[Uses] = (),
+                 prefix: bool = False) -> None:
+        self.always = tuple(always)
+        self.parts = tuple(parts)
+        self.gate = gate
+        self.branches = tuple(branches)
+        self.prefix = prefix
+
+    def walk(self, sample: Mapping[str, Any], found: dict[str, LabeledMutable]
+             ) -> SampleValidationError | None:
+        """Add the used leaves to ``found``; the error of a gate that ``sample`` does not
+        fit (then ``found`` is partial)."""
+        for leaf in self.always:
+            found.setdefault(leaf.label, leaf)
+        for part in self.parts:
+            error = part.walk(sample, found)
+            if error is not None:
+                return error
+        gate = self.gate
+        if gate is None:
+            return None
+        found.setdefault(gate.label, gate)
+        error = gate.check_contains(sample)
+        if error is not None:
+            return error
+        value = sample[gate.label]
+        picked = (self.branches[: int(value)] if self.prefix
+                  else self.branches[gate._index(value): gate._index(value) + 1])
+        for branch in picked:
+            error = branch.walk(sample, found)
+            if error is not None:
+                return error
+        return None
+
+
+def check_used(uses: Uses, leaves: Mapping[str, LabeledMutable], sample: Mapping[str, Any]
+               ) -> SampleValidationError | None:
+    """Why ``sample`` does not fit the used ``leaves`` (checked in their order), or None."""
+    found: dict[str, LabeledMutable] = {}
+    error = uses.walk(sample, found)
+    if error is not None:
+        return error
+    for label, leaf in leaves.items():
+        if label in found:
+            error = leaf.check_contains(sample)
+            if error is not None:
+                return error
+    return None
 
 
 class LabeledMutable(Mutable):

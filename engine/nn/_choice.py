@@ -12,8 +12,8 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine.mutable import Categorical, LabeledMutable
-from engine.nn._base import MutableModule, freeze_module
+from engine.mutable import Categorical, LabeledMutable, Uses
+from engine.nn._base import MutableModule, freeze_module, module_uses
 from engine.nn._multiple import CategoricalMultiple
 
 __all__ = ("ChosenInputs", "InputChoice", "LayerChoice")
@@ -101,6 +101,12 @@ class LayerChoice(MutableModule):
 
     def _own_mutables(self) -> Iterable[LabeledMutable]:
         return (self.choice,)
+
+    def uses(self) -> Uses:
+        """Its choice, and what the chosen candidate uses (the choices inside the other
+        candidates are not used: the reference validates only the chosen branch too)."""
+        return Uses(gate=self.choice,
+                    branches=[module_uses(self[name]) for name in self.choice.values])
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
         self.validate(sample)

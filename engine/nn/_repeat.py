@@ -11,8 +11,8 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine.mutable import Categorical, LabeledMutable
-from engine.nn._base import MutableModule, freeze_module
+from engine.mutable import Categorical, LabeledMutable, Uses
+from engine.nn._base import MutableModule, freeze_module, module_uses
 
 __all__ = ("Repeat",)
 
@@ -127,6 +127,14 @@ class Repeat(MutableModule):
 
     def _own_mutables(self) -> Iterable[LabeledMutable]:
         return () if self.depth_choice is None else (self.depth_choice,)
+
+    def uses(self) -> Uses:
+        """Its depth, and what the first ``depth`` blocks use (the choices of deeper
+        blocks are not used)."""
+        blocks = [module_uses(block) for block in self.blocks]
+        if self.depth_choice is None:
+            return Uses((), blocks)
+        return Uses(gate=self.depth_choice, branches=blocks, prefix=True)
 
     def _depth(self, sample: Mapping[str, Any] | None) -> int:
         if self.depth_choice is None:
