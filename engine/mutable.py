@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import random as _random
+import statistics
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from typing import Any, TypeAlias
 
@@ -30,6 +31,16 @@ from engine.errors import NasEngineError
 
 __all__ = (
     "Categorical",
+    "choice",
+    "lognormal",
+    "loguniform",
+    "normal",
+    "qlognormal",
+    "qloguniform",
+    "qnormal",
+    "quniform",
+    "randint",
+    "uniform",
     "DuplicateLabelError",
     "LabeledMutable",
     "Mutable",
@@ -401,11 +412,37 @@ class LabeledMutable(Mutable):
         raise NotImplementedError
 
 
+def check_weights(weights: Any, count: int, owner: str, *, total: bool = True
+                  ) -> list[float] | None:
+    """``weights`` as a list of floats, one per value, each in [0, 1], summing to 1 when
+    ``total`` (as in the reference); ValueError naming ``owner`` otherwise."""
+    if weights is None:
+        return None
+    if isinstance(weights, str | bytes | Mapping) or not isinstance(weights, Iterable):
+        raise TypeError(f"{owner}: weights must be a list of numbers, got {weights!r}")
+    listed = list(weights)
+    if len(listed) != count:
+        raise ValueError(f"{owner}: {len(listed)} weights for {count} values; give one "
+                         "weight per value")
+    for w in listed:
+        if not _is_number(w) or not 0 <= w <= 1:
+            raise ValueError(f"{owner}: each weight must be a number in [0, 1], got {w!r}")
+    if total and abs(math.fsum(listed) - 1) > 1e-6:
+        raise ValueError(f"{owner}: the weights must sum to 1, got {math.fsum(listed)!r} "
+                         f"for {listed!r}")
+    return [float(w) for w in listed]
+
+
 class Categorical(LabeledMutable):
-    """One of ``values``. ``default`` is the first value unless given."""
+    """One of ``values``. ``default`` is the first value unless given.
+
+    ``weights`` (one per value, summing to 1, as in the reference) is the prior that
+    :meth:`random_value` draws from; without it the values are equally likely. As in
+    the reference, the grid lists the more likely values first when weights differ."""
 
     def __init__(
-        self, values: Iterable[Any], *, default: Any = _MISSING, label: str | None = None
+        self, values: Iterable[Any], *, weights: Sequence[float] | None = None,
+        default: Any = _MISSING, label: str | None = None
     ) -> None:
         super().__init__(label)
         label = self.label
@@ -421,6 +458,7 @@ class Categorical(LabeledMutable):
         if default is not _MISSING and not self._index(default) >= 0:
             raise ValueError(f"default {default!r} of {label!r} is not one of {self.values!r}")
         self.default_ = self.values[0] if default is _MISSING else default
+        self.weights = check_weights(weights, len(self.values), f"Categorical {label!r}")
 
     def _index(self, value: Any) -> int:
         return self._positions.find(value)
@@ -437,10 +475,15 @@ class Categorical(LabeledMutable):
         return self.default_
 
     def random_value(self, rng: _random.Random) -> Any:
-        return rng.choice(self.values)
+        if self.weights is None:
+            return rng.choice(self.values)
+        return rng.choices(self.values, self.weights)[0]
 
     def grid_values(self, granularity: int | None = None) -> list[Any]:
-        return list(self.values)
+        if self.weights is None or len(set(self.weights)) == 1:
+            return list(self.values)
+        order = sorted(range(len(self.values)), key=lambda i: -self.weights[i])  # type: ignore[index]
+        return [self.values[i] for i in order]
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -449,23 +492,39 @@ class Categorical(LabeledMutable):
             and other.label == self.label
             and _canonical(other.values) == _canonical(self.values)
             and _same_value(other.default_, self.default_)
+            and other.weights == self.weights
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"Categorical({self.values!r}, label={self.label!r})"
+        weights = f", weights={self.weights!r}" if self.weights is not None else ""
+        return f"Categorical({self.values!r}{weights}, label={self.label!r})"
 
 
 class Numerical(LabeledMutable):
-    """A number in ``[low, high]``; ``log`` samples on a log scale, ``quantize`` rounds to
-    multiples of a step."""
+    """A number in ``[low, high]``.
+
+    Its prior (what :meth:`random_value` draws from) is uniform on ``[low, high]``, or
+    uniform on a log scale with ``log``; with ``mu`` and ``sigma`` it is normal (with
+    ``log``: log-normal, the value is ``exp`` of a normal draw), and ``low``/``high``,
+    which may then be infinite, truncate it. ``quantize`` rounds to multiples of a step
+    (then clips to the bounds). The default is the prior's median (``mu``, or
+    ``exp(mu)`` for a log-normal, when nothing truncates it).
+
+    Differs from the reference on purpose: the reference clips a normal draw to the
+    bounds (so values pile up on them); here the normal is truncated, so every value in
+    the bounds keeps its relative likelihood and none is favoured. Draws come from
+    ``random.Random`` by inverse CDF, not from numpy/scipy.
+    """
 
     def __init__(
         self,
-        low: float,
-        high: float,
+        low: float = -math.inf,
+        high: float = math.inf,
         *,
+        mu: float | None = None,
+        sigma: float | None = None,
         log: bool = False,
         quantize: float | None = None,
         default: float | None = None,
@@ -473,27 +532,59 @@ class Numerical(LabeledMutable):
     ) -> None:
         super().__init__(label)
         label = self.label
+        normal = mu is not None or sigma is not None
+        if normal and (mu is None or sigma is None):
+            raise ValueError(f"Numerical {label!r}: a normal prior needs both mu and sigma, "
+                             f"got mu={mu!r}, sigma={sigma!r}")
         for name, bound in (("low", low), ("high", high)):
-            if not _is_number(bound) or not math.isfinite(bound):
-                raise TypeError(f"Numerical {label!r}: {name} must be a finite number, "
-                                f"got {bound!r}")
+            if not _is_number(bound) or math.isnan(bound) or (
+                    not normal and not math.isfinite(bound)):
+                kind = "a number" if normal else "a finite number"
+                hint = "" if normal else " (an infinite bound needs a normal prior: mu, sigma)"
+                raise TypeError(f"Numerical {label!r}: {name} must be {kind}, got "
+                                f"{bound!r}{hint}")
         if not low < high:
             raise ValueError(f"Numerical {label!r}: low ({low}) must be below high ({high})")
-        if log and low <= 0:
+        if log and not normal and low <= 0:
             raise ValueError(f"Numerical {label!r}: a log scale needs low > 0, got {low}")
+        if normal:
+            if not (_is_number(mu) and math.isfinite(mu)):  # type: ignore[arg-type]
+                raise TypeError(f"Numerical {label!r}: mu must be a finite number, got {mu!r}")
+            if not (_is_number(sigma) and math.isfinite(sigma) and sigma > 0):  # type: ignore[arg-type,operator]
+                raise ValueError(f"Numerical {label!r}: sigma must be a finite number > 0, "
+                                 f"got {sigma!r}")
         if quantize is not None and not (_is_number(quantize) and quantize > 0):
             raise ValueError(f"Numerical {label!r}: quantize must be a positive number, "
                              f"got {quantize!r}")
         self.low, self.high, self.log, self.quantize = low, high, log, quantize
+        self.mu, self.sigma = mu, sigma
+        self._mass = self._truncated_mass()
+        if self._mass is not None and not self._mass[1] > self._mass[0]:
+            raise ValueError(f"Numerical {label!r}: [{low}, {high}] holds no probability of "
+                             f"the normal prior (mu={mu}, sigma={sigma}{', log' if log else ''})")
         if default is not None and self.check_value(default) is not None:
             raise ValueError(f"Numerical {label!r}: default {default!r} is out of range")
         self.default_ = default
+
+    def _truncated_mass(self) -> tuple[float, float] | None:
+        """The normal prior's CDF at the bounds (on the log scale with ``log``)."""
+        if self.mu is None or self.sigma is None:
+            return None
+        dist = statistics.NormalDist(self.mu, self.sigma)
+        lo, hi = self.low, self.high
+        if self.log:
+            lo = math.log(lo) if lo > 0 else -math.inf
+            hi = math.log(hi) if math.isfinite(hi) else math.inf
+        return (dist.cdf(lo) if math.isfinite(lo) else 0.0,
+                dist.cdf(hi) if math.isfinite(hi) else 1.0)
 
     def check_value(self, value: Any) -> str | None:
         if not _is_number(value):
             return (f"{self.label!r} takes a number, got {type(value).__name__} {value!r}")
         if not self.low <= value <= self.high:
             return f"{value!r} is outside [{self.low}, {self.high}] of {self.label!r}"
+        if not math.isfinite(value):  # within infinite bounds
+            return f"{self.label!r} takes a finite number, got {value!r}"
         if self.quantize is not None:
             steps = value / self.quantize
             if abs(steps - round(steps)) > 1e-6 and value not in (self.low, self.high):
@@ -501,7 +592,13 @@ class Numerical(LabeledMutable):
         return None
 
     def _from_quantile(self, q: float) -> float:
-        if self.log:
+        if self._mass is not None and self.mu is not None and self.sigma is not None:
+            a, b = self._mass
+            p = min(max(a + q * (b - a), 1e-15), 1 - 1e-15)  # inv_cdf needs 0 < p < 1
+            value = statistics.NormalDist(self.mu, self.sigma).inv_cdf(p)
+            if self.log:
+                value = math.exp(value)
+        elif self.log:
             lo, hi = math.log(self.low), math.log(self.high)
             value = math.exp(lo + q * (hi - lo))
         else:
@@ -529,16 +626,79 @@ class Numerical(LabeledMutable):
         return (
             type(other) is type(self)
             and isinstance(other, Numerical)
-            and (other.label, other.low, other.high, other.log, other.quantize, other.default_)
-            == (self.label, self.low, self.high, self.log, self.quantize, self.default_)
+            and (other.label, other.low, other.high, other.log, other.quantize, other.default_,
+                 other.mu, other.sigma)
+            == (self.label, self.low, self.high, self.log, self.quantize, self.default_,
+                self.mu, self.sigma)
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        extra = (", log=True" if self.log else "") + (
+        prior = f", mu={self.mu}, sigma={self.sigma}" if self.mu is not None else ""
+        extra = prior + (", log=True" if self.log else "") + (
             f", quantize={self.quantize}" if self.quantize is not None else "")
         return f"Numerical({self.low}, {self.high}{extra}, label={self.label!r})"
+
+
+# --- shortcuts, named and ordered as the reference's (label first) ---------------------
+
+
+def choice(label: str, values: Iterable[Any], *, weights: Sequence[float] | None = None
+           ) -> Categorical:
+    """One of ``values`` (equally likely unless ``weights`` are given)."""
+    return Categorical(values, weights=weights, label=label)
+
+
+def randint(label: str, lower: int, upper: int) -> Categorical:
+    """An int in ``[lower, upper)``, all equally likely (a Categorical, as in the
+    reference)."""
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if not isinstance(bound, int) or isinstance(bound, bool):
+            raise TypeError(f"randint {label!r}: {name} must be an int, got {bound!r}")
+    if not lower < upper:
+        raise ValueError(f"randint {label!r}: lower ({lower}) must be below upper ({upper})")
+    return Categorical(range(lower, upper), label=label)
+
+
+def uniform(label: str, low: float, high: float) -> Numerical:
+    """A number drawn uniformly from ``[low, high]``."""
+    return Numerical(low, high, label=label)
+
+
+def quniform(label: str, low: float, high: float, quantize: float) -> Numerical:
+    """:func:`uniform`, rounded to a multiple of ``quantize`` and clipped to the bounds."""
+    return Numerical(low, high, quantize=quantize, label=label)
+
+
+def loguniform(label: str, low: float, high: float) -> Numerical:
+    """A number in ``[low, high]`` whose logarithm is uniform (``low > 0``)."""
+    return Numerical(low, high, log=True, label=label)
+
+
+def qloguniform(label: str, low: float, high: float, quantize: float) -> Numerical:
+    """:func:`loguniform`, rounded to a multiple of ``quantize`` and clipped."""
+    return Numerical(low, high, log=True, quantize=quantize, label=label)
+
+
+def normal(label: str, mu: float, sigma: float) -> Numerical:
+    """A number drawn from the normal distribution of mean ``mu``, deviation ``sigma``."""
+    return Numerical(mu=mu, sigma=sigma, label=label)
+
+
+def qnormal(label: str, mu: float, sigma: float, quantize: float) -> Numerical:
+    """:func:`normal`, rounded to a multiple of ``quantize``."""
+    return Numerical(mu=mu, sigma=sigma, quantize=quantize, label=label)
+
+
+def lognormal(label: str, mu: float, sigma: float) -> Numerical:
+    """``exp`` of a :func:`normal` draw: a positive number whose logarithm is normal."""
+    return Numerical(mu=mu, sigma=sigma, log=True, label=label)
+
+
+def qlognormal(label: str, mu: float, sigma: float, quantize: float) -> Numerical:
+    """:func:`lognormal`, rounded to a multiple of ``quantize``."""
+    return Numerical(mu=mu, sigma=sigma, log=True, quantize=quantize, label=label)
 
 
 def _is_number(value: Any) -> bool:

@@ -125,6 +125,11 @@ class _Standings:
 def _other_value(leaf: LabeledMutable, current: Any, rng: random.Random) -> Any:
     """A value of ``leaf`` other than ``current`` (``current`` when it has no other)."""
     if isinstance(leaf, Categorical):
+        if leaf.weights is not None:  # the prior, among the other values it allows
+            pairs = [(v, w) for v, w in zip(leaf.values, leaf.weights, strict=True)
+                     if v != current and w > 0]
+            if pairs:
+                return rng.choices([v for v, _ in pairs], [w for _, w in pairs])[0]
         others = [v for v in leaf.values if v != current]
         return rng.choice(others) if others else current
     for _ in range(10):

@@ -44,28 +44,32 @@ def _named_candidates(candidates: Any, label: str) -> dict[int | str, nn.Module]
     return named
 
 
-def _layer_choice(candidates: Any, label: str | None) -> tuple[Categorical, dict[Any, nn.Module]]:
+def _layer_choice(candidates: Any, label: str | None, weights: Sequence[float] | None = None
+                  ) -> tuple[Categorical, dict[Any, nn.Module]]:
     label = label if label is not None else auto_label("layerchoice")
     named = _named_candidates(candidates, label)
-    return Categorical(list(named), label=label), named
+    return Categorical(list(named), weights=weights, label=label), named
 
 
 class LayerChoice(MutableModule):
     """One module out of ``candidates`` (a list: chosen by index; a dict: by key).
 
     Under a model context the constructor returns the chosen candidate itself. Before
-    freezing, it runs its default (first) candidate.
+    freezing, it runs its default (first) candidate. ``weights`` (one per candidate,
+    summing to 1) are the prior random sampling draws from, as in the reference.
     """
 
-    def __init__(self, candidates: Candidates, *, label: str | None = None) -> None:
+    def __init__(self, candidates: Candidates, *, weights: Sequence[float] | None = None,
+                 label: str | None = None) -> None:
         super().__init__()
-        self.choice, named = _layer_choice(candidates, label)
+        self.choice, named = _layer_choice(candidates, label, weights)
         for key, module in named.items():
             self.add_module(str(key), module)
 
     @classmethod
-    def _build_frozen(cls, candidates: Candidates, *, label: str | None = None) -> nn.Module:
-        choice, named = _layer_choice(candidates, label)
+    def _build_frozen(cls, candidates: Candidates, *, weights: Sequence[float] | None = None,
+                      label: str | None = None) -> nn.Module:
+        choice, named = _layer_choice(candidates, label, weights)
         return named[ensure_frozen(choice)]
 
     @property
@@ -123,7 +127,8 @@ REDUCTIONS = ("sum", "mean", "concat", "none")
 
 
 def _input_choice(
-    n_candidates: int, n_chosen: int | None, reduction: str, label: str | None
+    n_candidates: int, n_chosen: int | None, reduction: str, label: str | None,
+    weights: Sequence[float] | None = None,
 ) -> Categorical | CategoricalMultiple:
     label = label if label is not None else auto_label("inputchoice")
     if not isinstance(n_candidates, int) or isinstance(n_candidates, bool) or n_candidates < 1:
@@ -137,8 +142,9 @@ def _input_choice(
         raise ValueError(f"InputChoice {label!r}: reduction must be one of {REDUCTIONS}, "
                          f"got {reduction!r}")
     if n_chosen == 1:
-        return Categorical(list(range(n_candidates)), label=label)
-    return CategoricalMultiple(range(n_candidates), n_chosen=n_chosen, label=label)
+        return Categorical(list(range(n_candidates)), weights=weights, label=label)
+    return CategoricalMultiple(range(n_candidates), n_chosen=n_chosen, weights=weights,
+                               label=label)
 
 
 class InputChoice(MutableModule):
@@ -147,18 +153,20 @@ class InputChoice(MutableModule):
 
     Its value in a sample is an input index when ``n_chosen`` is 1, else a list of
     indices. Under a model context the constructor returns a :class:`ChosenInputs`.
+    ``weights`` are the prior of its choice (see :class:`CategoricalMultiple`).
     """
 
     def __init__(self, n_candidates: int, n_chosen: int | None = 1, reduction: str = "sum",
-                 *, label: str | None = None) -> None:
+                 *, weights: Sequence[float] | None = None, label: str | None = None) -> None:
         super().__init__()
-        self.choice = _input_choice(n_candidates, n_chosen, reduction, label)
+        self.choice = _input_choice(n_candidates, n_chosen, reduction, label, weights)
         self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
 
     @classmethod
     def _build_frozen(cls, n_candidates: int, n_chosen: int | None = 1, reduction: str = "sum",
-                      *, label: str | None = None) -> nn.Module:
-        choice = _input_choice(n_candidates, n_chosen, reduction, label)
+                      *, weights: Sequence[float] | None = None, label: str | None = None
+                      ) -> nn.Module:
+        choice = _input_choice(n_candidates, n_chosen, reduction, label, weights)
         return ChosenInputs(ensure_frozen(choice), reduction, n_candidates=n_candidates)
 
     @property
