@@ -31,6 +31,7 @@ from engine.mutable import DuplicateLabelError as DuplicateLabelError
 from engine.mutable import LabeledMutable as LabeledMutable
 from engine.mutable import Mutable as Mutable
 from engine.mutable import MutableDict as MutableDict
+from engine.mutable import MutableExpression as MutableExpression
 from engine.mutable import MutableList as MutableList
 from engine.mutable import Numerical as Numerical
 from engine.mutable import Sample as Sample
@@ -98,6 +99,7 @@ __all__ = (
     "ModelStatus",
     "Mutable",
     "MutableDict",
+    "MutableExpression",
     "MutableList",
     "Numerical",
     "RawFormatModelSpace",

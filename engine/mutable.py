@@ -21,9 +21,19 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import random as _random
 import statistics
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from typing import Any, TypeAlias
 
 from engine._labels import auto_label
@@ -45,6 +55,7 @@ __all__ = (
     "LabeledMutable",
     "Mutable",
     "MutableDict",
+    "MutableExpression",
     "MutableList",
     "Numerical",
     "Sample",
@@ -293,11 +304,191 @@ class Mutable:
             yield self.freeze(memo)
 
 
+class _Operators:
+    """Arithmetic and comparison that build a :class:`MutableExpression` (``width * 2``,
+    ``kernel // 2``, ``depth > 2``). ``==`` and ``!=`` are not among them: unlike the
+    reference, they keep comparing mutables themselves (labels are de-duplicated with
+    them); use :meth:`MutableExpression.equal` for a symbolic equality."""
+
+    def _binary(self, op: Callable[[Any, Any], Any], other: Any, *, right: bool = False
+                ) -> MutableExpression:
+        operands = (other, self) if right else (self, other)
+        return MutableExpression(op, operands)
+
+    def __add__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.add, other)
+
+    def __radd__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.add, other, right=True)
+
+    def __sub__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.sub, other)
+
+    def __rsub__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.sub, other, right=True)
+
+    def __mul__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.mul, other)
+
+    def __rmul__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.mul, other, right=True)
+
+    def __truediv__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.truediv, other)
+
+    def __rtruediv__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.truediv, other, right=True)
+
+    def __floordiv__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.floordiv, other)
+
+    def __rfloordiv__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.floordiv, other, right=True)
+
+    def __mod__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.mod, other)
+
+    def __rmod__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.mod, other, right=True)
+
+    def __pow__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.pow, other)
+
+    def __rpow__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.pow, other, right=True)
+
+    def __lt__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.lt, other)
+
+    def __le__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.le, other)
+
+    def __gt__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.gt, other)
+
+    def __ge__(self, other: Any) -> MutableExpression:
+        return self._binary(operator.ge, other)
+
+    def __neg__(self) -> MutableExpression:
+        return MutableExpression(operator.neg, (self,))
+
+    def __pos__(self) -> MutableExpression:
+        return MutableExpression(operator.pos, (self,))
+
+    def __abs__(self) -> MutableExpression:
+        return MutableExpression(abs, (self,))
+
+
+def _if_else(condition: Any, if_true: Any, if_false: Any) -> Any:
+    return if_true if condition else if_false
+
+
+def _max(*values: Any) -> Any:
+    return max(values)
+
+
+def _min(*values: Any) -> Any:
+    return min(values)
+
+
+_SYMBOLS: dict[Any, str] = {
+    operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+    operator.floordiv: "//", operator.mod: "%", operator.pow: "**", operator.lt: "<",
+    operator.le: "<=", operator.gt: ">", operator.ge: ">=", operator.eq: "==",
+    operator.ne: "!=",
+}
+_UNARY: dict[Any, str] = {operator.neg: "-", operator.pos: "+"}
+
+
+class MutableExpression(_Operators, Mutable):
+    """A value computed from mutables: ``function(*operands)`` once the operands that are
+    mutables are frozen (operands that are not stay as they are). Made by arithmetic and
+    comparison on mutables (``width * 2``, ``kernel // 2 + 1``, ``depth >= 3``) or by
+    :meth:`max`, :meth:`min`, :meth:`condition` and :meth:`equal`. It is usable where a
+    mutable is (a layer argument, a Repeat depth, an evaluator argument, an init
+    argument); :meth:`simplify` shows only its leaves, and freezing evaluates it.
+
+    Python's ``max(a, b)`` and ``if a > b`` need a truth value, which a symbolic
+    comparison has not: they raise TypeError pointing here.
+    """
+
+    def __init__(self, function: Callable[..., Any], operands: Sequence[Any]) -> None:
+        if not callable(function):
+            raise TypeError(f"a MutableExpression needs a function, got {function!r}")
+        self.function = function
+        self.operands = tuple(operands)
+
+    @staticmethod
+    def max(first: Any, *rest: Any) -> MutableExpression:
+        """The largest of the operands, once frozen (the reference's ``max``)."""
+        return MutableExpression(_max, (first, *rest))
+
+    @staticmethod
+    def min(first: Any, *rest: Any) -> MutableExpression:
+        """The smallest of the operands, once frozen."""
+        return MutableExpression(_min, (first, *rest))
+
+    @staticmethod
+    def condition(condition: Any, if_true: Any, if_false: Any) -> MutableExpression:
+        """``if_true`` when ``condition`` freezes to a true value, else ``if_false``."""
+        return MutableExpression(_if_else, (condition, if_true, if_false))
+
+    @staticmethod
+    def equal(a: Any, b: Any) -> MutableExpression:
+        """Whether ``a`` and ``b`` freeze to equal values."""
+        return MutableExpression(operator.eq, (a, b))
+
+    def leaf_mutables(self) -> Iterable[LabeledMutable]:
+        return leaves_of(self.operands)
+
+    def evaluate(self, sample: Mapping[str, Any]) -> Any:
+        """The value under ``sample``, without validating it first."""
+        values = [o.evaluate(sample) if isinstance(o, MutableExpression)
+                  else freeze_value(o, sample) for o in self.operands]
+        return self.function(*values)
+
+    def freeze(self, sample: Mapping[str, Any]) -> Any:
+        self.validate(sample)
+        return self.evaluate(sample)
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            f"{self!r} has no truth value before it is frozen: for a choice that depends on "
+            "it, use MutableExpression.condition / max / min instead of if, max() or min()")
+
+    def __eq__(self, other: object) -> bool:
+        """The same function of equal operands (structural, as mutables compare here)."""
+        return (isinstance(other, MutableExpression) and other.function is self.function
+                and len(other.operands) == len(self.operands)
+                and all(_same_operand(a, b)
+                        for a, b in zip(other.operands, self.operands, strict=True)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        args = [repr(o) for o in self.operands]
+        symbol = _SYMBOLS.get(self.function)
+        if symbol is not None and len(args) == 2:
+            return f"({args[0]} {symbol} {args[1]})"
+        if self.function in _UNARY and len(args) == 1:
+            return f"{_UNARY[self.function]}{args[0]}"
+        name = {_max: "max", _min: "min", _if_else: "condition"}.get(
+            self.function, getattr(self.function, "__name__", repr(self.function)))
+        return f"{name}({', '.join(args)})"
+
+
+def _same_operand(a: Any, b: Any) -> bool:
+    if isinstance(a, Mutable) or isinstance(b, Mutable):
+        return type(a) is type(b) and bool(a == b)
+    return _same_value(a, b)
+
+
 class Uses:
     """Which leaves a sample uses: the ``always`` leaves, those of every part in
-    ``parts``, and, when there is a ``gate`` (a :class:`Categorical`), the gate itself and
-    the ``branches`` its value picks: the branch at the value's position among the
-    gate's values, or, with ``prefix``, the first ``value`` branches (a Repeat's depth).
+    ``parts``, and, when there is a ``gate``, the gate's leaves and the ``branches`` its
+    value picks: the branch at the value's position among the values of a
+    :class:`Categorical` gate, or, with ``prefix``, the first ``value`` branches (a
+    Repeat's depth, which may also be a :class:`MutableExpression`).
 
     It holds leaves only, never modules, so a simplified space can keep it.
     """
@@ -305,7 +496,7 @@ class Uses:
     __slots__ = ("always", "branches", "gate", "parts", "prefix")
 
     def __init__(self, always: Sequence[LabeledMutable] = (), parts: Sequence[Uses] = (), *,
-                 gate: Categorical | None = None, branches: Sequence[Uses] = (),
+                 gate: Mutable | None = None, branches: Sequence[Uses] = (),
                  prefix: bool = False) -> None:
         self.always = tuple(always)
         self.parts = tuple(parts)
@@ -326,13 +517,18 @@ class Uses:
         gate = self.gate
         if gate is None:
             return None
-        found.setdefault(gate.label, gate)
+        for leaf in gate.leaf_mutables():
+            found.setdefault(leaf.label, leaf)
         error = gate.check_contains(sample)
         if error is not None:
             return error
-        value = sample[gate.label]
-        picked = (self.branches[: int(value)] if self.prefix
-                  else self.branches[gate._index(value): gate._index(value) + 1])
+        value = gate.freeze(sample)
+        if self.prefix:
+            picked = self.branches[: int(value)]
+        elif isinstance(gate, Categorical):
+            picked = self.branches[gate._index(value): gate._index(value) + 1]
+        else:
+            raise TypeError(f"a gate with branches must be a Categorical, got {gate!r}")
         for branch in picked:
             error = branch.walk(sample, found)
             if error is not None:
@@ -355,8 +551,9 @@ def check_used(uses: Uses, leaves: Mapping[str, LabeledMutable], sample: Mapping
     return None
 
 
-class LabeledMutable(Mutable):
-    """A leaf: one label, one value in the sample."""
+class LabeledMutable(_Operators, Mutable):
+    """A leaf: one label, one value in the sample. Arithmetic and comparison on it make
+    a :class:`MutableExpression`."""
 
     label: str
 
