@@ -222,6 +222,22 @@ class Mutable:
         used = set(self.used_labels(sample))
         return {label: value for label, value in sample.items() if label in used}
 
+    def canonicalizer(self) -> Callable[[Mapping[str, Any]], Sample]:
+        """:meth:`canonical` as a function that walks the space's structure as it is now,
+        taken once: much cheaper per call (a strategy calls it for every candidate), but
+        blind to later changes of the space."""
+        uses = self.uses()
+
+        def canonical(sample: Mapping[str, Any]) -> Sample:
+            check_sample_type(sample)
+            found: dict[str, LabeledMutable] = {}
+            error = uses.walk(sample, found)
+            if error is not None:
+                raise error
+            return {label: value for label, value in sample.items() if label in found}
+
+        return canonical
+
     def completed(self, sample: Mapping[str, Any]) -> Sample:
         """``sample`` with every label it does not use set to that leaf's default, so a
         constructor that builds unused parts too (and reads their choices) can run; the
@@ -494,15 +510,38 @@ class Uses:
     """
 
     __slots__ = ("always", "branches", "gate", "parts", "prefix")
+    always: tuple[LabeledMutable, ...]
+    parts: tuple[Uses, ...]
+    gate: Mutable | None
+    branches: tuple[Uses, ...]
+    prefix: bool
 
     def __init__(self, always: Sequence[LabeledMutable] = (), parts: Sequence[Uses] = (), *,
                  gate: Mutable | None = None, branches: Sequence[Uses] = (),
                  prefix: bool = False) -> None:
-        self.always = tuple(always)
-        self.parts = tuple(parts)
+        # Flattened, for a cheap walk: parts without a gate merge into this one, so only
+        # gated parts remain, and each label is listed once.
+        merged: dict[str, LabeledMutable] = {}
+        gated: list[Uses] = []
+        for leaf in always:
+            merged.setdefault(leaf.label, leaf)
+        for part in parts:
+            if part.gate is None:
+                for leaf in part.always:
+                    merged.setdefault(leaf.label, leaf)
+                gated.extend(part.parts)
+            else:
+                gated.append(part)
+        self.always = tuple(merged.values())
+        self.parts = tuple(gated)
         self.gate = gate
         self.branches = tuple(branches)
         self.prefix = prefix
+
+    @property
+    def empty(self) -> bool:
+        """Whether no sample uses anything here."""
+        return not self.always and not self.parts and self.gate is None
 
     def walk(self, sample: Mapping[str, Any], found: dict[str, LabeledMutable]
              ) -> SampleValidationError | None:
@@ -519,14 +558,17 @@ class Uses:
             return None
         for leaf in gate.leaf_mutables():
             found.setdefault(leaf.label, leaf)
-        error = gate.check_contains(sample)
-        if error is not None:
-            return error
-        value = gate.freeze(sample)
+            error = _check_leaf(leaf, sample)
+            if error is not None:
+                return error
+        value = (gate.normalize(sample[gate.label]) if isinstance(gate, LabeledMutable)
+                 else gate.evaluate(sample) if isinstance(gate, MutableExpression)
+                 else gate.freeze(sample))
         if self.prefix:
             picked = self.branches[: int(value)]
         elif isinstance(gate, Categorical):
-            picked = self.branches[gate._index(value): gate._index(value) + 1]
+            index = gate._index(value)
+            picked = self.branches[index: index + 1]
         else:
             raise TypeError(f"a gate with branches must be a Categorical, got {gate!r}")
         for branch in picked:
@@ -534,6 +576,16 @@ class Uses:
             if error is not None:
                 return error
         return None
+
+
+def _check_leaf(leaf: LabeledMutable, sample: Mapping[str, Any]
+                ) -> SampleValidationError | None:
+    """:meth:`LabeledMutable.check_contains` without checking the sample's type again."""
+    if leaf.label not in sample:
+        return SampleMissingError(f"label {leaf.label!r} is missing from the sample",
+                                  [leaf.label])
+    reason = leaf.check_value(sample[leaf.label])
+    return None if reason is None else SampleValidationError(reason, [leaf.label])
 
 
 def check_used(uses: Uses, leaves: Mapping[str, LabeledMutable], sample: Mapping[str, Any]

@@ -33,7 +33,7 @@ import collections
 import enum
 import random
 import statistics
-from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias
 
 import anyio.lowlevel
@@ -206,7 +206,7 @@ class BaseStrategy(abc.ABC):
         self._seen: set[bytes] = set()
         self._pending: list[HandleLike] = []
         self._ids: set[int] = set()
-        self._space: ExecutableModelSpace | None = None  # set by run(): see canonical()
+        self._canonical: Callable[[Mapping[str, Any]], Sample] | None = None  # see run()
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -233,10 +233,10 @@ class BaseStrategy(abc.ABC):
         (see :meth:`engine.mutable.Mutable.canonical`): the form models are frozen with,
         so samples that build the same network count as one. ``sample`` itself before
         :meth:`run` or when the space cannot tell (a gating label is invalid)."""
-        if self._space is None:
+        if self._canonical is None:
             return dict(sample)
         try:
-            return self._space.canonical(sample)
+            return self._canonical(sample)
         except SampleValidationError:
             return dict(sample)
 
@@ -301,7 +301,7 @@ class BaseStrategy(abc.ABC):
                              f"status is {space.status.value}: pass the space, not a model")
         engine.set_objective(self.mode)  # the run file, best() and the CLI rank the same way
         self.stop_reason = None
-        self._space = space
+        self._canonical = space.canonicalizer()
         self.resume(engine)
         leaves = space.simplify()
         window = pool_window(engine)
