@@ -31,11 +31,22 @@ from engine.mutable import DuplicateLabelError as DuplicateLabelError
 from engine.mutable import LabeledMutable as LabeledMutable
 from engine.mutable import Mutable as Mutable
 from engine.mutable import MutableDict as MutableDict
+from engine.mutable import MutableExpression as MutableExpression
 from engine.mutable import MutableList as MutableList
 from engine.mutable import Numerical as Numerical
 from engine.mutable import Sample as Sample
 from engine.mutable import SampleMissingError as SampleMissingError
 from engine.mutable import SampleValidationError as SampleValidationError
+from engine.mutable import choice as choice
+from engine.mutable import lognormal as lognormal
+from engine.mutable import loguniform as loguniform
+from engine.mutable import normal as normal
+from engine.mutable import qlognormal as qlognormal
+from engine.mutable import qloguniform as qloguniform
+from engine.mutable import qnormal as qnormal
+from engine.mutable import quniform as quniform
+from engine.mutable import randint as randint
+from engine.mutable import uniform as uniform
 from engine.space import BaseModelSpace as BaseModelSpace
 from engine.space import ExecutableModelSpace as ExecutableModelSpace
 from engine.space import Metrics as Metrics
@@ -92,6 +103,7 @@ __all__ = (
     "ModelStatus",
     "Mutable",
     "MutableDict",
+    "MutableExpression",
     "MutableList",
     "Numerical",
     "RawFormatModelSpace",
@@ -100,10 +112,20 @@ __all__ = (
     "SampleMissingError",
     "SampleValidationError",
     "SimplifiedModelSpace",
+    "choice",
     "current_model",
     "ensure_frozen",
+    "lognormal",
+    "loguniform",
     "model_context",
+    "normal",
+    "qlognormal",
+    "qloguniform",
+    "qnormal",
+    "quniform",
+    "randint",
     "report_final",
     "report_intermediate",
     "show_progress",
+    "uniform",
 )

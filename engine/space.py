@@ -33,7 +33,9 @@ from engine.mutable import (
     MutableDict,
     Sample,
     SampleValidationError,
+    Uses,
     check_sample_type,
+    check_used,
     freeze_value,
     leaves_of,
 )
@@ -186,7 +188,7 @@ class ExecutableModelSpace(BaseModelSpace):
         ``["evaluator", label]``, or ``[label]`` for a label the space does not have."""
         check_sample_type(sample)
         known = self.simplify()  # DuplicateLabelError when model and evaluator clash
-        error = self._model_mutables().check_contains(sample)
+        error = check_used(self._model_uses(), self._model_mutables().simplify(), sample)
         if error is not None:
             return error.prefixed("model")
         if self.evaluator is not None:
@@ -206,6 +208,36 @@ class ExecutableModelSpace(BaseModelSpace):
 
     def _model_mutables(self) -> Mutable:
         raise NotImplementedError
+
+    def _model_uses(self) -> Uses:
+        return self._model_mutables().uses()
+
+    def uses(self) -> Uses:
+        """What the model uses (see :meth:`engine.mutable.Mutable.uses`) and every label of
+        the evaluator."""
+        parts = [self._model_uses()]
+        if self.evaluator is not None:
+            parts.append(self.evaluator.uses())
+        return Uses((), parts)
+
+    @property
+    def build_sample(self) -> Sample | None:
+        """The sample a frozen model is built with: :attr:`sample` (the canonical one, see
+        :meth:`~engine.mutable.Mutable.canonical`) with the labels it does not use at their
+        defaults, for constructors that build unused parts too."""
+        built = self.__dict__.get("_build_sample")
+        return built if built is not None else self.sample
+
+    def _frozen_from(self, model: ExecutableModelSpace, sample: Mapping[str, Any]
+                     ) -> None:
+        """Mark ``model`` frozen from ``sample``: its :attr:`sample` is the canonical form,
+        so two samples that build the same network give equal ``model.sample`` (unlike the
+        reference, which keeps the sample as given; it allows a subclass to differ)."""
+        canonical = self.canonical(sample)
+        model.sample = canonical
+        if len(canonical) != len(self.simplify()):
+            model.__dict__["_build_sample"] = self.completed(sample)
+        model.status = ModelStatus.Frozen
 
     def _check_initialized(self) -> None:
         if self.status is not ModelStatus.Initialized:
@@ -269,8 +301,7 @@ class RawFormatModelSpace(ExecutableModelSpace):
         self.validate(sample)
         evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         model = type(self)(self.model_space, evaluator)
-        model.sample = dict(sample)
-        model.status = ModelStatus.Frozen
+        self._frozen_from(model, sample)
         return model
 
     def executable_model(self) -> Any:
@@ -279,7 +310,7 @@ class RawFormatModelSpace(ExecutableModelSpace):
             raise RuntimeError("this model space is not frozen yet: call freeze(sample) first")
         cached = self._frozen_model() if self._frozen_model is not None else None
         if cached is None:
-            cached = self.model_space.freeze(self.sample)
+            cached = self.model_space.freeze(self.build_sample or {})
             try:
                 self._frozen_model = weakref.ref(cached)
             except TypeError:  # not weakly referenceable (a dict, say): build it each time
@@ -304,6 +335,7 @@ class ModelMessage(msgspec.Struct, frozen=True, kw_only=True, tag="simplified"):
     sample: dict[str, Any]
     status: ModelStatus
     metrics: Metrics
+    build_sample: dict[str, Any] | None = None  # see ExecutableModelSpace.build_sample
 
 
 class SimplifiedModelSpace(ExecutableModelSpace):
@@ -315,19 +347,24 @@ class SimplifiedModelSpace(ExecutableModelSpace):
 
     def __init__(
         self, model: Call, mutables: Mapping[str, Any] | MutableDict,
-        evaluator: Evaluator | None
+        evaluator: Evaluator | None, *, uses: Uses | None = None
     ) -> None:
         super().__init__()
         self.model = model
         self.mutables = mutables if isinstance(mutables, MutableDict) else MutableDict(mutables)
         self.evaluator = evaluator
+        self._uses = uses  # which labels a sample uses (from the live space); None: all
+
+    def _model_uses(self) -> Uses:
+        return self._uses if self._uses is not None else self.mutables.uses()
 
     @classmethod
     def from_model(
         cls, model_space: BaseModelSpace, evaluator: Evaluator | None = None, **configs: Any
     ) -> SimplifiedModelSpace:
         _check_parts(model_space, evaluator)
-        space = cls(model_space.init_call(), model_space.simplify(), evaluator)
+        space = cls(model_space.init_call(), model_space.simplify(), evaluator,
+                    uses=model_space.uses())
         space.simplify()  # DuplicateLabelError now rather than at the first freeze
         return space
 
@@ -340,14 +377,13 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         # Mutables passed as init arguments take their chosen value in the frozen recipe.
         model = type(self)(frozen_call(self.model, sample), self.mutables, evaluator)
-        model.sample = dict(sample)
-        model.status = ModelStatus.Frozen
+        self._frozen_from(model, sample)
         return model
 
     def executable_model(self) -> Any:
         if self.sample is None:
             raise RuntimeError("this model space is not frozen yet: call freeze(sample) first")
-        with model_context(self.sample):
+        with model_context(self.build_sample or {}):
             return self.model.build()
 
     def dump(self) -> bytes:
@@ -365,8 +401,11 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         for label, value in self.sample.items():
             check_plain_data(value, f"the sample's value for {label!r}")
         evaluator = self.evaluator.dump() if self.evaluator is not None else None
+        built = self.__dict__.get("_build_sample")
+        for label, value in (built or {}).items():
+            check_plain_data(value, f"the built sample's value for {label!r}")
         message = ModelMessage(model=recipe, evaluator=evaluator, sample=self.sample,
-                               status=self.status, metrics=self.metrics)
+                               status=self.status, metrics=self.metrics, build_sample=built)
         return self._encoder.encode(message)
 
     @classmethod
@@ -376,6 +415,8 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         evaluator = FunctionEvaluator.load(message.evaluator) if message.evaluator else None
         model = cls(Call.of(message.model), {}, evaluator)
         model.sample = dict(message.sample)
+        if message.build_sample is not None:
+            model.__dict__["_build_sample"] = dict(message.build_sample)
         model.status = message.status
         model.metrics = message.metrics
         return model

@@ -33,7 +33,7 @@ import collections
 import enum
 import random
 import statistics
-from collections.abc import Awaitable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeAlias
 
 import anyio.lowlevel
@@ -42,7 +42,7 @@ import msgspec
 from engine._objective import Mode, best_first, check_mode, is_score
 from engine._objective import sample_key as sample_key
 from engine.errors import BudgetExhausted, SearchFailed, TrialError
-from engine.mutable import LabeledMutable, Sample
+from engine.mutable import LabeledMutable, Sample, SampleValidationError
 from engine.space import ExecutableModelSpace, ModelStatus
 
 __all__ = (
@@ -206,6 +206,7 @@ class BaseStrategy(abc.ABC):
         self._seen: set[bytes] = set()
         self._pending: list[HandleLike] = []
         self._ids: set[int] = set()
+        self._canonical: Callable[[Mapping[str, Any]], Sample] | None = None  # see run()
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -227,9 +228,26 @@ class BaseStrategy(abc.ABC):
 
     # --- state -------------------------------------------------------------------------
 
+    def canonical(self, sample: Mapping[str, Any]) -> Sample:
+        """``sample`` without the labels it leaves unused in the space being searched
+        (see :meth:`engine.mutable.Mutable.canonical`): the form models are frozen with,
+        so samples that build the same network count as one. ``sample`` itself before
+        :meth:`run` or when the space cannot tell (a gating label is invalid)."""
+        if self._canonical is None:
+            return dict(sample)
+        try:
+            return self._canonical(sample)
+        except SampleValidationError:
+            return dict(sample)
+
+    def key_of(self, sample: Mapping[str, Any]) -> bytes:
+        """:func:`sample_key` of :meth:`canonical`."""
+        return sample_key(self.canonical(sample))
+
     def is_new(self, sample: Mapping[str, Any]) -> bool:
-        """Whether ``sample`` was never submitted nor found at resume."""
-        return sample_key(sample) not in self._seen
+        """Whether no sample that builds the same network as ``sample`` (the same
+        :meth:`canonical` form) was submitted or found at resume."""
+        return self.key_of(sample) not in self._seen
 
     @property
     def seen_count(self) -> int:
@@ -269,7 +287,7 @@ class BaseStrategy(abc.ABC):
 
     def _remember(self, handle: HandleLike) -> None:
         self._ids.add(handle.model_id)
-        self._seen.add(sample_key(handle.model.sample or {}))
+        self._seen.add(self.key_of(handle.model.sample or {}))
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -283,6 +301,7 @@ class BaseStrategy(abc.ABC):
                              f"status is {space.status.value}: pass the space, not a model")
         engine.set_objective(self.mode)  # the run file, best() and the CLI rank the same way
         self.stop_reason = None
+        self._canonical = space.canonicalizer()
         self.resume(engine)
         leaves = space.simplify()
         window = pool_window(engine)

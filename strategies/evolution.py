@@ -53,7 +53,7 @@ import msgspec
 
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
-from strategies.base import BaseStrategy, Leaves, NotYet, sample_key
+from strategies.base import BaseStrategy, Leaves, NotYet
 from strategies.random_search import UnseenSampler
 
 __all__ = ("Individual", "Reevaluation", "RegularizedEvolution", "default_sample_size", "mutate")
@@ -125,6 +125,11 @@ class _Standings:
 def _other_value(leaf: LabeledMutable, current: Any, rng: random.Random) -> Any:
     """A value of ``leaf`` other than ``current`` (``current`` when it has no other)."""
     if isinstance(leaf, Categorical):
+        if leaf.weights is not None:  # the prior, among the other values it allows
+            pairs = [(v, w) for v, w in zip(leaf.values, leaf.weights, strict=True)
+                     if v != current and w > 0]
+            if pairs:
+                return rng.choices([v for v, _ in pairs], [w for _, w in pairs])[0]
         others = [v for v in leaf.values if v != current]
         return rng.choice(others) if others else current
     for _ in range(10):
@@ -142,9 +147,17 @@ def mutate(parent: Sample, leaves: Leaves, rng: random.Random,
            mutation_prob: float | None = None) -> Sample:
     """A child of ``parent``. With ``mutation_prob`` ``None`` exactly one label (drawn
     uniformly) takes another value; otherwise each label does with that probability,
-    and one label is forced when none was drawn."""
+    and one label is forced when none was drawn.
+
+    Only labels ``parent`` holds are mutated: a model's sample is canonical (the labels
+    its network leaves unused are dropped), so changing one of its labels changes the
+    network. The labels it lacks are drawn at random first, so that a change that uses
+    them (a deeper Repeat, another candidate) finds values there."""
     child = dict(parent)
-    labels = [label for label, leaf in leaves.items() if _can_change(leaf)]
+    for label, leaf in leaves.items():
+        if label not in child:
+            child[label] = leaf.random_value(rng)
+    labels = [label for label, leaf in leaves.items() if label in parent and _can_change(leaf)]
     if not labels:
         return child
     chosen = ([] if mutation_prob is None
@@ -207,7 +220,7 @@ class RegularizedEvolution(BaseStrategy):
 
     def metrics_of(self, sample: Sample) -> list[float]:
         """The metric of each trained model of ``sample``, in the order they finished."""
-        return list(self._metrics.get(sample_key(sample), ()))
+        return list(self._metrics.get(self.key_of(sample), ()))
 
     def observe(self, model: ExecutableModelSpace) -> None:
         """Called once per finished model (the journal's at resume, then in completion
@@ -215,7 +228,7 @@ class RegularizedEvolution(BaseStrategy):
         the first time joins the population as its youngest member (the oldest leaves when
         it is full); one already there keeps its place with the new mean. Any other model
         marks its sample as failed: it is never proposed again."""
-        metric, key = model.metric, sample_key(model.sample or {})
+        metric, key = model.metric, self.key_of(model.sample or {})
         if model.status is not ModelStatus.Trained or metric is None or math.isnan(metric):
             self._failed.add(key)
             return
@@ -279,7 +292,7 @@ class RegularizedEvolution(BaseStrategy):
         """Whether ``sample`` may be proposed: new, or (without ``deduplicate``) not failed."""
         if self.deduplicate:
             return self.is_new(sample)
-        return sample_key(sample) not in self._failed
+        return self.key_of(sample) not in self._failed
 
     def tournament(self) -> Individual:
         """The best of ``sample_size`` members drawn without replacement (the first drawn

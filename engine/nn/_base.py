@@ -16,9 +16,9 @@ from typing import Any
 from torch import nn
 
 from engine._context import in_model_context
-from engine.mutable import LabeledMutable, Mutable
+from engine.mutable import LabeledMutable, Mutable, Uses
 
-__all__ = ("MutableModule", "default_of", "freeze_module", "module_leaves")
+__all__ = ("MutableModule", "default_of", "freeze_module", "module_leaves", "module_uses")
 
 # ``copy``/``pickle`` rebuild an object with ``cls.__new__(cls, **newargs)``: this keyword
 # tells ``__new__`` to make an empty instance, even under a model context.
@@ -51,6 +51,19 @@ class MutableModule(nn.Module, Mutable):
         yield from self._own_mutables()
         for child in self.children():
             yield from module_leaves(child)
+
+    def uses(self) -> Uses:
+        """Its own mutables always, and what its children use."""
+        return Uses(tuple(self._own_mutables()),
+                    tuple(module_uses(child) for child in self.children()))
+
+
+def module_uses(module: nn.Module) -> Uses:
+    """Which leaves of ``module`` and its descendants a sample uses (see
+    :class:`~engine.mutable.Uses`)."""
+    if isinstance(module, Mutable):
+        return module.uses()
+    return Uses((), tuple(module_uses(child) for child in module.children()))
 
 
 def module_leaves(module: nn.Module) -> Iterator[LabeledMutable]:

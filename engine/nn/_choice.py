@@ -12,8 +12,8 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine.mutable import Categorical, LabeledMutable
-from engine.nn._base import MutableModule, freeze_module
+from engine.mutable import Categorical, LabeledMutable, Uses
+from engine.nn._base import MutableModule, freeze_module, module_uses
 from engine.nn._multiple import CategoricalMultiple
 
 __all__ = ("ChosenInputs", "InputChoice", "LayerChoice")
@@ -44,28 +44,32 @@ def _named_candidates(candidates: Any, label: str) -> dict[int | str, nn.Module]
     return named
 
 
-def _layer_choice(candidates: Any, label: str | None) -> tuple[Categorical, dict[Any, nn.Module]]:
+def _layer_choice(candidates: Any, label: str | None, weights: Sequence[float] | None = None
+                  ) -> tuple[Categorical, dict[Any, nn.Module]]:
     label = label if label is not None else auto_label("layerchoice")
     named = _named_candidates(candidates, label)
-    return Categorical(list(named), label=label), named
+    return Categorical(list(named), weights=weights, label=label), named
 
 
 class LayerChoice(MutableModule):
     """One module out of ``candidates`` (a list: chosen by index; a dict: by key).
 
     Under a model context the constructor returns the chosen candidate itself. Before
-    freezing, it runs its default (first) candidate.
+    freezing, it runs its default (first) candidate. ``weights`` (one per candidate,
+    summing to 1) are the prior random sampling draws from, as in the reference.
     """
 
-    def __init__(self, candidates: Candidates, *, label: str | None = None) -> None:
+    def __init__(self, candidates: Candidates, *, weights: Sequence[float] | None = None,
+                 label: str | None = None) -> None:
         super().__init__()
-        self.choice, named = _layer_choice(candidates, label)
+        self.choice, named = _layer_choice(candidates, label, weights)
         for key, module in named.items():
             self.add_module(str(key), module)
 
     @classmethod
-    def _build_frozen(cls, candidates: Candidates, *, label: str | None = None) -> nn.Module:
-        choice, named = _layer_choice(candidates, label)
+    def _build_frozen(cls, candidates: Candidates, *, weights: Sequence[float] | None = None,
+                      label: str | None = None) -> nn.Module:
+        choice, named = _layer_choice(candidates, label, weights)
         return named[ensure_frozen(choice)]
 
     @property
@@ -102,6 +106,12 @@ class LayerChoice(MutableModule):
     def _own_mutables(self) -> Iterable[LabeledMutable]:
         return (self.choice,)
 
+    def uses(self) -> Uses:
+        """Its choice, and what the chosen candidate uses (the choices inside the other
+        candidates are not used: the reference validates only the chosen branch too)."""
+        return Uses(gate=self.choice,
+                    branches=[module_uses(self[name]) for name in self.choice.values])
+
     def freeze(self, sample: Mapping[str, Any]) -> nn.Module:
         self.validate(sample)
         return freeze_module(self[self.choice.freeze(sample)], sample)
@@ -117,7 +127,8 @@ REDUCTIONS = ("sum", "mean", "concat", "none")
 
 
 def _input_choice(
-    n_candidates: int, n_chosen: int | None, reduction: str, label: str | None
+    n_candidates: int, n_chosen: int | None, reduction: str, label: str | None,
+    weights: Sequence[float] | None = None,
 ) -> Categorical | CategoricalMultiple:
     label = label if label is not None else auto_label("inputchoice")
     if not isinstance(n_candidates, int) or isinstance(n_candidates, bool) or n_candidates < 1:
@@ -131,8 +142,9 @@ def _input_choice(
         raise ValueError(f"InputChoice {label!r}: reduction must be one of {REDUCTIONS}, "
                          f"got {reduction!r}")
     if n_chosen == 1:
-        return Categorical(list(range(n_candidates)), label=label)
-    return CategoricalMultiple(range(n_candidates), n_chosen=n_chosen, label=label)
+        return Categorical(list(range(n_candidates)), weights=weights, label=label)
+    return CategoricalMultiple(range(n_candidates), n_chosen=n_chosen, weights=weights,
+                               label=label)
 
 
 class InputChoice(MutableModule):
@@ -141,18 +153,20 @@ class InputChoice(MutableModule):
 
     Its value in a sample is an input index when ``n_chosen`` is 1, else a list of
     indices. Under a model context the constructor returns a :class:`ChosenInputs`.
+    ``weights`` are the prior of its choice (see :class:`CategoricalMultiple`).
     """
 
     def __init__(self, n_candidates: int, n_chosen: int | None = 1, reduction: str = "sum",
-                 *, label: str | None = None) -> None:
+                 *, weights: Sequence[float] | None = None, label: str | None = None) -> None:
         super().__init__()
-        self.choice = _input_choice(n_candidates, n_chosen, reduction, label)
+        self.choice = _input_choice(n_candidates, n_chosen, reduction, label, weights)
         self.n_candidates, self.n_chosen, self.reduction = n_candidates, n_chosen, reduction
 
     @classmethod
     def _build_frozen(cls, n_candidates: int, n_chosen: int | None = 1, reduction: str = "sum",
-                      *, label: str | None = None) -> nn.Module:
-        choice = _input_choice(n_candidates, n_chosen, reduction, label)
+                      *, weights: Sequence[float] | None = None, label: str | None = None
+                      ) -> nn.Module:
+        choice = _input_choice(n_candidates, n_chosen, reduction, label, weights)
         return ChosenInputs(ensure_frozen(choice), reduction, n_candidates=n_candidates)
 
     @property

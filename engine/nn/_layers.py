@@ -12,13 +12,31 @@ from engine.mutable import LabeledMutable, freeze_value, leaves_of
 from engine.nn._base import MutableModule, default_of
 
 __all__ = (
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "BatchNorm3d",
     "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "LayerNorm",
     "Linear",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MultiheadAttention",
     "MutableLayer",
 )
 
@@ -106,3 +124,76 @@ class LayerNorm(MutableLayer, nn.LayerNorm):
 
 class Dropout(MutableLayer, nn.Dropout):
     """``nn.Dropout`` whose arguments may be mutables."""
+
+
+class Conv3d(MutableLayer, nn.Conv3d):
+    """``nn.Conv3d`` whose arguments may be mutables."""
+
+
+class ConvTranspose1d(MutableLayer, nn.ConvTranspose1d):
+    """``nn.ConvTranspose1d`` whose arguments may be mutables."""
+
+
+class ConvTranspose2d(MutableLayer, nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` whose arguments may be mutables."""
+
+
+class ConvTranspose3d(MutableLayer, nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d`` whose arguments may be mutables."""
+
+
+class BatchNorm3d(MutableLayer, nn.BatchNorm3d):
+    """``nn.BatchNorm3d`` whose arguments may be mutables."""
+
+
+class GroupNorm(MutableLayer, nn.GroupNorm):
+    """``nn.GroupNorm`` whose arguments may be mutables."""
+
+
+class InstanceNorm1d(MutableLayer, nn.InstanceNorm1d):
+    """``nn.InstanceNorm1d`` whose arguments may be mutables."""
+
+
+class InstanceNorm2d(MutableLayer, nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` whose arguments may be mutables."""
+
+
+class MaxPool1d(MutableLayer, nn.MaxPool1d):
+    """``nn.MaxPool1d`` whose arguments may be mutables."""
+
+
+class MaxPool2d(MutableLayer, nn.MaxPool2d):
+    """``nn.MaxPool2d`` whose arguments may be mutables."""
+
+
+class AvgPool1d(MutableLayer, nn.AvgPool1d):
+    """``nn.AvgPool1d`` whose arguments may be mutables."""
+
+
+class AvgPool2d(MutableLayer, nn.AvgPool2d):
+    """``nn.AvgPool2d`` whose arguments may be mutables."""
+
+
+class AdaptiveAvgPool1d(MutableLayer, nn.AdaptiveAvgPool1d):
+    """``nn.AdaptiveAvgPool1d`` whose arguments may be mutables."""
+
+
+class AdaptiveAvgPool2d(MutableLayer, nn.AdaptiveAvgPool2d):
+    """``nn.AdaptiveAvgPool2d`` whose arguments may be mutables."""
+
+
+class AdaptiveMaxPool2d(MutableLayer, nn.AdaptiveMaxPool2d):
+    """``nn.AdaptiveMaxPool2d`` whose arguments may be mutables."""
+
+
+class Dropout1d(MutableLayer, nn.Dropout1d):
+    """``nn.Dropout1d`` whose arguments may be mutables."""
+
+
+class Dropout2d(MutableLayer, nn.Dropout2d):
+    """``nn.Dropout2d`` whose arguments may be mutables."""
+
+
+
+class MultiheadAttention(MutableLayer, nn.MultiheadAttention):
+    """``nn.MultiheadAttention`` whose arguments may be mutables."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import itertools
 import random as _random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from engine.mutable import LabeledMutable, _canonical, _same_value
+from engine.mutable import LabeledMutable, _canonical, _same_value, check_weights
 
 __all__ = ("CategoricalMultiple",)
 
@@ -18,10 +18,16 @@ __all__ = ("CategoricalMultiple",)
 class CategoricalMultiple(LabeledMutable):
     """Distinct values out of ``values``: exactly ``n_chosen`` of them, or any non-empty
     number when ``n_chosen`` is None. A value is a list, kept in the order of ``values``.
-    The default is the first ``n_chosen`` values (all of them when ``n_chosen`` is None)."""
+    The default is the first ``n_chosen`` values (all of them when ``n_chosen`` is None).
+
+    ``weights`` are its prior, as in the reference: with ``n_chosen``, one probability
+    per value summing to 1, and values are drawn one by one without replacement in
+    proportion to them; without, each value's own probability of being in the subset
+    (a draw that picks none is drawn again, since a value here is never empty)."""
 
     def __init__(
-        self, values: Iterable[Any], *, n_chosen: int | None = None, label: str | None = None
+        self, values: Iterable[Any], *, n_chosen: int | None = None,
+        weights: Sequence[float] | None = None, label: str | None = None
     ) -> None:
         super().__init__(label)
         self.values = list(values)
@@ -34,6 +40,13 @@ class CategoricalMultiple(LabeledMutable):
             raise ValueError(f"CategoricalMultiple {self.label!r}: n_chosen must be None or an "
                              f"int from 1 to {len(self.values)}, got {n_chosen!r}")
         self.n_chosen = n_chosen
+        self.weights = check_weights(weights, len(self.values),
+                                     f"CategoricalMultiple {self.label!r}",
+                                     total=n_chosen is not None)
+        likely = sum(1 for w in self.weights or () if w > 0)
+        if self.weights is not None and likely < (n_chosen or 1):
+            raise ValueError(f"CategoricalMultiple {self.label!r}: only {likely} values have "
+                             f"a weight above 0, too few to choose {n_chosen or 1}")
 
     def _index(self, value: Any) -> int:
         for i, choice in enumerate(self.values):
@@ -67,8 +80,24 @@ class CategoricalMultiple(LabeledMutable):
         return list(self.values[: self.n_chosen])
 
     def random_value(self, rng: _random.Random) -> list[Any]:
+        if self.weights is not None:
+            return self._weighted_value(self.weights, rng)
         count = self.n_chosen if self.n_chosen is not None else rng.randint(1, len(self.values))
         return [self.values[i] for i in sorted(rng.sample(range(len(self.values)), count))]
+
+    def _weighted_value(self, weights: list[float], rng: _random.Random) -> list[Any]:
+        if self.n_chosen is None:
+            while True:
+                picked = [i for i, w in enumerate(weights) if rng.random() < w]
+                if picked:
+                    return [self.values[i] for i in picked]
+        left = [i for i, w in enumerate(weights) if w > 0]
+        chosen: list[int] = []
+        for _ in range(self.n_chosen):
+            index = rng.choices(left, [weights[i] for i in left])[0]
+            left.remove(index)
+            chosen.append(index)
+        return [self.values[i] for i in sorted(chosen)]
 
     def grid_values(self, granularity: int | None = None) -> list[list[Any]]:
         sizes = [self.n_chosen] if self.n_chosen is not None else range(1, len(self.values) + 1)
@@ -79,7 +108,8 @@ class CategoricalMultiple(LabeledMutable):
         return (
             type(other) is type(self)
             and isinstance(other, CategoricalMultiple)
-            and (other.label, other.n_chosen) == (self.label, self.n_chosen)
+            and (other.label, other.n_chosen, other.weights)
+            == (self.label, self.n_chosen, self.weights)
             and _canonical(other.values) == _canonical(self.values)
         )
 

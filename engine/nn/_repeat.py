@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,21 +12,52 @@ from torch import nn
 
 from engine._context import ensure_frozen
 from engine._labels import auto_label
-from engine.mutable import Categorical, LabeledMutable
-from engine.nn._base import MutableModule, freeze_module
+from engine.mutable import Categorical, LabeledMutable, MutableExpression, Uses
+from engine.nn._base import MutableModule, freeze_module, module_uses
 
 __all__ = ("Repeat",)
 
 Blocks = nn.Module | Callable[..., nn.Module] | Sequence[nn.Module | Callable[..., nn.Module]]
-Depth = int | tuple[int, int] | Categorical
+Depth = int | tuple[int, int] | Categorical | MutableExpression
 
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _depth_choice(depth: Any, label: str | None) -> tuple[Categorical | None, int]:
+MAX_DEPTH_COMBINATIONS = 100_000
+
+
+def _expression_depths(depth: MutableExpression) -> list[Any]:
+    """Every value ``depth`` takes: it must depend on categorical leaves only, with at
+    most :data:`MAX_DEPTH_COMBINATIONS` combinations of values."""
+    leaves = list(depth.simplify().values())
+    if not all(isinstance(leaf, Categorical) for leaf in leaves):
+        raise TypeError(f"a Repeat depth expression must depend on Categorical choices only "
+                        f"(its largest value decides how many blocks to build), got {depth!r}")
+    axes = [leaf.values for leaf in leaves if isinstance(leaf, Categorical)]
+    count = 1
+    for axis in axes:
+        count *= len(axis)
+    if count > MAX_DEPTH_COMBINATIONS:
+        raise ValueError(f"the Repeat depth {depth!r} has {count} combinations of values, "
+                         f"more than {MAX_DEPTH_COMBINATIONS} to list")
+    return [depth.evaluate({leaf.label: v for leaf, v in zip(leaves, combo, strict=True)})
+            for combo in itertools.product(*axes)]
+
+
+def _depth_choice(depth: Any, label: str | None
+                  ) -> tuple[Categorical | MutableExpression | None, int]:
     """The depth's mutable (None when fixed) and the largest depth."""
+    if isinstance(depth, MutableExpression):
+        if label is not None:
+            raise ValueError(f"Repeat with a depth expression takes no label: drop "
+                             f"label={label!r} (the labels are its choices')")
+        depths = _expression_depths(depth)
+        if not all(_is_count(v) for v in depths):
+            raise TypeError(f"Repeat depth {depth!r} must give ints >= 0, it gives "
+                            f"{sorted(set(map(repr, depths)))}")
+        return depth, max(depths)
     if _is_count(depth):
         if label is not None:
             raise ValueError(f"Repeat {label!r} has a fixed depth {depth}, so there is no "
@@ -91,15 +123,18 @@ def _build_blocks(blocks: Any, count: int, label: str) -> list[nn.Module]:
 
 
 def _repeat(blocks: Any, depth: Any, label: str | None
-            ) -> tuple[Categorical | None, list[nn.Module]]:
+            ) -> tuple[Categorical | MutableExpression | None, list[nn.Module]]:
     choice, most = _depth_choice(depth, label)
-    name = choice.label if choice is not None else "(fixed depth)"
+    name = (choice.label if isinstance(choice, Categorical)
+            else "(fixed depth)" if choice is None else repr(choice))
     return choice, _build_blocks(blocks, most, name)
 
 
 class Repeat(MutableModule):
     """``blocks`` stacked ``depth`` times; ``depth`` is an int, an inclusive ``(min, max)``
-    range or a Categorical of ints (whose label the Repeat takes).
+    range, a Categorical of ints (whose label the Repeat takes) or a
+    :class:`~engine.mutable.MutableExpression` of Categoricals (``stages * 2``; the
+    blocks it leaves unused do not count in a sample, as for a Categorical).
 
     ``blocks`` is a module (deep-copied per layer), a factory (called with the layer index
     when it has a required positional parameter, without arguments otherwise), or a list
@@ -123,16 +158,25 @@ class Repeat(MutableModule):
 
     @property
     def label(self) -> str | None:
-        return None if self.depth_choice is None else self.depth_choice.label
+        """The depth's label; None for a fixed depth or a depth expression."""
+        return self.depth_choice.label if isinstance(self.depth_choice, Categorical) else None
 
     def _own_mutables(self) -> Iterable[LabeledMutable]:
-        return () if self.depth_choice is None else (self.depth_choice,)
+        return () if self.depth_choice is None else self.depth_choice.leaf_mutables()
+
+    def uses(self) -> Uses:
+        """Its depth, and what the first ``depth`` blocks use (the choices of deeper
+        blocks are not used)."""
+        blocks = [module_uses(block) for block in self.blocks]
+        if self.depth_choice is None:
+            return Uses((), blocks)
+        return Uses(gate=self.depth_choice, branches=blocks, prefix=True)
 
     def _depth(self, sample: Mapping[str, Any] | None) -> int:
         if self.depth_choice is None:
             return len(self.blocks)
         if sample is None:
-            return int(self.depth_choice.default_value())
+            return int(self.depth_choice.default())
         return int(self.depth_choice.freeze(sample))
 
     def freeze(self, sample: Mapping[str, Any]) -> nn.Sequential:

@@ -11,8 +11,8 @@ from torch import nn
 
 from engine._context import ensure_frozen, in_model_context
 from engine._labels import label_scope
-from engine.mutable import LabeledMutable, Mutable, leaves_of
-from engine.nn._base import freeze_module, module_leaves
+from engine.mutable import LabeledMutable, Mutable, Uses, leaves_of
+from engine.nn._base import freeze_module, module_leaves, module_uses
 from engine.space import BaseModelSpace, frozen_call
 
 __all__ = ("ModelSpace",)
@@ -58,6 +58,15 @@ class ModelSpace(nn.Module, BaseModelSpace):
         for child in self.children():
             yield from module_leaves(child)
 
+    def uses(self) -> Uses:
+        """Init arguments, attributes and :meth:`add_mutable` mutables always; what its
+        submodules use (a LayerChoice: its chosen candidate; a Repeat: its first blocks)."""
+        call = self.init_call()
+        always = [*leaves_of([*call.args, *call.kwargs.values()]),
+                  *leaves_of(v for k, v in vars(self).items() if not k.startswith("_")),
+                  *leaves_of(self.__dict__.get("_nas_mutables", ()))]
+        return Uses(always, [module_uses(child) for child in self.children()])
+
     def freeze(self, sample: Mapping[str, Any]) -> Any:
         """The model ``sample`` picks, made from this live space: a deep copy with every
         module that holds choices replaced by its frozen form, so weights and in-place edits
@@ -71,7 +80,8 @@ class ModelSpace(nn.Module, BaseModelSpace):
         """
         self.validate(sample)
         if self.constructor_choices():
-            return super().freeze(sample)
+            # The constructor builds unchosen parts too: give their choices a value.
+            return super().freeze(self.completed(sample))
         call = self.init_call()
         try:
             clone = copy.deepcopy(self, {id(call): call})
