@@ -76,9 +76,10 @@ async def test_running_never_counts_more_models_than_workers(tmp_path: Path) -> 
         async with engine:
             for _ in range(8):
                 await engine.submit(model(sleep_for, seconds=0.05))
-    # A prefetched model's training event comes once its worker built it, after the end
-    # of the model before it; the progress line never counts more than the workers.
-    assert most_naive <= 2
+    # Events alone may show more models training than workers (a prefetched model's
+    # training event can come before the end of the one before it on its worker, or not,
+    # as the worker's messages arrive); the progress line never counts more than 2.
+    assert most_naive >= 2
     assert 1 <= most <= 2
     assert (progress.done, progress.running, progress.queued) == (8, 0, 0)
     assert children() == []
