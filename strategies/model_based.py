@@ -54,6 +54,7 @@ up, not the reported 0-49).
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Iterator
@@ -72,6 +73,10 @@ __all__ = ("MAX_NEIGHBOURS", "ModelBased")
 MAX_NEIGHBOURS = 16
 #: Gaussian steps (as a share of the range) a Numerical label moves by in a neighbour.
 NUMERICAL_STEPS = (0.05, 0.15, 0.3)
+#: The surrogate is refitted from scratch once the results grew by this factor.
+REFIT_GROWTH = 1.25
+#: Below this many results, every proposal refits (cheap, and ranks still move a lot).
+REFIT_MIN = 40
 
 
 class ModelBased(BaseStrategy):
@@ -117,6 +122,8 @@ class ModelBased(BaseStrategy):
         self._failed: set[bytes] = set()
         self._encoder: Encoder | None = None
         self._tokens: list[tuple[int, ...]] = []  # of each result, for _encoder
+        self._ranked: list[float] = []  # the results' values, sorted
+        self._fitted_on = 0  # results at the last refit
         self._surrogate: Surrogate | None = None
         self._sampler: UnseenSampler | None = None
 
@@ -146,24 +153,38 @@ class ModelBased(BaseStrategy):
         self._encoder = Encoder(leaves, self.bins)
         self._tokens = [self._encoder.tokens(sample) for sample, _ in self._results]
         self._surrogate = None
+        self._fitted_on = 0
         self._sampler = UnseenSampler(leaves, self.rng)
 
     def _fitted(self) -> Surrogate | None:
-        """The surrogate of every result so far, refitted when results came in since.
+        """The surrogate of every result so far.
 
         It is fitted on normal scores of the results' ranks, not on the metrics: NAS
         metrics are skewed (a few broken architectures far below the rest), and ranks
-        keep those from setting every effect (as TPE's split into good and bad does)."""
+        keep those from setting every effect (as TPE's split into good and bad does).
+        A new result enters with the score of its rank among the results then; all are
+        scored again (a refit, ``O(n)``) once the results grew by a quarter since the
+        last refit, so a proposal costs ``O(1)`` amortized."""
         encoder = self._encoder
         if encoder is None:
             return None
         while len(self._tokens) < len(self._results):
             self._tokens.append(encoder.tokens(self._results[len(self._tokens)][0]))
-        if self._surrogate is None or self._surrogate.count != len(self._results):
+        values = [y for _, y in self._results]
+        if self._surrogate is None or len(values) < REFIT_MIN or (
+                len(values) >= REFIT_GROWTH * self._fitted_on):
             self._surrogate = Surrogate(len(encoder.labels))
-            for tokens, score in zip(self._tokens, normal_scores(
-                    [y for _, y in self._results]), strict=True):
+            for tokens, score in zip(self._tokens, normal_scores(values), strict=True):
                 self._surrogate.add(tokens, score)
+            self._ranked = sorted(values)
+            self._fitted_on = len(values)
+            return self._surrogate
+        for index in range(int(self._surrogate.count), len(values)):
+            bisect.insort(self._ranked, values[index])
+            rank = (bisect.bisect_left(self._ranked, values[index])
+                    + bisect.bisect_right(self._ranked, values[index]) - 1) / 2
+            score = statistics.NormalDist().inv_cdf((rank + 0.5) / len(self._ranked))
+            self._surrogate.add(self._tokens[index], score)
         return self._surrogate
 
     # --- proposing ---------------------------------------------------------------------
