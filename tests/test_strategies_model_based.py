@@ -17,6 +17,7 @@ import engine as e
 from engine import Engine, InlinePool, ModelStatus
 from engine.testing import MockPool
 from strategies import ModelBased, RandomSearch, StopReason, sample_key
+from strategies._surrogate import MISSING, Encoder, Surrogate, quantile, value_at
 from strategies.base import BaseStrategy
 from strategies.evolution import Reevaluation
 
@@ -195,3 +196,23 @@ async def test_it_beats_random_search_on_a_small_table() -> None:
 def test_bad_arguments_say_what_to_pass(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelBased(**kwargs)
+
+
+def test_the_surrogate_encodes_absent_labels_and_log_bins() -> None:
+    leaves = e.RawFormatModelSpace.from_model(
+        Mixed(), e.FunctionEvaluator(mixed_score)).simplify()
+    encoder = Encoder(leaves, bins=5)
+    assert encoder.tokens({}) == (MISSING, MISSING, MISSING)  # a conditional sample
+    tokens = dict(zip(encoder.labels, encoder.tokens(
+        {"kind": "c", "lr": 1e-3, "dropout": 0.5}), strict=True))
+    assert tokens == {"kind": 2, "lr": 2, "dropout": 4}  # 1e-3: the middle of 1e-5..1
+    lr = leaves["lr"]
+    assert isinstance(lr, e.Numerical)
+    assert value_at(lr, quantile(lr, 1e-3)) == pytest.approx(1e-3)
+    surrogate = Surrogate(3)
+    for sample, y in (({"kind": "a"}, 0.0), ({"kind": "b"}, 1.0), ({"kind": "b"}, 1.0)):
+        surrogate.add(encoder.tokens(sample), y)
+    assert surrogate.predict(encoder.tokens({"kind": "b"}))[0] > surrogate.predict(
+        encoder.tokens({"kind": "a"}))[0]
+    assert surrogate.predict(encoder.tokens({"kind": "c"}))[1] > surrogate.predict(
+        encoder.tokens({"kind": "b"}))[1]  # never seen: more novel
