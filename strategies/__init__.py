@@ -18,6 +18,7 @@ from strategies.evolution import Individual as Individual
 from strategies.evolution import Reevaluation as Reevaluation
 from strategies.evolution import RegularizedEvolution as RegularizedEvolution
 from strategies.grid import GridSearch as GridSearch
+from strategies.model_based import ModelBased as ModelBased
 from strategies.random_search import RandomSearch as RandomSearch
 
 __all__ = (
@@ -25,6 +26,7 @@ __all__ = (
     "GridSearch",
     "Individual",
     "Mode",
+    "ModelBased",
     "NOT_YET",
     "NotYet",
     "RandomSearch",

@@ -1,0 +1,163 @@
+"""The surrogate of :class:`~strategies.model_based.ModelBased`: shrunk main effects and
+pairwise interactions of the labels, kept as running sums (pure Python, no numpy).
+
+Each label's value is a *token*: a Categorical value's position, a Numerical value's bin
+(``bins`` equal parts of ``[low, high]``, on the log scale where the label has one), or
+:data:`MISSING` when a sample lacks the label (a conditional sample). The model is::
+
+    f(x) = mu + sum_l e_l(x_l) + w * sum_{l<m} r_lm(x_l, x_m)
+
+where ``mu`` is the mean of all results, ``e_l(t)`` the mean residual of the results
+whose label ``l`` is ``t``, shrunk towards 0 as ``(sum - count * mu) / (count + k)``,
+and ``r_lm`` the same for pairs of labels, as residuals of ``mu + e_l + e_m``. Adding or
+removing one result updates the sums in ``O(d^2)`` for ``d`` labels, and a prediction
+reads ``O(d^2)`` sums, so neither depends on the number of results: a proposal at 300
+results costs what it costs at 30. Interactions are kept for up to :data:`MAX_PAIRED`
+labels (beyond, the pairs would cost more than they tell).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.mutable import Categorical, LabeledMutable, Numerical
+
+__all__ = ("MAX_PAIRED", "MISSING", "Encoder", "Surrogate", "quantile", "value_at")
+
+#: The token of a label a sample does not have.
+MISSING = -1
+#: Labels beyond which the surrogate models main effects only.
+MAX_PAIRED = 12
+
+Tokens = tuple[int, ...]
+
+
+def quantile(leaf: Numerical, value: float) -> float:
+    """Where ``value`` lies in ``[low, high]`` of ``leaf``, in [0, 1] (log scale if any)."""
+    if leaf.log:
+        lo, hi = math.log(leaf.low), math.log(leaf.high)
+        position = (math.log(max(value, leaf.low)) - lo) / (hi - lo)
+    else:
+        position = (value - leaf.low) / (leaf.high - leaf.low)
+    return min(max(position, 0.0), 1.0)
+
+
+def value_at(leaf: Numerical, q: float) -> float:
+    """The value of ``leaf`` at quantile ``q`` (clipped to [0, 1]), quantized if it is."""
+    q = min(max(q, 0.0), 1.0)
+    if leaf.log:
+        lo, hi = math.log(leaf.low), math.log(leaf.high)
+        value = math.exp(lo + q * (hi - lo))
+    else:
+        value = leaf.low + q * (leaf.high - leaf.low)
+    if leaf.quantize is not None:
+        value = round(value / leaf.quantize) * leaf.quantize
+    return min(max(value, leaf.low), leaf.high)
+
+
+class Encoder:
+    """Samples of ``leaves`` as tuples of tokens (see the module docstring)."""
+
+    def __init__(self, leaves: Mapping[str, LabeledMutable], bins: int) -> None:
+        self.leaves = leaves
+        self.labels = list(leaves)
+        self.bins = bins
+
+    def tokens(self, sample: Mapping[str, Any]) -> Tokens:
+        return tuple(self._token(self.leaves[label], sample, label) for label in self.labels)
+
+    def _token(self, leaf: LabeledMutable, sample: Mapping[str, Any], label: str) -> int:
+        if label not in sample:
+            return MISSING
+        value = sample[label]
+        if isinstance(leaf, Categorical):
+            try:
+                return leaf.values.index(value)
+            except ValueError:  # a value of another version of the space
+                return MISSING
+        if isinstance(leaf, Numerical) and isinstance(value, int | float):
+            return min(int(quantile(leaf, float(value)) * self.bins), self.bins - 1)
+        return MISSING
+
+
+class _Sums:
+    """Count and sum of the results per key."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.count: dict[Any, float] = {}
+        self.total: dict[Any, float] = {}
+
+    def add(self, key: Any, y: float, weight: float) -> None:
+        self.count[key] = self.count.get(key, 0.0) + weight
+        self.total[key] = self.total.get(key, 0.0) + weight * y
+
+    def residual(self, key: Any, base: float, shrink: float) -> tuple[float, float]:
+        """(shrunk mean residual against ``base``, count) of ``key``."""
+        count = self.count.get(key, 0.0)
+        if count <= 0.0:
+            return 0.0, 0.0
+        return (self.total[key] - count * base) / (count + shrink), count
+
+
+class Surrogate:
+    """The running sums and the prediction (see the module docstring). ``y`` is always
+    "bigger is better"; the caller flips the sign for a metric to minimize."""
+
+    def __init__(self, width: int, *, shrink: float = 2.0, pair_shrink: float = 4.0,
+                 pair_weight: float = 1.0) -> None:
+        self.width = width
+        self.shrink, self.pair_shrink, self.pair_weight = shrink, pair_shrink, pair_weight
+        self.count = 0.0
+        self.total = 0.0
+        self.squares = 0.0
+        self._main = [_Sums() for _ in range(width)]
+        self._pairs: list[tuple[int, int]] = (
+            list(itertools.combinations(range(width), 2)) if width <= MAX_PAIRED else [])
+        self._pair_sums = [_Sums() for _ in self._pairs]
+
+    def add(self, tokens: Sequence[int], y: float, weight: float = 1.0) -> None:
+        """Count one result (``weight=-1`` takes back one added with the same ``y``)."""
+        self.count += weight
+        self.total += weight * y
+        self.squares += weight * y * y
+        for sums, token in zip(self._main, tokens, strict=True):
+            sums.add(token, y, weight)
+        for sums, (i, j) in zip(self._pair_sums, self._pairs, strict=True):
+            sums.add((tokens[i], tokens[j]), y, weight)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count > 0 else 0.0
+
+    @property
+    def spread(self) -> float:
+        """The standard deviation of the results (1.0 before there are two)."""
+        if self.count < 2:
+            return 1.0
+        variance = self.squares / self.count - self.mean ** 2
+        return math.sqrt(variance) if variance > 0 else 1.0
+
+    def predict(self, tokens: Sequence[int]) -> tuple[float, float]:
+        """(predicted y, novelty) of ``tokens``: novelty is the mean over labels and
+        pairs of ``1 / sqrt(1 + count)``, 1 for a sample unlike any result so far."""
+        mu = self.mean
+        effects = []
+        novelty = 0.0
+        for sums, token in zip(self._main, tokens, strict=True):
+            effect, count = sums.residual(token, mu, self.shrink)
+            effects.append(effect)
+            novelty += 1.0 / math.sqrt(1.0 + count)
+        value = mu + sum(effects)
+        interaction = 0.0
+        for sums, (i, j) in zip(self._pair_sums, self._pairs, strict=True):
+            base = mu + effects[i] + effects[j]
+            effect, count = sums.residual((tokens[i], tokens[j]), base, self.pair_shrink)
+            interaction += effect
+            novelty += 1.0 / math.sqrt(1.0 + count)
+        terms = len(self._main) + len(self._pairs)
+        return value + self.pair_weight * interaction, novelty / max(terms, 1)
