@@ -88,10 +88,19 @@ def _model(row: tuple[Any, ...]) -> StoredModel:
     values = [math.nan if v is None else v for v in _values_decoder.decode(row[4])]
     return StoredModel(
         id=row[0], sample=_sample_decoder.decode(row[1]), status=ModelStatus(row[2]),
-        attempts=row[3], metrics=Metrics(intermediates=values, final=row[5]),
+        attempts=row[3], metrics=Metrics(intermediates=values, final=row[5],
+                                         stopped_at=_stopped_at(row[2], row[11])),
         queued_at=row[6], started_at=row[7], ended_at=row[8], duration=row[9],
         worker=row[10], reason=row[11], blob=row[12] if len(row) > 12 else None,
     )
+
+
+def _stopped_at(status: str, reason: str | None) -> int | None:
+    """The step a trained model was stopped early at (see engine._store_write)."""
+    prefix = "stopped at step "
+    if status != "trained" or reason is None or not reason.startswith(prefix):
+        return None
+    return int(reason.removeprefix(prefix))
 
 
 def load_resume_state(conn: sqlite3.Connection, path: Path) -> ResumeState:

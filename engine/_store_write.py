@@ -24,6 +24,8 @@ from engine.events import (
 __all__ = ("write_batch",)
 
 _encoder = msgspec.json.Encoder()
+#: A trained model's ``reason`` when its strategy stopped it early, before the step.
+STOPPED_PREFIX = "stopped at step"
 _Update: TypeAlias = Callable[[Any], tuple[Any, ...]]
 
 _QUEUED = """
@@ -40,9 +42,10 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
         lambda e: (e.attempt, e.worker, e.time)),
     MetricReported: (
         "intermediates = json_insert(intermediates, '$[#]', ?)", lambda e: (e.value,)),
-    ModelTrained: (
-        "status = 'trained', final = ?, duration = ?, ended_at = ?",
-        lambda e: (e.final, e.duration, e.time)),
+    ModelTrained: (  # a model its strategy stopped early: reason 'stopped at step N'
+        "status = 'trained', final = ?, duration = ?, ended_at = ?, reason = ?",
+        lambda e: (e.final, e.duration, e.time,
+                   None if e.stopped_at is None else f"{STOPPED_PREFIX} {e.stopped_at}")),
     ModelFailed: (
         "status = 'failed', reason = ?, attempts = max(attempts, ?), ended_at = ?",
         lambda e: (f"{e.error_type}: {e.message}", e.attempt, e.time)),
