@@ -103,7 +103,8 @@ async def test_a_stopped_model_is_trained_at_its_fidelity(tmp_path: Path) -> Non
     # ranked: full trainings first (best first), then the stopped ones
     xs = [int((m.sample or {})["x"]) for m in ranked]
     assert xs == [6, 5, 4, 3, 2, 1]
-    assert best is not None and (best.sample or {})["x"] == 6
+    assert best is not None
+    assert (best.sample or {})["x"] == 6
     with RunReader(run) as reader:
         rows = {m.id: m for m in reader.models()}
     for handle in stopped:
@@ -133,7 +134,8 @@ async def test_reports_after_the_stop_are_dropped() -> None:
         model = await handle
     assert heard == [1, 2]
     assert model.status is ModelStatus.Trained
-    assert model.metrics.intermediates == [1.0, 2.0] and model.metric == 2.0
+    assert model.metrics.intermediates == [1.0, 2.0]
+    assert model.metric == 2.0
 
 
 async def test_stop_before_any_report_or_while_queued_interrupts() -> None:
@@ -193,7 +195,8 @@ async def test_a_listener_can_be_removed_and_its_error_is_logged(
         second = await engine.submit(grid_space().freeze({"x": 2}))
         await second
     assert heard == [1, 2, 3, 4]
-    assert first.status is ModelStatus.Trained and second.status is ModelStatus.Trained
+    assert first.status is ModelStatus.Trained
+    assert second.status is ModelStatus.Trained
     assert "listener bug" in caplog.text
 
 
@@ -226,7 +229,8 @@ async def test_a_resumed_run_keeps_the_fidelity(tmp_path: Path) -> None:
         restored = [h.model for h in engine.handles()]
         best = engine.best()
     assert sorted(m.metrics.stopped_at or 0 for m in restored) == [0, 1, 1, 1, 1, 1]
-    assert best is not None and (best.sample or {})["x"] == 6
+    assert best is not None
+    assert (best.sample or {})["x"] == 6
 
 
 def test_rank_compares_at_the_fidelity_reached() -> None:
