@@ -82,13 +82,13 @@ ETA = 3
 Pick = tuple[float, dict[str, Any], float, float]
 
 
-def evolution(seed: int) -> RegularizedEvolution:
-    return RegularizedEvolution(POPULATION, seed=seed)
+def ours(epochs: int, population: int = POPULATION,
+         eta: float = ETA) -> dict[str, Callable[[int], BaseStrategy]]:
+    def evolution(seed: int) -> RegularizedEvolution:
+        return RegularizedEvolution(population, seed=seed)
 
-
-def ours(epochs: int) -> dict[str, Callable[[int], BaseStrategy]]:
     def asha(proposer: BaseStrategy) -> ASHA:
-        return ASHA(proposer, min_resource=1, max_resource=epochs, reduction_factor=ETA)
+        return ASHA(proposer, min_resource=1, max_resource=epochs, reduction_factor=eta)
 
     def median(proposer: BaseStrategy) -> MedianStopping:
         return MedianStopping(proposer, grace_steps=2, min_samples=4)
@@ -236,12 +236,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--methods", default="", help="comma-separated (default: all)")
+    parser.add_argument("--optuna-seeds", type=int, default=None,
+                        help="seeds for Optuna's methods (default: --seeds); its TPE "
+                        "sampler takes time quadratic in the trials of a study")
+    parser.add_argument("--population", type=int, default=POPULATION,
+                        help="regularized evolution's population")
+    parser.add_argument("--eta", type=float, default=ETA, help="ASHA's reduction factor")
     args = parser.parse_args(argv)
     table = CurveTable.load(args.table)
     horizon = max(BUDGETS) * table.full_seconds / args.workers
     runners: dict[str, Callable[[int], tuple[list[Pick], int, float]]] = {
         name: (lambda seed, make=make: run_ours(make, table, seed, args.workers, horizon))
-        for name, make in ours(table.epochs).items()}
+        for name, make in ours(table.epochs, args.population, args.eta).items()}
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -259,7 +265,10 @@ def main(argv: list[str]) -> None:
         regrets: dict[int, list[float]] = {b: [] for b in BUDGETS}
         trials = []
         started = time.perf_counter()
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        count = args.seeds
+        if name.startswith("optuna-") and args.optuna_seeds is not None:
+            count = args.optuna_seeds
+        for seed in range(args.first_seed, args.first_seed + count):
             picks, count, seconds = runners[name](seed)
             if not name.startswith("optuna-"):
                 simulated += seconds
@@ -276,7 +285,7 @@ def main(argv: list[str]) -> None:
             print(json.dumps({
                 "method": name, "budget": budget,
                 "regret_mean": round(statistics.fmean(values), 5),
-                "regret_std": round(statistics.pstdev(values), 5), "seeds": args.seeds,
+                "regret_std": round(statistics.pstdev(values), 5), "seeds": count,
                 "trials_mean": round(statistics.fmean(trials), 1),
                 "wall_s": round(wall, 2)}), flush=True)
     if real:

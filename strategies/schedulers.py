@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 from engine.mutable import Sample
 from engine.space import ExecutableModelSpace
-from strategies.base import BaseStrategy, HandleLike, Leaves, NotYet
+from strategies.base import BaseStrategy, EngineLike, HandleLike, Leaves, NotYet
 from strategies.random_search import RandomSearch
 
 __all__ = ("ASHA", "MedianStopping", "Scheduler", "quantile")
@@ -84,6 +84,20 @@ class Scheduler(BaseStrategy):
             self.proposer._pending.remove(handle)
         super()._finish(handle)
 
+    def resume(self, engine: EngineLike) -> None:
+        """Called once at the start of :meth:`run`: besides the proposer's state, the
+        rung records are rebuilt from the intermediates of every model that finished
+        before (a resumed run's journal), so the schedule continues."""
+        known = set(self._ids)
+        super().resume(engine)
+        for handle in engine.handles():
+            if handle.model_id not in known and handle.done:
+                self.replay(handle.model.metrics.intermediates)
+
+    def replay(self, intermediates: Sequence[float]) -> None:
+        """Record a finished model's curve as if heard now (no decision is taken)."""
+        del intermediates
+
     def _worse(self, a: float, b: float) -> bool:
         """Whether ``a`` is strictly worse than ``b``; NaN is worse than anything."""
         if math.isnan(a):
@@ -128,6 +142,12 @@ class ASHA(Scheduler):
         values.append(value)
         if not self.promising(value, values):
             handle.stop()
+
+    def replay(self, intermediates: Sequence[float]) -> None:
+        """Record a finished model's values at the rungs it reached."""
+        for rung, values in self.recorded.items():
+            if len(intermediates) >= rung:
+                values.append(intermediates[rung - 1])
 
     def promising(self, value: float, values: Sequence[float]) -> bool:
         """Whether ``value`` is no worse than the ``1 - 1/eta`` quantile of ``values``
@@ -187,6 +207,15 @@ class MedianStopping(Scheduler):
                 handle.stop()
         if curve:  # a model that reported only NaN so far sets no bar for others
             others.append(statistics.fmean(curve))
+
+    def replay(self, intermediates: Sequence[float]) -> None:
+        """Record a finished model's running mean at each step it reached."""
+        curve: list[float] = []
+        for step, value in enumerate(intermediates, 1):
+            if not math.isnan(value):
+                curve.append(value)
+            if curve:
+                self.running_means.setdefault(step, []).append(statistics.fmean(curve))
 
     def __repr__(self) -> str:
         return (f"MedianStopping({self.proposer!r}, grace_steps={self.grace_steps}, "

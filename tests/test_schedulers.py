@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
@@ -200,3 +201,30 @@ async def test_median_stopping_minimizes_under_mode_min() -> None:
     assert ranked[0] is best.model
     assert best.model.metrics.stopped_at is None
     assert any(h.model.metrics.stopped_at is not None for h in handles)
+
+
+@pytest.mark.parametrize("kind", ["asha", "median"])
+async def test_a_resumed_run_continues_the_schedule(tmp_path: Path, kind: str) -> None:
+    run = tmp_path / "run.db"
+
+    def make(seed: int) -> ASHA | MedianStopping:
+        if kind == "asha":
+            return ASHA(RandomSearch(seed), max_resource=STEPS, max_trials=8 if seed == 0
+                        else 14)
+        return MedianStopping(RandomSearch(seed), max_trials=8 if seed == 0 else 14)
+
+    first = make(0)
+    async with Engine(MockPool(curves), journal=run) as engine:
+        await first.run(engine, cell())
+    second = make(1)
+    async with Engine(MockPool(curves), journal=run) as engine:
+        await second.run(engine, cell())
+        handles = engine.handles()
+    assert len(handles) == 14
+    assert second.seen_count == 14
+    if isinstance(first, ASHA) and isinstance(second, ASHA):
+        assert second.recorded[1][:8] == first.recorded[1]  # rebuilt, then continued
+        assert len(second.recorded[1]) == 14
+    elif isinstance(first, MedianStopping) and isinstance(second, MedianStopping):
+        assert second.running_means[1][:8] == first.running_means[1]
+        assert len(second.running_means[1]) == 14
