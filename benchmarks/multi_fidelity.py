@@ -269,11 +269,11 @@ def main(argv: list[str]) -> None:
         if name.startswith("optuna-") and args.optuna_seeds is not None:
             count = args.optuna_seeds
         for seed in range(args.first_seed, args.first_seed + count):
-            picks, count, seconds = runners[name](seed)
+            picks, made, seconds = runners[name](seed)
             if not name.startswith("optuna-"):
                 simulated += seconds
                 check_rank_agrees(picks)
-            trials.append(count)
+            trials.append(made)
             for budget in BUDGETS:
                 until = budget * table.full_seconds / args.workers
                 regrets[budget].append(table.regret(pick_at(picks, until)))
