@@ -87,6 +87,16 @@ class ModelHandle:
         trial if running. No effect once it is completed."""
         self._engine._interrupt(self, InterruptReason.cancelled)
 
+    def stop(self) -> None:
+        """Stop the model early: a strategy's decision (ASHA, median stopping), not a
+        cancel. A running model that reported intermediates ends ``trained`` with the
+        last of them as its final metric and ``metrics.stopped_at`` the number it
+        reported (its fidelity; what it reports after this call is dropped); one that
+        reported nothing, or is still queued, ends ``interrupted`` (reason ``stopped``).
+        Not async: the decision is taken now, the trial ends at its next checkpoint. No
+        effect once the model is completed or another stop or cancel came first."""
+        self._engine._interrupt(self, InterruptReason.stopped)
+
     def __repr__(self) -> str:
         return f"<ModelHandle #{self.model_id} {self.status.value}>"
 
@@ -111,12 +121,15 @@ class Trial:
             self._engine._training(self._handle, worker, tuple(gpus), setup)
 
     def intermediate(self, value: float) -> None:
-        if self.open:
+        # Nothing after a stop or cancel: a stopped model keeps what it had reported
+        # when its strategy decided.
+        if self.open and self._handle._stop_reason is None:
             metrics = self._handle.model.metrics
             metrics.intermediates.append(value)
-            engine = self._engine
+            engine, step = self._engine, len(metrics.intermediates)
             engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id, value=value,
-                                        step=len(metrics.intermediates)))
+                                        step=step))
+            engine._heard(self._handle, step, value)
 
     def final(self, value: float) -> None:
         if self.open:

@@ -7,6 +7,12 @@ Everything that ranks models goes through here: ``Engine.best``, the strategies'
   without a score is never "best".
 - ``"max"`` means a bigger score is better, ``"min"`` a smaller one.
 - Ties keep the order given (the earlier model wins), so every ranking is stable.
+- *Fidelity*: a model stopped early by its strategy (``metrics.stopped_at`` = the step it
+  reached, its final metric that step's intermediate) is compared only with models at
+  the same fidelity. A model trained to its end has full fidelity (``math.inf``), above
+  every stopped one; among stopped ones a later step is higher. Rankings sort by
+  (fidelity, highest first; then score, best first); "best" is the best at the highest
+  fidelity reached.
 
 A run declares its objective once (``Engine.set_objective``, which strategies call with
 their ``mode``); the run file keeps it in its ``meta`` table under :data:`META_KEY`, so
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeAlias, TypeGuard, TypeVar
+from typing import Any, Literal, Protocol, TypeAlias, TypeGuard, TypeVar
 
 import msgspec
 
@@ -27,9 +33,11 @@ __all__ = (
     "Objective",
     "best_first",
     "best_of",
+    "at_top_fidelity",
     "better",
     "check_mode",
     "declare",
+    "fidelity",
     "is_score",
     "objective_from_meta",
     "objective_meta",
@@ -89,6 +97,32 @@ def best_first(items: Iterable[T], score: Callable[[T], float | None], mode: Mod
     scored = [(value, item) for item in items if is_score(value := score(item))]
     scored.sort(key=lambda pair: sort_key(pair[0], mode))
     return [item for _, item in scored]
+
+
+class _HasMetrics(Protocol):
+    @property
+    def metrics(self) -> Any: ...
+
+
+class _Scored(_HasMetrics, Protocol):
+    @property
+    def metric(self) -> float | None: ...
+
+
+M = TypeVar("M", bound=_Scored)
+
+
+def fidelity(model: _HasMetrics) -> float:
+    """The step a model stopped early reached; ``math.inf`` for one trained to its end."""
+    stopped_at = getattr(model.metrics, "stopped_at", None)
+    return math.inf if stopped_at is None else float(stopped_at)
+
+
+def at_top_fidelity(models: Iterable[M]) -> list[M]:
+    """The scored ``models`` at the highest fidelity any of them reached, in order."""
+    scored = [m for m in models if is_score(m.metric)]
+    top = max((fidelity(m) for m in scored), default=math.inf)
+    return [m for m in scored if fidelity(m) == top]
 
 
 def best_of(items: Iterable[T], score: Callable[[T], float | None], mode: Mode) -> T | None:

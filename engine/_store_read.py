@@ -206,7 +206,8 @@ def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredMo
         final = math.nan  # SQLite stores a NaN as NULL
     return StoredModel(
         id=model_id, sample=_sample_decoder.decode(row[1]), status=status,
-        attempts=row[3], metrics=Metrics(intermediates=values, final=final),
+        attempts=row[3], metrics=Metrics(intermediates=values, final=final,
+                                         stopped_at=_stopped_at(row[2], row[10])),
         queued_at=row[5], started_at=row[6], ended_at=row[7], duration=row[8],
         worker=row[9], reason=row[10], blob=row[11] if len(row) > 11 else None,
     )
@@ -221,6 +222,14 @@ def read_outputs(conn: sqlite3.Connection, model_id: int | None = None) -> list[
     rows = conn.execute(f"SELECT model_id, attempt, stdout, stderr FROM outputs {where} "
                         "ORDER BY model_id, attempt", args).fetchall()
     return [StoredOutput(model_id=r[0], attempt=r[1], stdout=r[2], stderr=r[3]) for r in rows]
+
+
+def _stopped_at(status: str, reason: str | None) -> int | None:
+    """The step a trained model was stopped early at (see engine._store_write)."""
+    prefix = "stopped at step "
+    if status != "trained" or reason is None or not reason.startswith(prefix):
+        return None
+    return int(reason.removeprefix(prefix))
 
 
 def load_resume_state(conn: sqlite3.Connection, path: Path) -> ResumeState:

@@ -34,6 +34,8 @@ __all__ = ("Output", "write_batch")
 Output: TypeAlias = tuple[int, int, str, str]
 
 _encoder = msgspec.json.Encoder()
+#: A trained model's ``reason`` when its strategy stopped it early, before the step.
+STOPPED_PREFIX = "stopped at step"
 _Update: TypeAlias = Callable[[Any], tuple[Any, ...]]
 
 _QUEUED = """
@@ -48,9 +50,10 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
         "status = 'training', attempts = ?, worker = ?, started_at = ?, attempt_seq = ?,"
         " final = NULL, ended_at = NULL, duration = NULL, reason = NULL",
         lambda e: (e.attempt, e.worker, e.time, e.seq)),
-    ModelTrained: (
-        "status = 'trained', final = ?, duration = ?, ended_at = ?",
-        lambda e: (e.final, e.duration, e.time)),
+    ModelTrained: (  # a model its strategy stopped early: reason 'stopped at step N'
+        "status = 'trained', final = ?, duration = ?, ended_at = ?, reason = ?",
+        lambda e: (e.final, e.duration, e.time,
+                   None if e.stopped_at is None else f"{STOPPED_PREFIX} {e.stopped_at}")),
     ModelFailed: (
         "status = 'failed', reason = ?, attempts = max(attempts, ?), ended_at = ?",
         lambda e: (f"{e.error_type}: {e.message}", e.attempt, e.time)),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -49,6 +49,7 @@ from engine._journal import (
 from engine._objective import (
     META_KEY,
     Objective,
+    at_top_fidelity,
     best_of,
     check_mode,
     declare,
@@ -80,6 +81,8 @@ from engine.workers.inline import InlinePool
 __all__ = ("Engine", "ModelHandle")
 
 _FinalEvent: TypeAlias = ModelTrained | ModelFailed | ModelInterrupted | ModelInvalid
+#: ``listener(handle, step, value)``: see :meth:`Engine.listen`.
+IntermediateListener: TypeAlias = Callable[["ModelHandle", int, float], None]
 
 #: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
 OUTPUT_TAIL = 64 * 1024
@@ -164,6 +167,7 @@ class Engine:
         self._unresumable: list[tuple[ModelHandle, str]] = []
         self._tg: TaskGroup | None = None
         self._queue: ModelQueue[ModelHandle] = ModelQueue(self._queue_size)
+        self._listeners: list[IntermediateListener] = []
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -329,6 +333,30 @@ class Engine:
         policy). Works before the engine starts, to see its first event."""
         return self._log.subscribe()
 
+    def listen(self, listener: IntermediateListener) -> Callable[[], None]:
+        """Call ``listener(handle, step, value)`` for every intermediate result from now
+        on, synchronously on the event loop as it arrives (after its ``metric`` event,
+        before the next report of any model is handled), in step order per model; it
+        may call ``handle.stop()``. It must return quickly and not raise: an exception
+        is logged on the ``engine`` logger and the trial goes on. Returns a function
+        that removes the listener (a no-op when called again). Strategies register one
+        in ``BaseStrategy.run`` (their ``on_intermediate`` hook)."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _heard(self, handle: ModelHandle, step: int, value: float) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(handle, step, value)
+            except Exception:
+                _logger.exception("an intermediate-result listener failed on model %d "
+                                  "step %d", handle.model_id, step)
+
     @property
     def in_flight(self) -> int:
         """Models submitted and not completed yet."""
@@ -384,11 +412,14 @@ class Engine:
     def best(self, mode: str | None = None) -> ExecutableModelSpace | None:
         """The trained model with the best final metric: the highest under ``"max"``, the
         lowest under ``"min"`` (default: the run's :attr:`objective`, else ``"max"``).
-        Models without a metric (or NaN) are left out; ties go to the earlier model."""
+        Models without a metric (or NaN) are left out; ties go to the earlier model.
+        Only models at the highest fidelity any scored model reached compete: one trained
+        to its end beats every model stopped early (``metrics.stopped_at``), and one
+        stopped at step 9 beats one stopped at step 3."""
         chosen = mode if mode is not None else (
             self._objective.mode if self._objective is not None else "max")
-        trained = (h.model for h in self._handles.values() if h.status is ModelStatus.Trained)
-        return best_of(trained, lambda m: m.metric, check_mode(chosen))
+        trained = [h.model for h in self._handles.values() if h.status is ModelStatus.Trained]
+        return best_of(at_top_fidelity(trained), lambda m: m.metric, check_mode(chosen))
 
     async def submit(self, model: ExecutableModelSpace) -> ModelHandle:
         """Queue a frozen model and return its handle; waits while the queue is full.
@@ -548,8 +579,22 @@ class Engine:
                     reason = handle._stop_reason or (
                         InterruptReason.timeout if scope.cancel_called
                         else InterruptReason.shutdown)
-                    self._finish(handle, ModelStatus.Interrupted, ModelInterrupted(
-                        **self._stamp(), model_id=handle.model_id, reason=reason))
+                    self._ended_early(handle, reason)
+
+    def _ended_early(self, handle: ModelHandle, reason: InterruptReason) -> None:
+        """A running model's trial was cancelled: ``trained`` at the fidelity it reached
+        when its strategy stopped it after some intermediates, else ``interrupted``."""
+        metrics = handle.model.metrics
+        if reason is InterruptReason.stopped and metrics.intermediates:
+            metrics.final, metrics.stopped_at = metrics.intermediates[-1], len(
+                metrics.intermediates)
+            duration = time.time() - (handle.started_at or time.time())
+            self._finish(handle, ModelStatus.Trained, ModelTrained(
+                **self._stamp(), model_id=handle.model_id, final=metrics.final,
+                duration=duration, stopped_at=metrics.stopped_at))
+            return
+        self._finish(handle, ModelStatus.Interrupted, ModelInterrupted(
+            **self._stamp(), model_id=handle.model_id, reason=reason))
 
     async def _attempt(self, handle: ModelHandle, trial: Trial) -> None:
         try:

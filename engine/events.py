@@ -53,6 +53,7 @@ class InterruptReason(enum.StrEnum):
     cancelled = "cancelled"  # its handle was cancelled
     timeout = "timeout"  # it ran past the per-trial timeout
     shutdown = "shutdown"  # the engine stopped (error, cancellation, wall-time budget)
+    stopped = "stopped"  # its strategy stopped it early before it reported anything
 
 
 class Stamp(typing.TypedDict):
@@ -126,8 +127,13 @@ class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):
 
 
 class ModelTrained(ModelEvent, frozen=True, kw_only=True, tag="trained"):
+    """Trained to its end (``stopped_at`` None), or stopped early by its strategy
+    (``handle.stop()``) after reporting ``stopped_at`` intermediates: then ``final`` is
+    the last of them and the model ranks at that fidelity."""
+
     final: float
     duration: float
+    stopped_at: int | None = None
 
 
 class ModelFailed(ModelEvent, frozen=True, kw_only=True, tag="failed"):

@@ -92,6 +92,9 @@ class Metrics(msgspec.Struct, kw_only=True):
 
     intermediates: list[float] = msgspec.field(default_factory=list)
     final: float | None = None
+    #: The step its strategy stopped it at (``final`` is then that step's intermediate);
+    #: None when it trained to its end. See ``strategies.base.fidelity``.
+    stopped_at: int | None = None
 
     def __bool__(self) -> bool:
         return bool(self.intermediates) or self.final is not None

@@ -10,6 +10,7 @@ from strategies.base import NotYet as NotYet
 from strategies.base import RankedSample as RankedSample
 from strategies.base import StopReason as StopReason
 from strategies.base import Strategy as Strategy
+from strategies.base import fidelity as fidelity
 from strategies.base import rank as rank
 from strategies.base import ranked_samples as ranked_samples
 from strategies.base import sample_key as sample_key
@@ -20,11 +21,16 @@ from strategies.evolution import RegularizedEvolution as RegularizedEvolution
 from strategies.grid import GridSearch as GridSearch
 from strategies.model_based import ModelBased as ModelBased
 from strategies.random_search import RandomSearch as RandomSearch
+from strategies.schedulers import ASHA as ASHA
+from strategies.schedulers import MedianStopping as MedianStopping
+from strategies.schedulers import Scheduler as Scheduler
 
 __all__ = (
+    "ASHA",
     "BaseStrategy",
     "GridSearch",
     "Individual",
+    "MedianStopping",
     "Mode",
     "ModelBased",
     "NOT_YET",
@@ -33,8 +39,10 @@ __all__ = (
     "RankedSample",
     "Reevaluation",
     "RegularizedEvolution",
+    "Scheduler",
     "StopReason",
     "Strategy",
+    "fidelity",
     "rank",
     "ranked_samples",
     "sample_key",

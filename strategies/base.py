@@ -31,6 +31,7 @@ from __future__ import annotations
 import abc
 import collections
 import enum
+import math
 import random
 import statistics
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -39,7 +40,8 @@ from typing import Any, Final, Protocol, TypeAlias
 import anyio.lowlevel
 import msgspec
 
-from engine._objective import Mode, best_first, check_mode, is_score
+from engine._objective import Mode, at_top_fidelity, best_first, check_mode, is_score
+from engine._objective import fidelity as fidelity
 from engine._objective import sample_key as sample_key
 from engine.errors import BudgetExhausted, SearchFailed, TrialError
 from engine.mutable import LabeledMutable, Sample, SampleValidationError
@@ -56,6 +58,7 @@ __all__ = (
     "StopReason",
     "Strategy",
     "check_mode",
+    "fidelity",
     "pool_window",
     "rank",
     "ranked_samples",
@@ -79,6 +82,8 @@ class HandleLike(Protocol):
     def done(self) -> bool: ...
 
     def __await__(self) -> Generator[Any, None, ExecutableModelSpace]: ...
+
+    def stop(self) -> None: ...
 
 
 class EngineLike(Protocol):
@@ -130,11 +135,14 @@ def _scored(model: ExecutableModelSpace) -> bool:
 
 class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
     """One sample as :func:`ranked_samples` scores it: ``mean`` of the ``metrics`` of its
-    trained models (in the order given), and ``model``, the first of them."""
+    trained models at the highest ``fidelity`` it reached (in the order given), and
+    ``model``, the first of them. ``fidelity`` is ``math.inf`` for models trained to
+    their end, else the step they were stopped at (see :func:`fidelity`)."""
 
     model: ExecutableModelSpace
     mean: float
     metrics: tuple[float, ...]
+    fidelity: float = math.inf
 
     @property
     def count(self) -> int:
@@ -144,18 +152,27 @@ class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
 
 def ranked_samples(models: Iterable[ExecutableModelSpace],
                    mode: Mode = "max") -> list[RankedSample]:
-    """Each sample with a trained model, best mean metric first (ties keep the order of
-    the samples' first trained models). Models that did not train, or whose metric is
-    missing or NaN, are left out of the means; a sample with no trained model is dropped."""
+    """Each sample with a trained model, highest fidelity first, then best mean metric
+    first (ties keep the order of the samples' first trained models): a sample trained
+    to the end ranks above every sample only stopped early, whatever their metrics.
+    A sample's mean is over its models at the highest fidelity it reached. Models that
+    did not train, or whose metric is missing or NaN, are left out of the means; a
+    sample with no trained model is dropped."""
     checked = check_mode(mode)
-    groups: dict[bytes, tuple[ExecutableModelSpace, list[float]]] = {}
+    groups: dict[bytes, list[ExecutableModelSpace]] = {}
     for model in models:
         if _scored(model):
-            _, metrics = groups.setdefault(sample_key(model.sample or {}), (model, []))
-            metrics.append(float(model.metric))  # type: ignore[arg-type]
-    entries = [RankedSample(model=first, mean=statistics.fmean(metrics), metrics=tuple(metrics))
-               for first, metrics in groups.values()]
-    return best_first(entries, lambda entry: entry.mean, checked)
+            groups.setdefault(sample_key(model.sample or {}), []).append(model)
+    entries = [_entry(group) for group in groups.values()]
+    ranked = best_first(entries, lambda entry: entry.mean, checked)
+    return sorted(ranked, key=lambda entry: -entry.fidelity)  # stable: best first within
+
+
+def _entry(group: list[ExecutableModelSpace]) -> RankedSample:
+    top = at_top_fidelity(group)
+    metrics = tuple(float(m.metric) for m in top)  # type: ignore[arg-type]
+    return RankedSample(model=top[0], mean=statistics.fmean(metrics), metrics=metrics,
+                        fidelity=fidelity(top[0]))
 
 
 def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[ExecutableModelSpace]:
@@ -207,6 +224,9 @@ class BaseStrategy(abc.ABC):
         self._pending: list[HandleLike] = []
         self._ids: set[int] = set()
         self._canonical: Callable[[Mapping[str, Any]], Sample] | None = None  # see run()
+        self._submitting: ExecutableModelSpace | None = None  # the model being submitted
+        self._early: list[tuple[HandleLike, int, float]] = []  # heard while submitting
+        self._hook_error: BaseException | None = None
 
     # --- hooks -------------------------------------------------------------------------
 
@@ -225,6 +245,15 @@ class BaseStrategy(abc.ABC):
         models at resume and for this run's as they finish (trained, failed, invalid or
         interrupted). The default ignores it."""
         del model  # nothing to learn for a strategy that does not look at results
+
+    def on_intermediate(self, handle: HandleLike, step: int, value: float) -> None:
+        """Called on the event loop as each intermediate result of one of this run's
+        models arrives (``step`` counts from 1), in step order per model, while
+        :meth:`run` runs: synchronously, right after the engine recorded it, so a
+        scheduler can call ``handle.stop()`` before the model reports again. It must
+        return quickly; an exception stops :meth:`run` with that error (the models in
+        flight stay with the engine). The default ignores it."""
+        del handle, step, value
 
     # --- state -------------------------------------------------------------------------
 
@@ -302,6 +331,17 @@ class BaseStrategy(abc.ABC):
         engine.set_objective(self.mode)  # the run file, best() and the CLI rank the same way
         self.stop_reason = None
         self._canonical = space.canonicalizer()
+        self._hook_error = None
+        listen = getattr(engine, "listen", None)  # an engine without it: no intermediates
+        remove = listen(self._heard) if callable(listen) else None
+        try:
+            await self._loop(engine, space)
+        finally:
+            if callable(remove):
+                remove()
+        self._raise_hook_error()
+
+    async def _loop(self, engine: EngineLike, space: ExecutableModelSpace) -> None:
         self.resume(engine)
         leaves = space.simplify()
         window = pool_window(engine)
@@ -311,10 +351,33 @@ class BaseStrategy(abc.ABC):
                 await self._collect_in_order(engine, keep=window - 1)
             else:
                 await self._collect(engine, block=False)
+            self._raise_hook_error()
             await self._step(engine, space, leaves)
         if self.deterministic:
             await self._collect_in_order(engine, keep=0)
         await self._collect(engine, block=True)
+
+    def _heard(self, handle: HandleLike, step: int, value: float) -> None:
+        """The engine's listener: this run's models go to :meth:`on_intermediate`; one
+        reported while its submit has not returned yet waits for it (order kept)."""
+        if handle.model_id not in self._ids:
+            if handle.model is self._submitting:
+                self._early.append((handle, step, value))
+            return
+        self._tell(handle, step, value)
+
+    def _tell(self, handle: HandleLike, step: int, value: float) -> None:
+        if self._hook_error is not None:
+            return
+        try:
+            self.on_intermediate(handle, step, value)
+        except Exception as exc:
+            self._hook_error = exc
+
+    def _raise_hook_error(self) -> None:
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
 
     async def _step(self, engine: EngineLike, space: ExecutableModelSpace,
                     leaves: Leaves) -> None:
@@ -333,13 +396,19 @@ class BaseStrategy(abc.ABC):
             self.stop_reason = StopReason.space_exhausted
             return
         model = space.freeze(sample)
+        self._submitting = model
         try:
             handle = await engine.submit(model)
         except BudgetExhausted:
             self.stop_reason = StopReason.budget
             return
+        finally:
+            self._submitting = None
         self._remember(handle)
         self._pending.append(handle)
+        early, self._early = self._early, []
+        for heard in early:
+            self._tell(*heard)
 
     async def _collect(self, engine: EngineLike, *, block: bool) -> None:
         """Observe finished models of this run in completion order; with ``block``, wait

@@ -94,7 +94,8 @@ def test_metrics_round_trip_through_msgspec() -> None:
     metrics = Metrics(intermediates=[0.1, 0.25], final=0.5)
     for codec in (msgspec.json, msgspec.msgpack):
         assert codec.decode(codec.encode(metrics), type=Metrics) == metrics
-    assert msgspec.json.encode(metrics) == b'{"intermediates":[0.1,0.25],"final":0.5}'
+    assert msgspec.json.encode(metrics) == (
+        b'{"intermediates":[0.1,0.25],"final":0.5,"stopped_at":null}')
     assert not Metrics()
     assert Metrics(final=0.0)
     assert Metrics(intermediates=[0.0])

@@ -11,7 +11,14 @@ from typing import Any, TextIO
 
 import msgspec
 
-from engine._objective import Mode, Objective, best_first, check_mode, objective_from_meta
+from engine._objective import (
+    Mode,
+    Objective,
+    best_first,
+    check_mode,
+    fidelity,
+    objective_from_meta,
+)
 from engine._store_read import RunReader, StoredModel
 from engine._store_schema import RunFileError
 from engine.events import EngineStopped
@@ -50,9 +57,11 @@ def ranking_mode(recorded: Objective | None, requested: str | None) -> tuple[Obj
 
 
 def best_models(models: Iterable[StoredModel], mode: Mode) -> list[StoredModel]:
-    """Trained models with a final metric, best first (ties: lower id first)."""
+    """Trained models with a final metric, highest fidelity first (trained to the end,
+    then stopped early at a later step), best first at each (ties: lower id first)."""
     trained = sorted((m for m in models if m.status is ModelStatus.Trained), key=lambda m: m.id)
-    return best_first(trained, lambda m: m.metrics.final, mode)
+    ranked = best_first(trained, lambda m: m.metrics.final, mode)
+    return sorted(ranked, key=lambda m: -fidelity(m))
 
 
 def failure_reasons(models: Iterable[StoredModel],
@@ -80,6 +89,10 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     counts = Counter(m.status.value for m in models)
     summary = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
     out.write(f"models  {len(models)}" + (f": {summary}" if summary else "") + "\n")
+    stopped = [m for m in models if m.metrics.stopped_at is not None]
+    if stopped:
+        out.write(f"stopped {len(stopped)} trained models were stopped early by their "
+                  "strategy: ranked below full trainings, at the step they reached\n")
     reasons = "".join(_reasons(models, status)
                       for status in (ModelStatus.Failed, ModelStatus.Invalid))
     out.write(reasons)
@@ -156,6 +169,8 @@ def _table(models: list[StoredModel]) -> str:
     lines = [head]
     for rank, m in enumerate(models, 1):
         duration = f"{m.duration:.1f}s" if m.duration is not None else "-"
+        if m.metrics.stopped_at is not None:
+            duration += f" (stopped at step {m.metrics.stopped_at})"
         sample = _encoder.encode(m.sample).decode()
         lines.append(f"{rank:>4}  {m.id:>6}  {m.metrics.final:>12.6g}  {m.attempts:>8}  "
                      f"{duration:>9}  {sample}\n")
@@ -167,6 +182,10 @@ def export_jsonl(reader: RunReader, out: TextIO) -> None:
     for model in reader.models():
         fields = msgspec.structs.asdict(model)
         del fields["blob"]
+        metrics = msgspec.structs.asdict(model.metrics)
+        if metrics["stopped_at"] is None:  # only a model stopped early says it
+            del metrics["stopped_at"]
+        fields["metrics"] = metrics
         out.write(_encoder.encode(fields).decode() + "\n")
 
 

@@ -1,0 +1,158 @@
+"""Replay a table of learning curves on a virtual clock: the simulated-time pool.
+
+:class:`CurveTable` reads the table ``benchmarks/learning_curves.py`` makes (one JSON
+line per architecture and training seed: validation accuracy and seconds of each
+epoch). :class:`SimulatedPool` is a worker pool for :class:`engine.Engine` whose trials
+train nothing: a trial of an architecture picks one of its recorded seeds (from the
+pool's ``rng``: the noise a real run has) and, epoch by epoch, sleeps the recorded
+seconds and reports the recorded accuracy. Run under trio with
+``trio.testing.MockClock(autojump_threshold=0)``, those sleeps take no real time: the
+clock jumps to the next wake-up whenever every task waits, so a search with several
+asynchronous workers runs as it would have on the real hardware, in simulated seconds
+(``anyio.current_time()``), at the speed of the engine's own bookkeeping.
+
+A sample whose architecture is not in the table (the shipped table holds a sample of
+the space) is ``invalid`` at once, using no simulated time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+import engine as e
+from engine.errors import TrialFailed
+from engine.workers._base import TrialOutput
+
+OPS = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "skip")
+WIDTHS = (4, 8, 16, 32)
+MAX_DEPTH = 3
+DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "digits_curves.jsonl.gz"
+
+
+def arch_key(sample: Mapping[str, Any]) -> str:
+    """The architecture a digits sample builds (blocks past ``depth`` are unused)."""
+    depth = int(sample["depth"])
+    ops = ",".join(str(sample[f"op{i}"]) for i in range(1, depth + 1))
+    return f"w{sample['width']}-d{depth}-{ops}"
+
+
+class DigitsLabels(e.BaseModelSpace):
+    """The labels of the digits space of ``examples/_digits.py`` (width, depth, one
+    operation per block), without torch: what the strategies search in a simulation."""
+
+    def __init__(self) -> None:
+        self.width = e.ensure_frozen(e.Categorical(list(WIDTHS), label="width"))
+        self.depth = e.ensure_frozen(e.Categorical(list(range(1, MAX_DEPTH + 1)),
+                                                   label="depth"))
+        self.ops = e.ensure_frozen(e.MutableList(
+            e.Categorical(list(OPS), label=f"op{i}") for i in range(1, MAX_DEPTH + 1)))
+
+
+def _unused(model: Any) -> float:
+    raise RuntimeError("a simulated space's models run on SimulatedPool only")
+
+
+def digits_labels_space() -> e.RawFormatModelSpace:
+    return e.RawFormatModelSpace.from_model(DigitsLabels(), e.FunctionEvaluator(_unused))
+
+
+class CurveTable:
+    """Curves by architecture: ``curves[key]`` is a list (one per seed) of
+    ``(accuracies, seconds)`` per epoch."""
+
+    def __init__(self, curves: dict[str, list[tuple[list[float], list[float]]]]) -> None:
+        if not curves:
+            raise ValueError("the curve table is empty")
+        self.curves = curves
+        self.epochs = min(len(acc) for runs in curves.values() for acc, _ in runs)
+        self.full_mean = {key: statistics.fmean(acc[self.epochs - 1] for acc, _ in runs)
+                          for key, runs in curves.items()}
+        self.best_mean = max(self.full_mean.values())
+        self.full_seconds = statistics.fmean(
+            sum(secs[:self.epochs]) for runs in curves.values() for _, secs in runs)
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_TABLE) -> CurveTable:
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        curves: dict[str, list[tuple[list[float], list[float]]]] = {}
+        with opener(path, "rt") as file:
+            try:
+                for line in file:
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut when the maker was stopped
+                        continue
+                    curves.setdefault(row["arch"], []).append(
+                        (row["val_acc"], row["epoch_seconds"]))
+            except (EOFError, gzip.BadGzipFile):  # the last member cut by a kill
+                pass
+        return cls(curves)
+
+    def regret(self, sample: Mapping[str, Any] | None) -> float:
+        """Best full-fidelity mean accuracy minus ``sample``'s (the worst one's when
+        nothing was found)."""
+        if sample is None:
+            return self.best_mean - min(self.full_mean.values())
+        return self.best_mean - self.full_mean[arch_key(sample)]
+
+
+class SimulatedPool:
+    """A pool of ``capacity`` simulated workers replaying ``table`` (see the module
+    docstring). ``ends[model_id]`` is the simulated time each trial ended (trained,
+    stopped, or interrupted); ``busy`` the simulated worker-seconds used so far."""
+
+    name = "simulated"
+    prefetch = 0
+
+    def __init__(self, table: CurveTable, capacity: int, rng: random.Random) -> None:
+        self.table, self._capacity, self.rng = table, capacity, rng
+        self._free = [f"sim-{i}" for i in reversed(range(capacity))]
+        self.ends: dict[int, float] = {}
+        self.busy = 0.0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    def check(self, model: e.ExecutableModelSpace) -> None:
+        """Any model of the digits labels will do."""
+
+    async def serve(self, monitor: Any, *,
+                    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        for name in reversed(self._free):
+            monitor.worker_started(name, None, ())
+        task_status.started()
+        await anyio.sleep_forever()
+
+    async def run(self, model: e.ExecutableModelSpace, trial: Any) -> TrialOutput:
+        runs = self.table.curves.get(arch_key(model.sample or {}))
+        if runs is None:
+            await anyio.lowlevel.checkpoint()
+            raise TrialFailed("NotInTable", "this architecture was not trained for the "
+                              "table", invalid=True)
+        accuracies, seconds = runs[self.rng.randrange(len(runs))]
+        worker = self._free.pop()
+        started = anyio.current_time()
+        try:
+            trial.started(worker)
+            for epoch in range(self.table.epochs):
+                await anyio.sleep(seconds[epoch])
+                trial.intermediate(accuracies[epoch])
+            trial.final(accuracies[self.table.epochs - 1])
+        finally:
+            now = anyio.current_time()
+            self.ends[trial.model_id] = now
+            self.busy += now - started
+            self._free.append(worker)
+        return TrialOutput()

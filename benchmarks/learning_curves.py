@@ -1,0 +1,155 @@
+"""Make the learning-curve table that benchmarks/multi_fidelity.py replays.
+
+Trains architectures of the digits space of ``examples/digits_search.py``
+(``examples/_digits.py``: 4 widths x depth 1-3 x 5 operations per block, 620 distinct
+architectures) for ``--epochs`` epochs with each of ``--seeds`` seeds, recording the
+validation accuracy and the seconds of every epoch. The learning-rate schedule (Adam,
+one-cycle over all ``--epochs``) is fixed before training starts, so a curve cut at
+epoch k is exactly what a model stopped at epoch k would have reported.
+
+One JSON line per (architecture, seed) is appended to ``--out`` (a ``.jsonl`` file,
+gzip-compressed when it ends in ``.gz``) as soon as it is trained, so the script can be
+stopped at any time and continued (architectures already in the file are skipped).
+``--sample N`` trains a random N of the architectures (``--sample-seed``) instead of all.
+
+Run: ``python benchmarks/learning_curves.py --epochs 12 --seeds 2 --shallow-first``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _digits import (
+    DEFAULT_DATA,
+    MAX_DEPTH,
+    OPS,
+    WIDTHS,
+    accuracy,
+    digits_space,
+    ensure_split,
+    load_split,
+)
+from _simulated import arch_key
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "digits_curves.jsonl.gz"
+
+
+def architectures() -> list[dict[str, Any]]:
+    """Every distinct architecture, as a sample (unused blocks take the first op)."""
+    found = []
+    for width, depth in itertools.product(WIDTHS, range(1, MAX_DEPTH + 1)):
+        for ops in itertools.product(OPS, repeat=depth):
+            padded = list(ops) + [OPS[0]] * (MAX_DEPTH - depth)
+            sample: dict[str, Any] = {"width": width, "depth": depth}
+            sample.update({f"op{i + 1}": op for i, op in enumerate(padded)})
+            found.append(sample)
+    return found
+
+
+def curve(sample: dict[str, Any], data: str, epochs: int, seed: int,
+          lr: float = 0.03, batch_size: int = 32) -> tuple[list[float], list[float]]:
+    """Validation accuracy and seconds of each epoch of one training run."""
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    model: nn.Module = digits_space(data, epochs, seed).freeze(dict(sample)).executable_model()
+    for module in model.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    split = load_split(data)
+    x_train, y_train = split["x_train"], split["y_train"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * -(-len(y_train) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    accs, secs = [], []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(y_train), generator=generator)
+        for first in range(0, len(order), batch_size):
+            batch = order[first:first + batch_size]
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
+            optimizer.step()
+            schedule.step()
+        accs.append(accuracy(model, split["x_val"], split["y_val"]))
+        secs.append(time.perf_counter() - start)
+    return accs, secs
+
+
+def done_keys(out: Path) -> set[tuple[str, int]]:
+    if not out.exists():
+        return set()
+    keys = set()
+    with _open(out, "rt") as file:
+        try:
+            for line in file:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a kill: retrained
+                    continue
+                keys.add((row["arch"], row["seed"]))
+        except (EOFError, gzip.BadGzipFile):  # the last member cut by a kill
+            pass
+    return keys
+
+
+def _open(path: Path, mode: str) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode)  # type: ignore[return-value]
+    return open(path, mode)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=None, help="architectures to train")
+    parser.add_argument("--sample-seed", type=int, default=0)
+    parser.add_argument("--shallow-first", action="store_true",
+                        help="train depth 1, then depth 2, then depth 3 architectures "
+                        "(each in the shuffled order): a partial table then covers the "
+                        "most samples of the space (a depth-1 architecture is 25 samples)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args(argv)
+    data = str(ensure_split(args.data))
+    archs = architectures()
+    random.Random(args.sample_seed).shuffle(archs)
+    if args.shallow_first:
+        archs.sort(key=lambda sample: sample["depth"])  # stable: shuffled within a depth
+    if args.sample is not None:
+        archs = archs[:args.sample]
+    done = done_keys(args.out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    for sample in archs:
+        for seed in range(args.seeds):
+            key = arch_key(sample)
+            if (key, seed) in done:
+                continue
+            accs, secs = curve(sample, data, args.epochs, seed)
+            row = {"arch": key, "sample": sample, "seed": seed, "val_acc": accs,
+                   "epoch_seconds": secs}
+            with _open(args.out, "at") as file:  # one gzip member per line: kill-safe
+                file.write(json.dumps(row) + "\n")
+    print(json.dumps({"figure": "learning_curves_seconds", "value": time.time() - started,
+                      "unit": "s"}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
