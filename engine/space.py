@@ -330,7 +330,8 @@ class RawFormatModelSpace(ExecutableModelSpace):
                 f"sample={self.sample!r}, status={self.status!r})")
 
 
-class ModelMessage(msgspec.Struct, frozen=True, kw_only=True, tag="simplified"):
+class ModelMessage(msgspec.Struct, frozen=True, kw_only=True, tag="simplified",
+                   omit_defaults=True):
     """A frozen :class:`SimplifiedModelSpace` as data."""
 
     model: Recipe
