@@ -34,7 +34,6 @@ from typing import Any, Literal
 import msgspec
 
 from engine._objective import best_first, objective_from_meta
-from engine._store_read import RunReader, decode_event
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -50,6 +49,7 @@ from engine.events import (
     TrainingStarted,
 )
 from engine.space import ModelStatus
+from engine.store._read import RunReader, decode_event
 
 __all__ = ("MetricPoint", "ModelRecord", "RunResults", "open_run")
 

@@ -13,8 +13,8 @@ import pytest
 import engine as e
 from engine import Engine, ModelStatus
 from engine import events as ev
-from engine._store_read import RunReader
 from engine.cli import main
+from engine.store._read import RunReader
 from engine.testing import MockPool
 from strategies import RandomSearch, rank, search
 from strategies.base import HandleLike

@@ -18,7 +18,6 @@ import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from engine._store_schema import SCHEMA_VERSION
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -41,6 +40,7 @@ from engine.store import (
     RunStoreClosed,
     default_run_path,
 )
+from engine.store._schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -106,7 +106,7 @@ async def test_sampled_arguments_are_not_a_change(tmp_path: Path,
 
 
 def test_a_script_and_its_module_name_the_same_symbols() -> None:
-    from engine._store_fingerprint import differences
+    from engine.store._fingerprint import differences
 
     run = {"model": "__main__:Grid", "evaluator": "__main__:train"}
     assert differences(run, {"model": "tests.search:Grid", "evaluator": "tests.search:train"}) \
@@ -139,7 +139,7 @@ class Seeded:
 
 
 def test_a_callable_object_is_named_by_its_class() -> None:
-    from engine._store_fingerprint import fingerprint
+    from engine.store._fingerprint import fingerprint
 
     one, two = (space(fn=Seeded(seed)).freeze({"x": 1}) for seed in (1, 2))
     assert fingerprint(one)["evaluator"] == f"{Seeded.__module__}:Seeded object"

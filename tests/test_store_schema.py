@@ -12,9 +12,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-from engine._store_read import EVENT_KINDS
-from engine._store_schema import SCHEMA_VERSION, create_schema
-from engine._store_write import write_batch
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -26,6 +23,9 @@ from engine.events import (
 )
 from engine.space import ModelStatus
 from engine.store import RunFileError, RunReader, RunStore, UnknownEventKind
+from engine.store._read import EVENT_KINDS
+from engine.store._schema import SCHEMA_VERSION, create_schema
+from engine.store._write import write_batch
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -40,7 +40,7 @@ KINDS_OF_SCHEMA = {
 def test_event_kinds_pin_the_schema_version() -> None:
     assert SCHEMA_VERSION in KINDS_OF_SCHEMA, "pin the event kinds of the new schema here"
     assert set(EVENT_KINDS) == KINDS_OF_SCHEMA[SCHEMA_VERSION], (
-        "an event kind was added or removed: bump SCHEMA_VERSION in engine/_store_schema.py "
+        "an event kind was added or removed: bump SCHEMA_VERSION in engine/store/_schema.py "
         "and pin the new kinds in KINDS_OF_SCHEMA")
 
 

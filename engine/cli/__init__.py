@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from engine._store_read import RunReader
-from engine._store_schema import RunFileError
 from engine.cli._plot import PlotUnavailable, plot_run
 from engine.cli._report import export_csv, export_jsonl, show, show_model
+from engine.store._read import RunReader
+from engine.store._schema import RunFileError
 
 __all__ = ("main",)
 

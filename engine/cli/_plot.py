@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine._objective import Mode, Objective, better, check_mode, is_score
-from engine._store_read import RunReader, StoredModel
 from engine.cli._report import objective_of, ranking_mode
 from engine.space import ModelStatus
+from engine.store._read import RunReader, StoredModel
 
 __all__ = ("PlotUnavailable", "best_so_far", "plot_run", "run_points")
 

@@ -19,10 +19,10 @@ from engine._objective import (
     fidelity,
     objective_from_meta,
 )
-from engine._store_read import RunReader, StoredModel
-from engine._store_schema import RunFileError
 from engine.events import EngineStopped
 from engine.space import ModelStatus
+from engine.store._read import RunReader, StoredModel
+from engine.store._schema import RunFileError
 
 __all__ = ("best_models", "export_csv", "export_jsonl", "failure_reasons", "objective_of",
            "ranking_mode", "show", "show_model")

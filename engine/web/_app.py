@@ -21,8 +21,8 @@ import anyio
 import anyio.to_thread
 
 from engine._objective import objective_from_meta
-from engine._store_read import RunReader
-from engine._store_schema import RunFileError
+from engine.store._read import RunReader
+from engine.store._schema import RunFileError
 from engine.web._feed import Cursor, Feed
 
 __all__ = ("DashboardApp", "dashboard_app")

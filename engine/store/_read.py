@@ -14,7 +14,6 @@ from typing import Any
 
 import msgspec
 
-from engine._store_schema import RunFileError, connect_readonly, schema_version, writer_pid
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -26,6 +25,7 @@ from engine.events import (
     decode_json,
 )
 from engine.space import Metrics, ModelStatus
+from engine.store._schema import RunFileError, connect_readonly, schema_version, writer_pid
 
 __all__ = (
     "EVENT_KINDS",
@@ -225,7 +225,7 @@ def read_outputs(conn: sqlite3.Connection, model_id: int | None = None) -> list[
 
 
 def _stopped_at(status: str, reason: str | None) -> int | None:
-    """The step a trained model was stopped early at (see engine._store_write)."""
+    """The step a trained model was stopped early at (see engine.store._write)."""
     prefix = "stopped at step "
     if status != "trained" or reason is None or not reason.startswith(prefix):
         return None

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine._recipe import Call
-from engine._store_schema import RunFileError
 from engine.evaluator import FunctionEvaluator
 from engine.mutable import MutableDict
 from engine.space import ExecutableModelSpace, RawFormatModelSpace, SimplifiedModelSpace
+from engine.store._schema import RunFileError
 
 __all__ = ("SAMPLED", "RunChanged", "differences", "fingerprint", "space_key")
 

@@ -71,9 +71,12 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 
-from engine._store_fingerprint import RunChanged, differences, fingerprint, space_key
-from engine._store_open import connect_reader, open_run
-from engine._store_read import (
+from engine.errors import NasEngineError
+from engine.events import Event, ModelQueued
+from engine.space import ExecutableModelSpace
+from engine.store._fingerprint import RunChanged, differences, fingerprint, space_key
+from engine.store._open import connect_reader, open_run
+from engine.store._read import (
     ResumeState,
     RunReader,
     StoredModel,
@@ -81,11 +84,8 @@ from engine._store_read import (
     UnknownEventKind,
     read_events,
 )
-from engine._store_schema import RunFileError, RunLock
-from engine._store_write import Output, write_batch
-from engine.errors import NasEngineError
-from engine.events import Event, ModelQueued
-from engine.space import ExecutableModelSpace
+from engine.store._schema import RunFileError, RunLock
+from engine.store._write import Output, write_batch
 
 __all__ = (
     "ResumeState",
@@ -196,7 +196,7 @@ class RunStore:
 
     def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
         """Check that ``model`` is made like the run's models (its space, evaluator and
-        their fixed arguments; see engine._store_fingerprint), once per space. A run that
+        their fixed arguments; see engine.store._fingerprint), once per space. A run that
         held no fingerprint when opened records each space's (written with the next
         batch); a resumed one raises RunChanged, recording nothing, for a model that
         matches none of its spaces, unless ``force`` (then it is recorded)."""

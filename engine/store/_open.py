@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine._store_read import ResumeState, load_resume_state
-from engine._store_schema import (
+from engine.store._read import ResumeState, load_resume_state
+from engine.store._schema import (
     RunFileError,
     RunLock,
     check_file,
