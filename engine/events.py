@@ -126,7 +126,7 @@ class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):
     step: int
 
 
-class ModelTrained(ModelEvent, frozen=True, kw_only=True, tag="trained"):
+class ModelTrained(ModelEvent, frozen=True, kw_only=True, tag="trained", omit_defaults=True):
     """Trained to its end (``stopped_at`` None), or stopped early by its strategy
     (``handle.stop()``) after reporting ``stopped_at`` intermediates: then ``final`` is
     the last of them and the model ranks at that fidelity."""
