@@ -219,6 +219,8 @@ class Engine:
         self._log.backfill = store.read_events
         self._next_id = state.next_model_id
         self._record_objective(objective_from_meta(state.meta))
+        if self.max_trials is not None:  # the run's budget, for the dashboard's progress
+            store.set_meta("max_trials", str(self.max_trials))
         for stored in state.models:
             self._restore(stored)
 

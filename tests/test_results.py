@@ -256,3 +256,13 @@ async def test_a_failed_model_carries_its_kept_output(tmp_path: Path) -> None:
     await write(tmp_path / "store.nasrun", run_events())
     with open_run(tmp_path / "store.nasrun") as results:
         assert results.model(5).output == {}  # failed, but the file kept no output
+
+
+@pytest.mark.anyio
+async def test_the_run_file_records_the_budget_for_the_dashboard(tmp_path: Path) -> None:
+    """The dashboard's progress bar reads max_trials from the run's meta."""
+    path, space = tmp_path / "budget.nasrun", grid_space(curve_or_fail, fail=9, steps=1)
+    async with e.Engine(e.InlinePool(1), journal=path, max_trials=5) as engine:
+        await (await engine.submit(space.freeze({"x": 1, "act": "relu"})))
+    with open_run(path) as results:
+        assert results.meta()["max_trials"] == "5"
