@@ -68,14 +68,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 async def run_search(args: argparse.Namespace, data: Path) -> e.Engine:
     """The search, with a live progress line on a terminal; returns the stopped engine."""
-    engine = e.Engine(e.ProcessPool(args.workers), max_trials=args.trials,
+    # preload: each worker imports the digits module (and torch) before the first model
+    engine = e.Engine(e.ProcessPool(args.workers, preload=["_digits"]), max_trials=args.trials,
                       journal=args.run if args.run is not None else True)
     events = engine.subscribe()  # before the start: sees every event of this run
     async with anyio.create_task_group() as tg:
         async with engine:
             print(f"run file: {engine.journal_path}", flush=True)
-            left = args.trials - sum(h.done for h in engine.handles())  # after a resume
-            tg.start_soon(functools.partial(show_progress, events, total=left))
+            # engine=: a resumed run's line counts what it finished before, of the budget
+            tg.start_soon(functools.partial(show_progress, events, engine=engine))
             await search(digits_space(data, args.epochs, args.seed),
                          make_strategy(args.strategy, args.seed, args.trials,
                                        args.deterministic), engine)
