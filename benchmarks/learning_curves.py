@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -37,9 +36,9 @@ from _digits import (
     MAX_DEPTH,
     OPS,
     WIDTHS,
-    accuracy,
     digits_space,
     ensure_split,
+    epochs_of,
     load_split,
 )
 from _simulated import arch_key
@@ -61,33 +60,16 @@ def architectures() -> list[dict[str, Any]]:
 
 def curve(sample: dict[str, Any], data: str, epochs: int, seed: int,
           lr: float = 0.03, batch_size: int = 32) -> tuple[list[float], list[float]]:
-    """Validation accuracy and seconds of each epoch of one training run."""
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
+    """Validation accuracy and seconds of each epoch of one training run (the search's
+    own training loop, ``_digits.epochs_of``)."""
     model: nn.Module = digits_space(data, epochs, seed).freeze(dict(sample)).executable_model()
-    for module in model.modules():
-        reset = getattr(module, "reset_parameters", None)
-        if callable(reset):
-            reset()
-    split = load_split(data)
-    x_train, y_train = split["x_train"], split["y_train"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * -(-len(y_train) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
     accs, secs = [], []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        for first in range(0, len(order), batch_size):
-            batch = order[first:first + batch_size]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
-            optimizer.step()
-            schedule.step()
-        accs.append(accuracy(model, split["x_val"], split["y_val"]))
+    epochs_left = epochs_of(model, load_split(data), epochs, lr, batch_size, seed)
+    start = time.perf_counter()  # after the set-up (weights, optimizer), as before
+    for value in epochs_left:
+        accs.append(value)
         secs.append(time.perf_counter() - start)
+        start = time.perf_counter()
     return accs, secs
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,29 +149,42 @@ def train_digits(model: nn.Module, data: str, epochs: int = 5, lr: float = 0.03,
     weights are re-initialised from ``seed``, so an architecture trains the same way again."""
     if score_on not in ("val", "test"):
         raise ValueError(f"score_on must be 'val' or 'test', got {score_on!r}")
+    split = load_split(data)
+    for accuracy_now in epochs_of(model, split, epochs, lr, batch_size, seed):
+        e.report_intermediate(accuracy_now)
+    return accuracy(model, split[f"x_{score_on}"], split[f"y_{score_on}"])
+
+
+def epochs_of(model: nn.Module, split: Mapping[str, torch.Tensor], epochs: int,
+              lr: float = 0.03, batch_size: int = 32, seed: int = 0) -> Iterator[float]:
+    """Train ``model`` one epoch at a time (weights re-initialised from ``seed``, Adam,
+    a one-cycle learning rate over all ``epochs``), yielding the validation accuracy after
+    each: the one training loop of the search and of benchmarks/learning_curves.py."""
     torch.set_num_threads(1)  # one core per worker: the pool runs the trials in parallel
     torch.manual_seed(seed)
     for module in model.modules():
         reset = getattr(module, "reset_parameters", None)
         if callable(reset):
             reset()
-    split = load_split(data)
     x_train, y_train = split["x_train"], split["y_train"]
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(y_train) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(y_train), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
-            optimizer.step()
-            schedule.step()
-        e.report_intermediate(accuracy(model, split["x_val"], split["y_val"]))
-    return accuracy(model, split[f"x_{score_on}"], split[f"y_{score_on}"])
+
+    def train() -> Iterator[float]:  # the set-up above runs now, the epochs as iterated
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(y_train), generator=generator)
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x_train[batch]), y_train[batch]).backward()
+                optimizer.step()
+                schedule.step()
+            yield accuracy(model, split["x_val"], split["y_val"])
+
+    return train()
 
 
 def digits_space(data: str | Path, epochs: int = 5, seed: int = 0,
