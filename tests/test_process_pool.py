@@ -378,7 +378,7 @@ async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path,
                                                            prefetch: int) -> None:
     events: list[ev.Event] = []
     async with anyio.create_task_group() as tg:
-        engine = Engine(ProcessPool(2, prefetch=prefetch), max_retries=1, trial_timeout=2.0)
+        engine = Engine(ProcessPool(2, prefetch=prefetch), max_retries=1, trial_timeout=4.0)
         await tg.start(collect, engine, events)
         async with engine:
             events_of = engine.subscribe()
@@ -388,7 +388,7 @@ async def test_engine_failures_retries_deaths_and_timeouts(tmp_path: Path,
             hangs = await engine.submit(fx.model(fx.wait_for, flag=str(tmp_path / "never")))
             cancelled = await engine.submit(fx.model(fx.wait_for, flag=str(tmp_path / "n2")))
             await flaky, await boom, await dies
-            # Cancelled as soon as it trains, well within its 2 s (hangs times out then).
+            # Cancelled as soon as it trains, well within its 4 s (hangs times out then).
             await training(events_of, cancelled.model_id)
             cancelled.cancel()
             await cancelled, await hangs
