@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from engine._objective import MetricValue
 from engine.mutable import Mutable, Sample, SampleMissingError, check_sample_type
 
 __all__ = (
@@ -87,9 +88,9 @@ _NOT_IN_SPACE = (
 class Reporter(Protocol):
     """Where a running model's metrics go: the engine's trial, or the model's Metrics."""
 
-    def intermediate(self, value: float) -> None: ...
+    def intermediate(self, value: MetricValue) -> None: ...
 
-    def final(self, value: float) -> None: ...
+    def final(self, value: MetricValue) -> None: ...
 
 
 _reporter: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
@@ -110,7 +111,32 @@ def current_reporter() -> Reporter | None:
     return _reporter.get()
 
 
-def check_metric(value: Any) -> float:
+def check_metric(value: Any) -> MetricValue:
+    """``value`` as a float, or a mapping of names to numbers as a ``dict[str, float]``
+    (several metrics, ``{"accuracy": 0.93, "latency_ms": 4.1}``); a clear TypeError or
+    ValueError, naming the key, for anything else (a non-str key, a value that is not a
+    finite number, an empty mapping)."""
+    if isinstance(value, Mapping):
+        return _check_metrics(value)
+    return _check_number(value)
+
+
+def _check_metrics(values: Mapping[Any, Any]) -> dict[str, float]:
+    if not values:
+        raise ValueError("a dict of metrics needs at least one metric, got {}")
+    checked: dict[str, float] = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"a metric's name must be a non-empty str, got {type(key).__name__}"
+                            f" {key!r} in {dict(values)!r}")
+        try:
+            checked[key] = _check_number(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"metric {key!r}: {exc}") from None
+    return checked
+
+
+def _check_number(value: Any) -> float:
     """``value`` as a float; a clear TypeError for anything that is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         try:
@@ -144,10 +170,12 @@ def _reporter_or_raise(what: str) -> Reporter:
 
 
 def report_intermediate(value: Any) -> None:
-    """Report a metric during training (an epoch's accuracy, say)."""
+    """Report a metric during training (an epoch's accuracy, say): a number, or a dict
+    of named numbers (``{"accuracy": 0.9, "loss": 0.3}``) for several metrics."""
     _reporter_or_raise("report_intermediate").intermediate(check_metric(value))
 
 
 def report_final(value: Any) -> None:
-    """Report the model's final metric; it wins over the function's return value."""
+    """Report the model's final metric (a number, or a dict of named numbers); it wins
+    over the function's return value."""
     _reporter_or_raise("report_final").final(check_metric(value))

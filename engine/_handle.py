@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from engine._objective import MetricValue
 from engine.errors import TrialError
 from engine.events import InterruptReason, MetricReported, WorkerDied, WorkerStarted
 from engine.space import ExecutableModelSpace, ModelStatus
@@ -107,7 +108,7 @@ class Trial:
     def __init__(self, engine: Engine, handle: ModelHandle) -> None:
         self._engine, self._handle = engine, handle
         self.model_id, self.attempt = handle.model_id, handle.attempts
-        self.final_value: float | None = None
+        self.final_value: MetricValue | None = None
         self.open = True
         self._started = False
 
@@ -120,7 +121,7 @@ class Trial:
             self._started = True
             self._engine._training(self._handle, worker, tuple(gpus), setup)
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         # Nothing after a stop or cancel: a stopped model keeps what it had reported
         # when its strategy decided.
         if self.open and self._handle._stop_reason is None:
@@ -131,7 +132,7 @@ class Trial:
                                         step=step))
             engine._heard(self._handle, step, value)
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         if self.open:
             self.final_value = value
 

@@ -17,6 +17,14 @@ Everything that ranks models goes through here: ``Engine.best``, the strategies'
 A run declares its objective once (``Engine.set_objective``, which strategies call with
 their ``mode``); the run file keeps it in its ``meta`` table under :data:`META_KEY`, so
 readers of the file rank the same way.
+
+*Several metrics*: a model may report a dict of named numbers (a :data:`MetricValue`).
+A run then declares its objectives (``Engine.set_objectives``): the first is the one
+that single-number views (``best()``, the progress line, the dashboard) rank by, and the
+run file keeps them all under :data:`OBJECTIVES_KEY` (and the first under
+:data:`META_KEY`, so older readers still rank by it). :func:`score` is a final's number
+under an objective: a plain number is its own score; a dict's score is its value under
+the objective's name (under the default objective, ``"metric"``, the dict's first value).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ import msgspec
 
 __all__ = (
     "META_KEY",
+    "OBJECTIVES_KEY",
+    "MetricValue",
     "Mode",
     "Objective",
     "best_first",
@@ -41,15 +51,25 @@ __all__ = (
     "is_score",
     "objective_from_meta",
     "objective_meta",
+    "objectives_from_meta",
+    "objectives_meta",
+    "check_objectives",
+    "declare_objectives",
+    "missing_objective",
     "sample_key",
+    "score",
     "sort_key",
 )
 
 Mode: TypeAlias = Literal["max", "min"]
+#: What a model reports: one number, or several named ones.
+MetricValue: TypeAlias = float | dict[str, float]
 T = TypeVar("T")
 
 #: The key of the run file's ``meta`` row that holds the run's objective (JSON).
 META_KEY = "objective"
+#: The key of the ``meta`` row that holds a run's objectives when it has several (JSON list).
+OBJECTIVES_KEY = "objectives"
 
 
 class Objective(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +84,7 @@ class Objective(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _meta_decoder = msgspec.json.Decoder(Objective)
+_list_decoder = msgspec.json.Decoder(tuple[Objective, ...])
 _key_encoder = msgspec.json.Encoder(order="sorted")
 
 
@@ -76,9 +97,24 @@ def check_mode(mode: object) -> Mode:
     raise ValueError(f"mode must be 'max' (bigger metric is better) or 'min', got {mode!r}")
 
 
-def is_score(value: float | None) -> TypeGuard[float]:
-    """Whether ``value`` can be ranked: a number, not NaN."""
-    return value is not None and not math.isnan(value)
+def is_score(value: object) -> TypeGuard[float]:
+    """Whether ``value`` can be ranked: a number, not NaN (a dict of metrics is not: rank
+    it by its :func:`score`)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(
+        value)
+
+
+def score(value: MetricValue | None, objective: Objective | None) -> float | None:
+    """The number ``value`` (a final or an intermediate) ranks by under ``objective``: a
+    number itself; a dict's value under the objective's name, or its first value under
+    the default objective (None: none declared, or named ``"metric"``); else None."""
+    if not isinstance(value, dict):
+        return value
+    if objective is not None and objective.name in value:
+        return value[objective.name]
+    if (objective is None or objective.name == "metric") and value:
+        return next(iter(value.values()))
+    return None
 
 
 def better(a: float, b: float, mode: Mode) -> bool:
@@ -106,7 +142,7 @@ class _HasMetrics(Protocol):
 
 class _Scored(_HasMetrics, Protocol):
     @property
-    def metric(self) -> float | None: ...
+    def metric(self) -> MetricValue | None: ...
 
 
 M = TypeVar("M", bound=_Scored)
@@ -118,9 +154,10 @@ def fidelity(model: _HasMetrics) -> float:
     return math.inf if stopped_at is None else float(stopped_at)
 
 
-def at_top_fidelity(models: Iterable[M]) -> list[M]:
-    """The scored ``models`` at the highest fidelity any of them reached, in order."""
-    scored = [m for m in models if is_score(m.metric)]
+def at_top_fidelity(models: Iterable[M], objective: Objective | None = None) -> list[M]:
+    """The scored ``models`` at the highest fidelity any of them reached, in order (a
+    model reporting a dict is scored by its value under ``objective``: :func:`score`)."""
+    scored = [m for m in models if is_score(score(m.metric, objective))]
     top = max((fidelity(m) for m in scored), default=math.inf)
     return [m for m in scored if fidelity(m) == top]
 
@@ -152,6 +189,85 @@ def declare(current: Objective | None, mode: str, name: str | None, *,
         raise ValueError(f"this run optimizes {current}{source}, not {wanted}: a run has one "
                          f"objective; pass mode={current.mode!r} (or start a new run)")
     return current
+
+
+def check_objectives(objectives: Iterable[Objective]) -> tuple[Objective, ...]:
+    """``objectives`` as a tuple: at least one, each an :class:`Objective` with a
+    non-empty name, no name twice; TypeError or ValueError naming what is wrong."""
+    if isinstance(objectives, Objective | str | Mapping):
+        raise TypeError("set_objectives takes a list of Objective(name=..., mode=...), got "
+                        f"{objectives!r}")
+    checked = tuple(objectives)
+    if not checked:
+        raise ValueError("set_objectives needs at least one Objective(name=..., mode=...)")
+    seen: set[str] = set()
+    for objective in checked:
+        if not isinstance(objective, Objective):
+            raise TypeError(f"an objective must be an Objective(name=..., mode=...), got "
+                            f"{type(objective).__name__} {objective!r}")
+        if not isinstance(objective.name, str) or not objective.name:
+            raise ValueError(f"an objective's name must be a non-empty str, got "
+                             f"{objective.name!r}")
+        check_mode(objective.mode)
+        if objective.name in seen:
+            raise ValueError(f"the objective {objective.name!r} is declared twice")
+        seen.add(objective.name)
+    return checked
+
+
+def declare_objectives(current: tuple[Objective, ...], wanted: tuple[Objective, ...], *,
+                       recorded_in: str | None = None) -> tuple[Objective, ...]:
+    """The objectives after declaring ``wanted`` on a run that has ``current`` (empty:
+    none yet). ValueError when they differ: a run keeps its objectives."""
+    if not current or current == wanted:
+        return wanted
+    source = f" (recorded in {recorded_in})" if recorded_in else ""
+    raise ValueError(f"this run optimizes {_listed(current)}{source}, not {_listed(wanted)}: "
+                     "a run keeps its objectives (start a new run to change them)")
+
+
+def _listed(objectives: tuple[Objective, ...]) -> str:
+    return ", ".join(str(o) for o in objectives)
+
+
+def missing_objective(value: MetricValue, objectives: tuple[Objective, ...]) -> str | None:
+    """Why the final ``value`` cannot be ranked under ``objectives`` (the message of the
+    model's failure), or None when it can: a dict must hold every objective's name; a
+    plain number serves a run with one objective only."""
+    if isinstance(value, dict):
+        for objective in objectives:
+            if objective.name not in value:
+                return (f"the reported metrics {sorted(value)} lack the objective "
+                        f"{objective.name!r}: report a dict with every objective "
+                        f"({', '.join(repr(o.name) for o in objectives)})")
+        return None
+    if len(objectives) > 1:
+        return (f"the model reported one number ({value!r}) but the run has "
+                f"{len(objectives)} objectives: report a dict with "
+                f"{', '.join(repr(o.name) for o in objectives)}")
+    return None
+
+
+def objectives_meta(objectives: tuple[Objective, ...]) -> dict[str, str]:
+    """The run file's meta rows for ``objectives``: the first under :data:`META_KEY`,
+    all of them under :data:`OBJECTIVES_KEY` when there are several."""
+    rows = {META_KEY: objective_meta(objectives[0])}
+    if len(objectives) > 1:
+        rows[OBJECTIVES_KEY] = msgspec.json.encode(objectives).decode()
+    return rows
+
+
+def objectives_from_meta(meta: Mapping[str, str]) -> tuple[Objective, ...]:
+    """Every objective a run file recorded (empty: none). ValueError when damaged."""
+    text = meta.get(OBJECTIVES_KEY)
+    if text is None:
+        single = objective_from_meta(meta)
+        return () if single is None else (single,)
+    try:
+        return check_objectives(_list_decoder.decode(text))
+    except (msgspec.DecodeError, TypeError, ValueError) as exc:
+        raise ValueError(f"the run file's {OBJECTIVES_KEY!r} meta value {text!r} is not a "
+                         f"list of objectives: {exc}") from None
 
 
 def objective_meta(objective: Objective) -> str:

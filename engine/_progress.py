@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-from engine._objective import Mode, better, check_mode, is_score
+from engine._objective import MetricValue, Mode, better, check_mode, is_score, score
 from engine.events import (
     EngineStopped,
     Event,
@@ -153,7 +153,10 @@ class Progress:
             if running == model_id:
                 del self._workers[worker]
 
-    def _scored(self, model_id: int, final: float | None) -> None:
+    def _scored(self, model_id: int, reported: MetricValue | None) -> None:
+        # Several metrics: "best" is the best under the run's (first) objective.
+        objective = self._engine.objective if self._engine is not None else None
+        final = score(reported, objective)
         if not is_score(final):
             return
         for mode in _MODES:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -47,14 +47,18 @@ from engine._journal import (
     restore_finished,
 )
 from engine._objective import (
-    META_KEY,
+    MetricValue,
     Objective,
     at_top_fidelity,
     best_of,
     check_mode,
+    check_objectives,
     declare,
-    objective_from_meta,
-    objective_meta,
+    declare_objectives,
+    missing_objective,
+    objectives_from_meta,
+    objectives_meta,
+    score,
 )
 from engine._objective import sample_key as _sample_key
 from engine._queue import ModelQueue
@@ -82,7 +86,7 @@ __all__ = ("Engine", "ModelHandle")
 
 _FinalEvent: TypeAlias = ModelTrained | ModelFailed | ModelInterrupted | ModelInvalid
 #: ``listener(handle, step, value)``: see :meth:`Engine.listen`.
-IntermediateListener: TypeAlias = Callable[["ModelHandle", int, float], None]
+IntermediateListener: TypeAlias = Callable[["ModelHandle", int, MetricValue], None]
 
 #: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
 OUTPUT_TAIL = 64 * 1024
@@ -161,7 +165,7 @@ class Engine:
         self._accepting = False
         self._journal_where = journal
         self._journal: Journal | None = None
-        self._objective: Objective | None = None  # see set_objective
+        self._objectives: tuple[Objective, ...] = ()  # see set_objectives
         self._outer: TaskGroup | None = None
         self._requeued: deque[ModelHandle] = deque()
         self._unresumable: list[tuple[ModelHandle, str]] = []
@@ -218,7 +222,7 @@ class Engine:
         self._log.rebase(state.next_seq)
         self._log.backfill = store.read_events
         self._next_id = state.next_model_id
-        self._record_objective(objective_from_meta(state.meta))
+        self._record_objectives(objectives_from_meta(state.meta))
         if self.max_trials is not None:  # the run's budget, for the dashboard's progress
             store.set_meta("max_trials", str(self.max_trials))
         for stored in state.models:
@@ -351,7 +355,7 @@ class Engine:
 
         return remove
 
-    def _heard(self, handle: ModelHandle, step: int, value: float) -> None:
+    def _heard(self, handle: ModelHandle, step: int, value: MetricValue) -> None:
         for listener in list(self._listeners):
             try:
                 listener(handle, step, value)
@@ -378,9 +382,14 @@ class Engine:
 
     @property
     def objective(self) -> Objective | None:
-        """What this run optimizes, once declared (:meth:`set_objective`) or read back
-        from its run file; None before."""
-        return self._objective
+        """What this run optimizes first, once declared (:meth:`set_objective`,
+        :meth:`set_objectives`) or read back from its run file; None before."""
+        return self._objectives[0] if self._objectives else None
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        """Every objective of this run, in the order declared (empty before)."""
+        return self._objectives
 
     def set_objective(self, mode: str = "max", *, name: str | None = None) -> Objective:
         """Declare that this run ranks models by their final metric ``name`` (default
@@ -390,26 +399,48 @@ class Engine:
         ``nas-engine show`` / ``plot`` and ``show_progress(engine=...)`` follow it, also
         after a resume. Declaring again with the same direction is a no-op; another
         direction (or name) is a ValueError, as is one that contradicts the run file.
+        On a run with several objectives it checks against the first.
         Not async: it returns with the objective set, or raises and changes nothing."""
         store = self._journal.store if self._journal is not None else None
-        objective = declare(self._objective, mode, name,
+        objective = declare(self.objective, mode, name,
                             recorded_in=str(store.path) if store is not None else None)
-        if objective == self._objective:
-            return objective
+        if objective != self.objective:
+            self._store_objectives((objective,))
+        return objective
+
+    def set_objectives(self, objectives: Iterable[Objective]) -> tuple[Objective, ...]:
+        """Declare the run's objectives: ``[Objective(name="accuracy", mode="max"),
+        Objective(name="params", mode="min")]``. Models then report a dict holding every
+        objective's name (``report_final({"accuracy": 0.9, "params": 1e5})``, profile
+        values merged in); one that does not fails (``MissingObjective``, naming the
+        key, not retried). One objective is exactly :meth:`set_objective`; with several,
+        ``search()`` returns the Pareto front and ``best()`` ranks by the first. The run
+        file records them. Declaring the same again is a no-op; others are a ValueError
+        (also against the run file). Not async: sets them, or raises and changes nothing."""
+        wanted = check_objectives(objectives)
+        store = self._journal.store if self._journal is not None else None
+        checked = declare_objectives(self._objectives, wanted,
+                                     recorded_in=str(store.path) if store is not None else None)
+        if checked != self._objectives:
+            self._store_objectives(checked)
+        return checked
+
+    def _store_objectives(self, objectives: tuple[Objective, ...]) -> None:
+        store = self._journal.store if self._journal is not None else None
         if store is not None and store.closed:
             raise EngineClosed(f"the run file {store.path} is closed: declare the objective "
                                "while the engine runs, or pass mode= to best()")
         if store is not None:
-            store.set_meta(META_KEY, objective_meta(objective))
-        self._objective = objective
-        return objective
+            for key, value in objectives_meta(objectives).items():
+                store.set_meta(key, value)
+        self._objectives = objectives
 
-    def _record_objective(self, recorded: Objective | None) -> None:
-        """At journal open: keep the run file's objective; one declared before the
-        engine started must agree with it, and is written to a new file."""
-        declared, self._objective = self._objective, recorded
-        if declared is not None:
-            self.set_objective(declared.mode, name=declared.name)
+    def _record_objectives(self, recorded: tuple[Objective, ...]) -> None:
+        """At journal open: keep the run file's objectives; those declared before the
+        engine started must agree with them, and are written to a new file."""
+        declared, self._objectives = self._objectives, recorded
+        if declared:
+            self.set_objectives(declared)
 
     def best(self, mode: str | None = None) -> ExecutableModelSpace | None:
         """The trained model with the best final metric: the highest under ``"max"``, the
@@ -417,11 +448,15 @@ class Engine:
         Models without a metric (or NaN) are left out; ties go to the earlier model.
         Only models at the highest fidelity any scored model reached compete: one trained
         to its end beats every model stopped early (``metrics.stopped_at``), and one
-        stopped at step 9 beats one stopped at step 3."""
+        stopped at step 9 beats one stopped at step 3. Models that report a dict rank by
+        its value under the (first) objective; the Pareto front of a run with several
+        objectives comes from ``engine.pareto`` / ``strategies.search``."""
+        objective = self.objective
         chosen = mode if mode is not None else (
-            self._objective.mode if self._objective is not None else "max")
+            objective.mode if objective is not None else "max")
         trained = [h.model for h in self._handles.values() if h.status is ModelStatus.Trained]
-        return best_of(at_top_fidelity(trained), lambda m: m.metric, check_mode(chosen))
+        return best_of(at_top_fidelity(trained, objective),
+                       lambda m: score(m.metric, objective), check_mode(chosen))
 
     async def submit(self, model: ExecutableModelSpace) -> ModelHandle:
         """Queue a frozen model and return its handle; waits while the queue is full.
@@ -624,11 +659,15 @@ class Engine:
             self._failed(handle, "NoFinalMetric", "the evaluator neither returned a number "
                          "nor called report_final()", "", retry=False)
             return
-        handle.model.metrics.final = trial.final_value
+        final = trial.final_value
+        problem = missing_objective(final, self._objectives)
+        if problem is not None:
+            self._failed(handle, "MissingObjective", problem, "", retry=False)
+            return
+        handle.model.metrics.final = final
         duration = time.time() - (handle.started_at or time.time())
         self._finish(handle, ModelStatus.Trained, ModelTrained(
-            **self._stamp(), model_id=handle.model_id, final=trial.final_value,
-            duration=duration))
+            **self._stamp(), model_id=handle.model_id, final=final, duration=duration))
 
     def _keep_output(self, handle: ModelHandle, output: TrialOutput) -> None:
         """What the handle keeps of an attempt's captured output: the last

@@ -21,6 +21,7 @@ from engine._context import (
     report_intermediate,
     use_reporter,
 )
+from engine._objective import MetricValue
 from engine._recipe import RecipeError, Symbol, check_plain_data
 from engine.mutable import LabeledMutable, Mutable, freeze_value, leaves_of
 
@@ -84,7 +85,7 @@ class Evaluator(Mutable):
             return reporter.finish(await awaitable)
 
 
-async def _finish_async(awaitable: Awaitable[Any], reporter: _TrialReporter) -> float | None:
+async def _finish_async(awaitable: Awaitable[Any], reporter: _TrialReporter) -> MetricValue | None:
     with use_reporter(reporter):
         return reporter.finish(await awaitable)
 
@@ -95,10 +96,10 @@ class _MetricsReporter:
     def __init__(self, model: ExecutableModelSpace) -> None:
         self._metrics = model.metrics
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         self._metrics.intermediates.append(value)
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         self._metrics.final = value
 
 
@@ -107,16 +108,16 @@ class _TrialReporter:
 
     def __init__(self, target: Reporter) -> None:
         self._target = target
-        self._final: float | None = None
+        self._final: MetricValue | None = None
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         self._target.intermediate(value)
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         self._final = value
         self._target.final(value)
 
-    def finish(self, result: Any) -> float | None:
+    def finish(self, result: Any) -> MetricValue | None:
         if self._final is None and result is not None:
             self.final(check_metric(result))
         return self._final

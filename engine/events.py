@@ -23,6 +23,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from engine._objective import MetricValue
+
 __all__ = (
     "EVENT_TYPES",
     "EngineStarted",
@@ -120,9 +122,10 @@ class TrainingStarted(ModelEvent, frozen=True, kw_only=True, tag="training"):
 
 
 class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):
-    """An intermediate metric (the status stays ``training``)."""
+    """An intermediate metric (the status stays ``training``): a number, or a dict of
+    named numbers when the model reports several metrics."""
 
-    value: float
+    value: MetricValue
     step: int
 
 
@@ -131,7 +134,7 @@ class ModelTrained(ModelEvent, frozen=True, kw_only=True, tag="trained", omit_de
     (``handle.stop()``) after reporting ``stopped_at`` intermediates: then ``final`` is
     the last of them and the model ranks at that fidelity."""
 
-    final: float
+    final: MetricValue  # a number, or a dict of named numbers
     duration: float
     stopped_at: int | None = None
 
@@ -194,7 +197,7 @@ def encode_json(event: EventBase) -> bytes:
     if b"null" in data and type(event) in _FLOAT_FIELDS:
         fields = msgspec.to_builtins(event)
         for name in _FLOAT_FIELDS[type(event)]:
-            if not math.isfinite(fields[name]):
+            if isinstance(fields[name], float) and not math.isfinite(fields[name]):
                 fields[name] = str(fields[name])  # "nan", "inf", "-inf"
         data = _json_encoder.encode(fields)
     return data

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine._objective import best_first, objective_from_meta
+from engine._objective import MetricValue, Objective, best_first, objectives_from_meta, score
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -66,7 +66,7 @@ class MetricPoint(msgspec.Struct, frozen=True, kw_only=True):
     model_id: int
     attempt: int
     step: int
-    value: float
+    value: MetricValue  # a number, or a dict of named numbers
     time: float
 
 
@@ -79,8 +79,8 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     status: ModelStatus = ModelStatus.Frozen
     attempts: int = 0  # attempts started
     worker: str | None = None  # the worker of the latest attempt
-    final: float | None = None
-    curve: list[tuple[int, float]] = msgspec.field(default_factory=list)  # (step, value)
+    final: MetricValue | None = None  # a dict when the model reported several metrics
+    curve: list[tuple[int, MetricValue]] = msgspec.field(default_factory=list)  # (step, value)
     queued_at: float | None = None
     started_at: float | None = None  # the latest attempt's start
     ended_at: float | None = None
@@ -95,7 +95,7 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     last_seq: int = 0  # the seq of the latest event about it
 
     @property
-    def latest(self) -> float | None:
+    def latest(self) -> MetricValue | None:
         """The last intermediate value reported (None before the first)."""
         return self.curve[-1][1] if self.curve else None
 
@@ -188,12 +188,18 @@ class RunResults:
         """Trained models with a final metric, best first (ties: lower id first). The
         direction is ``mode``, else the one the run recorded (``Engine.set_objective``),
         else max."""
+        objectives = self.objectives()
+        recorded = objectives[0] if objectives else None
         if mode is None:
-            recorded = objective_from_meta(self.meta())
             mode = recorded.mode if recorded is not None else "max"
         trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
                          key=lambda m: m.id)
-        return best_first(trained, lambda m: m.final, mode)
+        return best_first(trained, lambda m: score(m.final, recorded), mode)
+
+    def objectives(self) -> tuple[Objective, ...]:
+        """The objectives the run recorded (``Engine.set_objectives``), in order; empty
+        when it declared none. ValueError when the file's value is damaged."""
+        return objectives_from_meta(self.meta())
 
     def events(self, first: int = 1, last: int | None = None) -> Iterator[Event]:
         """The run's events ``first..last`` as typed structs, read from the file."""

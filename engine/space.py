@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from engine._context import current_model, ensure_frozen, model_context
+from engine._objective import MetricValue
 from engine._recipe import Call, Recipe, RecipeError, check_plain_data
 from engine.errors import TrialError
 from engine.evaluator import Evaluator, EvaluatorSpec, FunctionEvaluator
@@ -90,8 +91,9 @@ _COMPLETED = frozenset(
 class Metrics(msgspec.Struct, kw_only=True):
     """A model's reported metrics: intermediates in order, and one final value."""
 
-    intermediates: list[float] = msgspec.field(default_factory=list)
-    final: float | None = None
+    intermediates: list[MetricValue] = msgspec.field(default_factory=list)
+    #: A number, or a dict of named numbers when the model reported several metrics.
+    final: MetricValue | None = None
     #: The step its strategy stopped it at (``final`` is then that step's intermediate);
     #: None when it trained to its end. See ``strategies.base.fidelity``.
     stopped_at: int | None = None
@@ -166,8 +168,9 @@ class ExecutableModelSpace(BaseModelSpace):
         self.sample = None
 
     @property
-    def metric(self) -> float | None:
-        """The final metric, or ``None`` before it is trained (or when it failed)."""
+    def metric(self) -> MetricValue | None:
+        """The final metric (a dict when it reported several), or ``None`` before it is
+        trained (or when it failed)."""
         return self.metrics.final
 
     def execute(self) -> Any:

@@ -45,6 +45,7 @@ import anyio
 import anyio.lowlevel
 
 from engine._context import report_intermediate, use_reporter
+from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.evaluator import FunctionEvaluator
 from engine.mutable import Categorical, SampleValidationError
@@ -180,11 +181,11 @@ class RecordingTrial:
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         self.calls.append(("started", worker, tuple(gpus)))
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         self.calls.append(("intermediate", value))
         self.reported.set()
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         self.calls.append(("final", value))
 
     @property

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import bisect
 import collections
-import math
 import random
 import statistics
 from typing import Any
 
 import msgspec
 
+from engine._objective import is_score
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
 from strategies.base import BaseStrategy, Leaves, NotYet
@@ -229,7 +229,7 @@ class RegularizedEvolution(BaseStrategy):
         it is full); one already there keeps its place with the new mean. Any other model
         marks its sample as failed: it is never proposed again."""
         metric, key = model.metric, self.key_of(model.sample or {})
-        if model.status is not ModelStatus.Trained or metric is None or math.isnan(metric):
+        if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
             self._failed.add(key)
             return
         sample = dict(model.sample or {})

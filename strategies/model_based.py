@@ -66,6 +66,7 @@ import statistics
 from collections.abc import Iterator
 from typing import Any
 
+from engine._objective import is_score
 from engine.mutable import Categorical, LabeledMutable, Numerical, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
 from strategies._surrogate import Encoder, Surrogate, quantile, value_at
@@ -140,7 +141,7 @@ class ModelBased(BaseStrategy):
         order). A trained one adds its metric to its sample's mean and to the surrogate;
         any other marks its sample failed (never re-evaluated)."""
         metric, key = model.metric, sample_key(model.sample or {})
-        if model.status is not ModelStatus.Trained or metric is None or math.isnan(metric):
+        if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
             self._failed.add(key)
             return
         sample = dict(model.sample or {})

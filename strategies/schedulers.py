@@ -30,6 +30,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from engine._objective import is_score
 from engine.mutable import Sample
 from engine.space import ExecutableModelSpace
 from strategies.base import BaseStrategy, EngineLike, HandleLike, Leaves, NotYet
@@ -92,7 +93,9 @@ class Scheduler(BaseStrategy):
         super().resume(engine)
         for handle in engine.handles():
             if handle.model_id not in known and handle.done:
-                self.replay(handle.model.metrics.intermediates)
+                # A dict of metrics is no single score here: it counts as NaN.
+                self.replay([v if is_score(v) else math.nan
+                             for v in handle.model.metrics.intermediates])
 
     def replay(self, intermediates: Sequence[float]) -> None:
         """Record a finished model's curve as if heard now (no decision is taken)."""
@@ -199,7 +202,7 @@ class MedianStopping(Scheduler):
     def on_intermediate(self, handle: HandleLike, step: int, value: float) -> None:
         """Called as each intermediate arrives: record the model's running mean at
         ``step``; stop it when its best so far is below the others' median there."""
-        curve = [v for v in handle.model.metrics.intermediates[:step] if not math.isnan(v)]
+        curve = [v for v in handle.model.metrics.intermediates[:step] if is_score(v)]
         others = self.running_means.setdefault(step, [])
         if step >= self.grace_steps and len(others) >= self.min_samples:
             best = (max if self.mode == "max" else min)(curve) if curve else math.nan

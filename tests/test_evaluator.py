@@ -148,7 +148,10 @@ def test_reports_go_to_the_running_trials_reporter_when_there_is_one() -> None:
     [
         ("0.9", TypeError, "a metric must be a number, got str '0.9'"),
         (True, TypeError, "a metric must be a number, got bool True"),
-        ({"acc": 0.9}, TypeError, "a metric must be a number, got dict"),
+        ({"acc": "0.9"}, TypeError, "metric 'acc': a metric must be a number, got str"),
+        ({1: 0.9}, TypeError, "a metric's name must be a non-empty str, got int 1"),
+        ({"acc": float("nan")}, ValueError, "metric 'acc': a metric must be a finite number"),
+        ({}, ValueError, "a dict of metrics needs at least one metric"),
         (float("nan"), ValueError, "a metric must be a finite number, got nan"),
         (float("inf"), ValueError, "a metric must be a finite number, got inf"),
     ],

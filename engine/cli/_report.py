@@ -12,12 +12,14 @@ from typing import Any, TextIO
 import msgspec
 
 from engine._objective import (
+    MetricValue,
     Mode,
     Objective,
     best_first,
     check_mode,
     fidelity,
     objective_from_meta,
+    score,
 )
 from engine.events import EngineStopped
 from engine.space import ModelStatus
@@ -56,11 +58,13 @@ def ranking_mode(recorded: Objective | None, requested: str | None) -> tuple[Obj
     return chosen, "--mode"
 
 
-def best_models(models: Iterable[StoredModel], mode: Mode) -> list[StoredModel]:
+def best_models(models: Iterable[StoredModel], mode: Mode,
+                objective: Objective | None = None) -> list[StoredModel]:
     """Trained models with a final metric, highest fidelity first (trained to the end,
-    then stopped early at a later step), best first at each (ties: lower id first)."""
+    then stopped early at a later step), best first at each (ties: lower id first).
+    Models that reported several metrics rank by their value under ``objective``."""
     trained = sorted((m for m in models if m.status is ModelStatus.Trained), key=lambda m: m.id)
-    ranked = best_first(trained, lambda m: m.metrics.final, mode)
+    ranked = best_first(trained, lambda m: score(m.metrics.final, objective), mode)
     return sorted(ranked, key=lambda m: -fidelity(m))
 
 
@@ -99,7 +103,7 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     if reasons:
         out.write(f"  (a model's error, traceback and output: nas-engine show {reader.path} "
                   "--model ID)\n")
-    best = best_models(models, objective.mode)
+    best = best_models(models, objective.mode, objective)
     if not best:
         out.write("\nno trained model yet\n")
         return
@@ -131,7 +135,7 @@ def show_model(reader: RunReader, out: TextIO, model_id: int) -> bool:
               f"{'s' if model.attempts != 1 else ''}\n")
     out.write(f"sample  {_encoder.encode(model.sample).decode()}\n")
     if model.metrics.final is not None:
-        out.write(f"final   {model.metrics.final:.6g}\n")
+        out.write(f"final   {metric_text(model.metrics.final)}\n")
     if model.reason:
         out.write(f"reason  {model.reason}\n")
     failure = reader.last_failure(model_id)
@@ -146,6 +150,13 @@ def show_model(reader: RunReader, out: TextIO, model_id: int) -> bool:
         out.write("\nno output kept: its failed attempts printed nothing (or an older "
                   "nas-engine wrote the run)\n")
     return True
+
+
+def metric_text(value: MetricValue | None) -> str:
+    """A final for a table: ``0.93``, or ``accuracy=0.93 params=1.2e+04`` for a dict."""
+    if isinstance(value, dict):
+        return " ".join(f"{name}={number:.6g}" for name, number in value.items())
+    return "-" if value is None else f"{value:.6g}"
 
 
 def _ended(text: str) -> str:
@@ -172,7 +183,7 @@ def _table(models: list[StoredModel]) -> str:
         if m.metrics.stopped_at is not None:
             duration += f" (stopped at step {m.metrics.stopped_at})"
         sample = _encoder.encode(m.sample).decode()
-        lines.append(f"{rank:>4}  {m.id:>6}  {m.metrics.final:>12.6g}  {m.attempts:>8}  "
+        lines.append(f"{rank:>4}  {m.id:>6}  {metric_text(m.metrics.final):>12}  {m.attempts:>8}  "
                      f"{duration:>9}  {sample}\n")
     return "".join(lines)
 
@@ -196,7 +207,10 @@ def export_csv(reader: RunReader, out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*_FIELDS, *(f"sample.{label}" for label in labels)])
     for m in models:
-        row: list[Any] = [m.id, m.status.value, m.metrics.final, m.attempts, m.duration,
+        final = m.metrics.final  # several metrics: their JSON object
+        row: list[Any] = [m.id, m.status.value,
+                          _encoder.encode(final).decode() if isinstance(final, dict) else final,
+                          m.attempts, m.duration,
                           m.queued_at, m.started_at, m.ended_at, m.worker, m.reason,
                           _encoder.encode(m.metrics.intermediates).decode()]
         row += [_cell(m.sample.get(label)) for label in labels]

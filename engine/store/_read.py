@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from engine._objective import MetricValue
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -88,6 +89,7 @@ def read_events(conn: sqlite3.Connection, path: Path, first: int, last: int) -> 
 _UNFINISHED = frozenset({ModelStatus.Frozen, ModelStatus.Training, ModelStatus.Retrying})
 _sample_decoder = msgspec.json.Decoder(dict[str, Any])
 _values_decoder = msgspec.json.Decoder(list[float | None])
+_metrics_decoder = msgspec.json.Decoder(dict[str, float])
 
 
 class StoredModel(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,19 +171,19 @@ def read_models(conn: sqlite3.Connection, *, blobs: bool = False,
 
 
 class _Reported(msgspec.Struct):
-    value: float | None = None  # "nan", "inf", "-inf"; older files: null for NaN
+    value: MetricValue | None = None  # "nan", "inf", "-inf"; older files: null for NaN
 
 
 _reported_decoder = msgspec.json.Decoder(_Reported, strict=False)  # reads "nan" as NaN
 
 
-def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
+def _intermediates(conn: sqlite3.Connection) -> dict[int, list[MetricValue]]:
     """Every model's latest attempt's intermediate results: its metric events after its
     latest training event, in one pass over the events (decoded here: msgspec is several
     times faster than SQLite's json_extract)."""
     starts: dict[int, int] = dict(conn.execute(
         "SELECT id, attempt_seq FROM models WHERE attempt_seq IS NOT NULL").fetchall())
-    found: defaultdict[int, list[float]] = defaultdict(list)
+    found: defaultdict[int, list[MetricValue]] = defaultdict(list)
     if not starts:
         return found
     rows: Iterable[tuple[int, int, str]] = conn.execute(
@@ -196,14 +198,16 @@ def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
     return found
 
 
-def _json_values(data: str) -> list[float]:
+def _json_values(data: str) -> list[MetricValue]:
     return [math.nan if v is None else v for v in _values_decoder.decode(data)]
 
 
-def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredModel:
+def _model(model_id: int, row: tuple[Any, ...], values: list[MetricValue]) -> StoredModel:
     status, final = ModelStatus(row[2]), row[4]
     if final is None and status is ModelStatus.Trained:
         final = math.nan  # SQLite stores a NaN as NULL
+    elif isinstance(final, str):  # several metrics: their JSON (see _write)
+        final = _metrics_decoder.decode(final)
     return StoredModel(
         id=model_id, sample=_sample_decoder.decode(row[1]), status=status,
         attempts=row[3], metrics=Metrics(intermediates=values, final=final,

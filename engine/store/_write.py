@@ -52,7 +52,7 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
         lambda e: (e.attempt, e.worker, e.time, e.seq)),
     ModelTrained: (  # a model its strategy stopped early: reason 'stopped at step N'
         "status = 'trained', final = ?, duration = ?, ended_at = ?, reason = ?",
-        lambda e: (e.final, e.duration, e.time,
+        lambda e: (_final_column(e.final), e.duration, e.time,
                    None if e.stopped_at is None else f"{STOPPED_PREFIX} {e.stopped_at}")),
     ModelFailed: (
         "status = 'failed', reason = ?, attempts = max(attempts, ?), ended_at = ?",
@@ -90,6 +90,12 @@ def write_batch(conn: sqlite3.Connection, events: Sequence[EventBase],
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _final_column(final: float | dict[str, float]) -> float | str:
+    """A final as the ``models.final`` column holds it: a number, or a dict of metrics
+    as its JSON text (SQLite keeps a TEXT value in a REAL column as text)."""
+    return _encoder.encode(final).decode() if isinstance(final, dict) else final
 
 
 def _apply(conn: sqlite3.Connection, event: EventBase, blobs: Mapping[int, bytes | None]) -> None:

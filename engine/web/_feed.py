@@ -1,5 +1,8 @@
 """What the dashboard sends: a snapshot of a run, then what changed since, as JSON.
 
+A run whose models report several metrics (a dict) is shown by its first objective:
+``final``, ``latest`` and the curves carry that number, ``metrics`` the whole final dict.
+
 One :class:`Feed` serves every page of an app. Its methods block (SQLite reads) and run
 in worker threads; a lock makes them take turns on the shared :class:`RunResults`.
 """
@@ -9,10 +12,11 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from engine._objective import MetricValue, Objective, score
 from engine.results import ModelRecord, open_run
 
 __all__ = ("Cursor", "Feed", "downsample")
@@ -21,6 +25,7 @@ Mode = Literal["max", "min"]
 SNAPSHOT_POINTS = 16  # points per curve in a snapshot: enough for the overlay
 DETAIL_POINTS = 2000  # points of one model's curve on its detail view
 _encoder = msgspec.json.Encoder()
+P = TypeVar("P")
 
 
 class Cursor:
@@ -32,7 +37,7 @@ class Cursor:
         self.points: dict[int, tuple[int, int]] = {}  # model id -> (attempt, points)
 
 
-def downsample(curve: list[tuple[int, float]], n: int) -> list[tuple[int, float]]:
+def downsample(curve: list[P], n: int) -> list[P]:
     """At most ``n`` points of ``curve``, evenly spaced, the first and last included."""
     if len(curve) <= n:
         return list(curve)
@@ -49,6 +54,7 @@ class Feed:
         self._lock = threading.Lock()
         self._refresh_every = refresh_every
         self._refreshed = -float("inf")
+        self._objective: Objective | None = None
 
     @property
     def path(self) -> Path:
@@ -65,9 +71,11 @@ class Feed:
             models = self._results.models()
             cursor.seq = self._results.seq
             cursor.points = {m.id: (m.attempts, len(m.curve)) for m in models}
+            first = self._first_objective()
             return _encoder.encode({
-                "run": self._run_info(meta=True), "models": [_row(m) for m in models],
-                "curves": {m.id: downsample(m.curve, SNAPSHOT_POINTS) for m in models}})
+                "run": self._run_info(meta=True), "models": [_row(m, first) for m in models],
+                "curves": {m.id: downsample(_curve(m, first), SNAPSHOT_POINTS)
+                           for m in models}})
 
     def delta(self, cursor: Cursor) -> tuple[bytes | None, bool]:
         """What changed since ``cursor`` (None: nothing) and whether the run is over: no
@@ -79,9 +87,10 @@ class Feed:
                 return None, not writing
             changed = [m for m in self._results.models() if m.last_seq > cursor.seq]
             cursor.seq = self._results.seq
+            first = self._first_objective()
             message = _encoder.encode({
-                "run": self._run_info(meta=False), "models": [_row(m) for m in changed],
-                "points": {m.id: _new_points(m, cursor) for m in changed}})
+                "run": self._run_info(meta=False), "models": [_row(m, first) for m in changed],
+                "points": {m.id: _new_points(m, cursor, first) for m in changed}})
             return message, False
 
     def model(self, model_id: int) -> bytes | None:
@@ -93,14 +102,24 @@ class Feed:
             except KeyError:
                 return None
             detail = msgspec.structs.asdict(model)
-            detail.update(_row(model), curve=downsample(model.curve, DETAIL_POINTS))
+            first = self._first_objective()
+            detail.update(_row(model, first),
+                          curve=downsample(_curve(model, first), DETAIL_POINTS))
             return _encoder.encode(detail)
 
     def models(self) -> bytes:
         """Every model's table row."""
         with self._lock:
             self._refresh()
-            return _encoder.encode([_row(m) for m in self._results.models()])
+            first = self._first_objective()
+            return _encoder.encode([_row(m, first) for m in self._results.models()])
+
+    def _first_objective(self) -> Objective | None:
+        """The objective the dashboard shows (the run's first), kept once recorded."""
+        if self._objective is None:
+            objectives = self._results.objectives()
+            self._objective = objectives[0] if objectives else None
+        return self._objective
 
     def _refresh(self) -> None:
         # Pages poll in turns; one read of the journal's tail serves them all.
@@ -122,19 +141,30 @@ class Feed:
         return info
 
 
-def _row(model: ModelRecord) -> dict[str, Any]:
-    return {"id": model.id, "sample": model.sample, "status": model.status.value,
-            "attempts": model.attempts, "worker": model.worker, "final": model.final,
-            "latest": model.latest, "steps": model.steps, "duration": model.duration,
-            "queued_at": model.queued_at, "started_at": model.started_at,
-            "ended_at": model.ended_at, "reason": model.reason,
-            "failed": model.traceback is not None}
+def _row(model: ModelRecord, first: Objective | None) -> dict[str, Any]:
+    row = {"id": model.id, "sample": model.sample, "status": model.status.value,
+           "attempts": model.attempts, "worker": model.worker,
+           "final": score(model.final, first), "latest": score(model.latest, first),
+           "steps": model.steps, "duration": model.duration,
+           "queued_at": model.queued_at, "started_at": model.started_at,
+           "ended_at": model.ended_at, "reason": model.reason,
+           "failed": model.traceback is not None}
+    if isinstance(model.final, dict):
+        row["metrics"] = model.final
+    return row
 
 
-def _new_points(model: ModelRecord, cursor: Cursor) -> dict[str, Any]:
+def _curve(model: ModelRecord, first: Objective | None,
+           points: list[tuple[int, MetricValue]] | None = None) -> list[tuple[int, float | None]]:
+    """``points`` (default: the model's curve) as numbers: dicts by ``first``."""
+    return [(step, score(value, first))
+            for step, value in (model.curve if points is None else points)]
+
+
+def _new_points(model: ModelRecord, cursor: Cursor, first: Objective | None) -> dict[str, Any]:
     """The curve points a page lacks: the new ones, or (a new attempt) all, downsampled."""
     attempt, count = cursor.points.get(model.id, (-1, 0))
     cursor.points[model.id] = (model.attempts, len(model.curve))
     if attempt != model.attempts or count > len(model.curve):
-        return {"reset": True, "points": downsample(model.curve, SNAPSHOT_POINTS)}
-    return {"reset": False, "points": model.curve[count:]}
+        return {"reset": True, "points": downsample(_curve(model, first), SNAPSHOT_POINTS)}
+    return {"reset": False, "points": _curve(model, first, model.curve[count:])}

@@ -16,6 +16,7 @@ import msgspec
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
+    from engine._objective import MetricValue
     from engine.space import ExecutableModelSpace
 
 __all__ = ("PoolMonitor", "Trial", "TrialOutput", "WorkerPool")
@@ -48,10 +49,10 @@ class Trial(Protocol):
         it once the model is built, and give in ``setup`` the seconds spent getting
         there (loading, building), so the trial's duration and timeout count training."""
 
-    def intermediate(self, value: float) -> None:
-        """The model reported an intermediate metric."""
+    def intermediate(self, value: MetricValue) -> None:
+        """The model reported an intermediate metric (a number or a dict of them)."""
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         """The model reported its final metric (the last call wins)."""
 
 

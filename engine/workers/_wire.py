@@ -20,6 +20,7 @@ from typing import TypeAlias
 
 import msgspec
 
+from engine._objective import MetricValue
 from engine._recipe import Symbol
 
 __all__ = (
@@ -122,17 +123,17 @@ class Began(msgspec.Struct, frozen=True, kw_only=True, tag="began"):
 
 
 class Intermediate(msgspec.Struct, frozen=True, kw_only=True, tag="intermediate"):
-    value: float
+    value: MetricValue  # a number, or a dict of named numbers
 
 
 class Final(msgspec.Struct, frozen=True, kw_only=True, tag="final"):
-    value: float
+    value: MetricValue
 
 
 class Done(msgspec.Struct, frozen=True, kw_only=True, tag="done"):
     """The trial returned: the final metric not sent yet (if any), the captured output."""
 
-    final: float | None = None
+    final: MetricValue | None = None
     stdout: str = ""
     stderr: str = ""
 

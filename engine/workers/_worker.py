@@ -25,6 +25,7 @@ from collections import deque
 import msgspec
 
 from engine._checks import WORKER_MARK
+from engine._objective import MetricValue
 from engine.workers._warm import Echo, preload
 from engine.workers._wire import (
     Began,
@@ -130,20 +131,20 @@ class _PipeReporter:
     def __init__(self, channel: _Channel) -> None:
         self._channel = channel
         self._lock = threading.Lock()
-        self._pending: float | None = None
+        self._pending: MetricValue | None = None
         self._since = 0.0
         threading.Thread(target=self._flush_late, name="nas-engine-final", daemon=True).start()
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         with self._lock:
             self._send_pending()
             self._channel.send(Intermediate(value=value))
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         with self._lock:
             self._pending, self._since = value, time.monotonic()
 
-    def take_final(self) -> float | None:
+    def take_final(self) -> MetricValue | None:
         """The final not sent yet (the trial ended): it goes with Done."""
         with self._lock:
             value, self._pending = self._pending, None

@@ -21,6 +21,7 @@ import anyio.to_thread
 from anyio.abc import TaskStatus
 
 from engine._context import use_reporter
+from engine._objective import MetricValue
 from engine.errors import TrialFailed
 from engine.space import ExecutableModelSpace
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
@@ -42,22 +43,22 @@ class _ThreadReporter:
 
     def __init__(self, trial: Trial, stop: threading.Event) -> None:
         self._trial, self._stop = trial, stop
-        self._final: float | None = None  # reported, not passed on yet
+        self._final: MetricValue | None = None  # reported, not passed on yet
 
     def _check(self) -> None:
         if self._stop.is_set():
             raise _TrialStopped
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         self._check()
         final, self._final = self._final, None
         anyio.from_thread.run_sync(self._deliver, final, value)
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         self._check()
         self._final = value
 
-    def _deliver(self, final: float | None, value: float) -> None:
+    def _deliver(self, final: MetricValue | None, value: MetricValue) -> None:
         # On the event loop.
         if final is not None:
             self._trial.final(final)

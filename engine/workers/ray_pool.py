@@ -40,6 +40,7 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 
+from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.space import ExecutableModelSpace, dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
@@ -72,15 +73,15 @@ class _QueueReporter:
 
     def __init__(self, send: Callable[[bytes | None], None]) -> None:
         self._send = send
-        self._final: float | None = None
+        self._final: MetricValue | None = None
 
-    def intermediate(self, value: float) -> None:
+    def intermediate(self, value: MetricValue) -> None:
         self._send(_encode(Intermediate(value=value)))
 
-    def final(self, value: float) -> None:
+    def final(self, value: MetricValue) -> None:
         self._final = value
 
-    def take_final(self) -> float | None:
+    def take_final(self) -> MetricValue | None:
         value, self._final = self._final, None
         return value
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from engine._context import use_reporter
+from engine._objective import MetricValue
 from engine.errors import TrialFailed
 from engine.workers._base import TrialOutput
 from engine.workers._wire import OUTPUT_LIMIT, Done, Failed
@@ -34,11 +35,11 @@ class Reporter(Protocol):
     """How a worker sends a running trial's reports. ``take_final`` hands over (and
     forgets) a final reported but not sent yet: it travels in Done."""
 
-    def intermediate(self, value: float) -> None: ...
+    def intermediate(self, value: MetricValue) -> None: ...
 
-    def final(self, value: float) -> None: ...
+    def final(self, value: MetricValue) -> None: ...
 
-    def take_final(self) -> float | None: ...
+    def take_final(self) -> MetricValue | None: ...
 
 
 class Capture:
