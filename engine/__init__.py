@@ -47,6 +47,10 @@ from engine.mutable import qnormal as qnormal
 from engine.mutable import quniform as quniform
 from engine.mutable import randint as randint
 from engine.mutable import uniform as uniform
+from engine.profile import Constraint as Constraint
+from engine.profile import ConstraintViolated as ConstraintViolated
+from engine.profile import Profile as Profile
+from engine.profile import Profiler as Profiler
 from engine.space import BaseModelSpace as BaseModelSpace
 from engine.space import ExecutableModelSpace as ExecutableModelSpace
 from engine.space import Metrics as Metrics
@@ -84,6 +88,10 @@ __all__ = (
     "ModelHandle",
     "Objective",
     "ProcessPool",
+    "Profile",
+    "Profiler",
+    "Constraint",
+    "ConstraintViolated",
     "Progress",
     "RayPool",
     "SubscriberLagged",

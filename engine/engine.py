@@ -77,6 +77,14 @@ from engine.events import (
     Stamp,
     TrainingStarted,
 )
+from engine.profile import (
+    VIOLATION_PREFIX,
+    ConstraintViolated,
+    Profile,
+    Profiler,
+    merged_name,
+    profiled,
+)
 from engine.space import ExecutableModelSpace, Metrics, ModelStatus
 from engine.store import StoredModel
 from engine.workers._base import TrialOutput, WorkerPool
@@ -172,6 +180,8 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._queue: ModelQueue[ModelHandle] = ModelQueue(self._queue_size)
         self._listeners: list[IntermediateListener] = []
+        self._profiler: Profiler | None = None  # see set_profiler
+        self._violations = 0
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -229,7 +239,9 @@ class Engine:
             self._restore(stored)
 
     def _restore(self, stored: StoredModel) -> None:
-        if not is_duplicate_reason(stored.reason):
+        if _broke_constraint(stored):
+            self._violations += 1
+        elif not is_duplicate_reason(stored.reason):
             self._trials += 1
             if self.deduplicate:
                 self._samples.setdefault(_sample_key(stored.sample), stored.id)
@@ -458,6 +470,50 @@ class Engine:
         return best_of(at_top_fidelity(trained, objective),
                        lambda m: score(m.metric, objective), check_mode(chosen))
 
+    # -- profiles ------------------------------------------------------------------------
+
+    @property
+    def profiler(self) -> Profiler | None:
+        return self._profiler
+
+    @property
+    def constraint_violations(self) -> int:
+        """Models that ended ``invalid`` by a constraint (not counted in ``max_trials``)."""
+        return self._violations
+
+    def set_profiler(self, profiler: Profiler | None) -> None:
+        """Measure every model submitted from now on in its worker before it trains
+        (``engine.profile``): one that breaks a constraint ends ``invalid`` untrained and
+        is counted apart from ``max_trials``; the measured ``params`` / ``flops`` /
+        ``latency_ms`` join the final metrics when the objectives name them. ValueError
+        when an objective needs a metric ``profiler`` does not measure. Not async."""
+        if profiler is not None:
+            if not isinstance(profiler, Profiler):
+                raise TypeError(f"set_profiler takes a Profiler, got {type(profiler).__name__}")
+            merged_name(self._objectives, profiler)
+        self._profiler = profiler
+
+    async def profile(self, model: ExecutableModelSpace,
+                      profiler: Profiler | None = None) -> Profile:
+        """The profile of the frozen ``model`` (parameters, FLOPs, latency), measured
+        without training by ``profiler`` (default: the engine's, else params only). It
+        is built and measured in this process, in a worker thread, on the profiler's
+        device (default ``cuda`` when torch sees a GPU, else ``cpu``), not on the worker
+        that would train it. Cancelled, it waits for the measurement to end, then raises.
+        Does not submit the model; ``profile.violation(engine.profiler.constraints)``
+        says whether it would be refused."""
+        if not isinstance(model, ExecutableModelSpace) or model.status is not ModelStatus.Frozen:
+            raise ValueError("profile needs a frozen model: call space.freeze(sample)")
+        chosen = profiler or self._profiler or Profiler()
+        return await anyio.to_thread.run_sync(
+            lambda: chosen.measure(model.executable_model()))
+
+    def _runnable(self, model: ExecutableModelSpace) -> ExecutableModelSpace:
+        """What the pool runs: ``model``, measured first when a profiler is set."""
+        if self._profiler is None:
+            return model
+        return profiled(model, self._profiler, merged_name(self._objectives, self._profiler))
+
     async def submit(self, model: ExecutableModelSpace) -> ModelHandle:
         """Queue a frozen model and return its handle; waits while the queue is full.
 
@@ -555,6 +611,8 @@ class Engine:
         if not self._accepting or self.budget_left == 0:
             raise BudgetExhausted(self._exhausted_reason())
         self.pool.check(model)
+        if self._profiler is not None:
+            self._runnable(model)  # a TypeError now (an async evaluator), not in a worker
         if self._journal is not None:
             _check_storable(model.sample or {})
             self._journal.store.admit(model, force=self.allow_changed_space)
@@ -635,12 +693,15 @@ class Engine:
 
     async def _attempt(self, handle: ModelHandle, trial: Trial) -> None:
         try:
-            output = await self.pool.run(handle.model, trial)
+            output = await self.pool.run(self._runnable(handle.model), trial)
         except TrialFailed as exc:
             trial.open = False
             self._record_output(handle, exc.stdout, exc.stderr)
             self._keep_output(handle, TrialOutput(stdout=exc.stdout, stderr=exc.stderr))
             if exc.invalid:
+                if exc.error_type == ConstraintViolated.__name__:  # counted apart
+                    self._trials -= 1
+                    self._violations += 1
                 self._finish(handle, ModelStatus.Invalid, ModelInvalid(
                     **self._stamp(), model_id=handle.model_id, message=exc.message,
                     paths=exc.paths))
@@ -753,6 +814,11 @@ class Engine:
         if self._journal is not None:
             self._journal.append(event)
         return event.seq
+
+
+def _broke_constraint(stored: StoredModel) -> bool:
+    return stored.status is ModelStatus.Invalid and (stored.reason or "").startswith(
+        VIOLATION_PREFIX)
 
 
 def _tail(text: str) -> str:

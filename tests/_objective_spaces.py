@@ -29,3 +29,4 @@ def reports_final(model: Pair, value: Any) -> float:
 
 def pair_space(fn: Any = two_metrics, **kwargs: Any) -> e.SimplifiedModelSpace:
     return e.SimplifiedModelSpace.from_model(Pair(), e.FunctionEvaluator(fn, **kwargs))
+
