@@ -20,6 +20,9 @@ from strategies.evolution import Reevaluation as Reevaluation
 from strategies.evolution import RegularizedEvolution as RegularizedEvolution
 from strategies.grid import GridSearch as GridSearch
 from strategies.model_based import ModelBased as ModelBased
+from strategies.multi_objective import MultiObjectiveEvolution as MultiObjectiveEvolution
+from strategies.multi_objective import MultiObjectiveRandomSearch as MultiObjectiveRandomSearch
+from strategies.multi_objective import ParetoArchive as ParetoArchive
 from strategies.random_search import RandomSearch as RandomSearch
 from strategies.schedulers import ASHA as ASHA
 from strategies.schedulers import MedianStopping as MedianStopping
@@ -33,8 +36,11 @@ __all__ = (
     "MedianStopping",
     "Mode",
     "ModelBased",
+    "MultiObjectiveEvolution",
+    "MultiObjectiveRandomSearch",
     "NOT_YET",
     "NotYet",
+    "ParetoArchive",
     "RandomSearch",
     "RankedSample",
     "Reevaluation",

@@ -255,6 +255,13 @@ class BaseStrategy(abc.ABC):
         flight stay with the engine). The default ignores it."""
         del handle, step, value
 
+    def declare_objectives(self, engine: EngineLike) -> None:
+        """Called at the start of :meth:`run`: tell ``engine`` what this strategy
+        optimizes, so the run file, ``best()`` and the CLI rank the same way. The default
+        declares the one metric under :attr:`mode`; multi-objective strategies declare
+        their objectives."""
+        engine.set_objective(self.mode)
+
     # --- state -------------------------------------------------------------------------
 
     def canonical(self, sample: Mapping[str, Any]) -> Sample:
@@ -328,7 +335,7 @@ class BaseStrategy(abc.ABC):
         if space.status is not ModelStatus.Initialized:
             raise ValueError(f"a strategy searches an initialized space, got one whose "
                              f"status is {space.status.value}: pass the space, not a model")
-        engine.set_objective(self.mode)  # the run file, best() and the CLI rank the same way
+        self.declare_objectives(engine)
         self.stop_reason = None
         self._canonical = space.canonicalizer()
         self._hook_error = None
