@@ -8,6 +8,7 @@ Use::
         for model in run.models():          # ModelRecord, id order
             print(model.id, model.status, model.final, model.sample)
         run.best("max")                     # trained models, best first
+        run.front()                         # the Pareto front (several objectives)
         run.metrics()                       # every reported metric, all attempts
         frame = run.to_pandas()             # one row per model (pip install pandas)
 
@@ -26,13 +27,14 @@ message as ``nas-engine show``); :meth:`RunResults.to_pandas` without pandas rai
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
 
+from engine._front import front
 from engine._objective import MetricValue, Objective, best_first, objectives_from_meta, score
 from engine.events import (
     EngineStarted,
@@ -195,6 +197,18 @@ class RunResults:
         trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
                          key=lambda m: m.id)
         return best_first(trained, lambda m: score(m.final, recorded), mode)
+
+    def front(self, objectives: Sequence[Objective] | None = None) -> list[ModelRecord]:
+        """The trained models on the Pareto front of ``objectives`` (default: the run's),
+        best first by the first objective; models lacking a value are left out.
+        ValueError when the run recorded no objectives and none are given."""
+        chosen = tuple(objectives) if objectives is not None else self.objectives()
+        if not chosen:
+            raise ValueError(f"the run {self.path} recorded no objectives: pass them, e.g. "
+                             "front([Objective(name='accuracy', mode='max'), ...])")
+        trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
+                         key=lambda m: m.id)
+        return front(trained, lambda m: m.final, chosen)
 
     def objectives(self) -> tuple[Objective, ...]:
         """The objectives the run recorded (``Engine.set_objectives``), in order; empty

@@ -11,6 +11,7 @@ from strategies.base import RankedSample as RankedSample
 from strategies.base import StopReason as StopReason
 from strategies.base import Strategy as Strategy
 from strategies.base import fidelity as fidelity
+from strategies.base import pareto_front as pareto_front
 from strategies.base import rank as rank
 from strategies.base import ranked_samples as ranked_samples
 from strategies.base import sample_key as sample_key
@@ -49,6 +50,7 @@ __all__ = (
     "StopReason",
     "Strategy",
     "fidelity",
+    "pareto_front",
     "rank",
     "ranked_samples",
     "sample_key",

@@ -40,7 +40,8 @@ from typing import Any, Final, Protocol, TypeAlias
 import anyio.lowlevel
 import msgspec
 
-from engine._objective import Mode, at_top_fidelity, best_first, check_mode, is_score
+from engine._front import front
+from engine._objective import Mode, Objective, at_top_fidelity, best_first, check_mode, is_score
 from engine._objective import fidelity as fidelity
 from engine._objective import sample_key as sample_key
 from engine.errors import BudgetExhausted, SearchFailed, TrialError
@@ -462,7 +463,9 @@ async def search(
 ) -> list[ExecutableModelSpace]:
     """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
     :func:`rank` of the models the engine holds: one per trained sample, best mean metric
-    first. ``mode`` defaults to the strategy's own (``"max"`` when it has none); it is
+    first. With several objectives (a multi-objective strategy, or
+    ``engine.set_objectives``), the Pareto front instead (:func:`pareto_front`).
+    ``mode`` defaults to the strategy's own (``"max"`` when it has none); it is
     the engine's objective (``engine.set_objective``), so ``engine.best()``, the run file
     and the CLI rank the same way. ValueError, before anything runs, when it contradicts
     the objective the engine (or its run file) already has.
@@ -471,7 +474,11 @@ async def search(
     search ended with failed models and not one trained (a bug in the training code
     should not look like an empty result)."""
     chosen = check_mode(mode if mode is not None else getattr(strategy, "mode", "max"))
-    engine.set_objective(chosen)
+    several = getattr(strategy, "objectives", None)
+    if several and hasattr(engine, "set_objectives"):  # a multi-objective strategy
+        engine.set_objectives(list(several))
+    else:
+        engine.set_objective(chosen)
     await strategy.run(engine, space)
     handles = engine.handles()
     failed = [h for h in handles if h.model.status is ModelStatus.Failed]
@@ -479,4 +486,18 @@ async def search(
         unknown = TrialError(type="Failed", message="no error was recorded")
         errors = [(h.model_id, h.model.error or unknown) for h in failed]
         raise SearchFailed(sorted(errors, key=lambda pair: pair[0]))
+    objectives = tuple(getattr(engine, "objectives", ()))
+    if len(objectives) > 1:  # several objectives: the Pareto front, one model per sample
+        return pareto_front((h.model for h in handles), objectives)
     return rank((h.model for h in handles), chosen)
+
+
+def pareto_front(models: Iterable[ExecutableModelSpace],
+                 objectives: Sequence[Objective]) -> list[ExecutableModelSpace]:
+    """The trained ``models`` on the Pareto front of ``objectives`` (the first trained
+    model of each sample), best first by the first objective."""
+    first: dict[bytes, ExecutableModelSpace] = {}
+    for model in models:
+        if model.status is ModelStatus.Trained:
+            first.setdefault(sample_key(model.sample or {}), model)
+    return front(first.values(), lambda m: m.metrics.final, objectives)

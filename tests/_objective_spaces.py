@@ -30,3 +30,13 @@ def reports_final(model: Pair, value: Any) -> float:
 def pair_space(fn: Any = two_metrics, **kwargs: Any) -> e.SimplifiedModelSpace:
     return e.SimplifiedModelSpace.from_model(Pair(), e.FunctionEvaluator(fn, **kwargs))
 
+
+
+def bowl(model: Pair, third: bool = False) -> dict[str, float]:
+    """accuracy x/5 (max) against size (x-2)^2 (min): x = 2..5 is the Pareto front, x = 0
+    and 1 are dominated by x = 2. ``third`` adds ``cost`` = x (min): then x = 0 and 1
+    join the front."""
+    metrics = {"accuracy": model.x / 5, "size": float((model.x - 2) ** 2)}
+    if third:
+        metrics["cost"] = float(model.x)
+    return metrics

@@ -13,7 +13,11 @@
     nas-engine --version
 
 "Best" follows the objective the run recorded (``Engine.set_objective``, which a
-strategy calls with its ``mode``); ``--mode`` overrides its direction. Every command
+strategy calls with its ``mode``); ``--mode`` overrides its direction. A run with several
+objectives (``Engine.set_objectives``) is shown by its Pareto front: ``show`` lists the
+front, one column per objective; ``plot`` draws every trained model with the front
+highlighted (one scatter per pair of objectives); ``--mode`` then ranks by the first
+objective alone. Every command
 opens the run read-only and takes no lock. Exit status: 0 done, 1 the command could not
 run (matplotlib missing), 2 bad arguments or a bad run file, 130 interrupted. Help and
 ``--version`` answer without importing torch.
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.cli._plot import PlotUnavailable, plot_run
-from engine.cli._report import export_csv, export_jsonl, show, show_model
+from engine.cli._report import export_csv, export_jsonl, objectives_of, show, show_model
 from engine.store._read import RunReader
 from engine.store._schema import RunFileError
 
@@ -152,7 +156,9 @@ def _plot(reader: RunReader, args: argparse.Namespace) -> int:
         shown = plot_run(reader, args.output, mode=args.mode)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
-    sys.stdout.write(f"{args.output}: best-so-far of {shown} trained models\n")
+    what = "Pareto front" if len(objectives_of(reader)) > 1 and args.mode is None else (
+        "best-so-far")
+    sys.stdout.write(f"{args.output}: {what} of {shown} trained models\n")
     return 0
 
 

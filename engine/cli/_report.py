@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from engine._front import front
 from engine._objective import (
     MetricValue,
     Mode,
@@ -19,6 +20,7 @@ from engine._objective import (
     check_mode,
     fidelity,
     objective_from_meta,
+    objectives_from_meta,
     score,
 )
 from engine.events import EngineStopped
@@ -27,7 +29,7 @@ from engine.store._read import RunReader, StoredModel
 from engine.store._schema import RunFileError
 
 __all__ = ("best_models", "export_csv", "export_jsonl", "failure_reasons", "objective_of",
-           "ranking_mode", "show", "show_model")
+           "objectives_of", "ranking_mode", "show", "show_model")
 
 _encoder = msgspec.json.Encoder()
 _FIELDS = ("id", "status", "final", "attempts", "duration", "queued_at", "started_at",
@@ -41,6 +43,14 @@ def objective_of(reader: RunReader) -> Objective | None:
     """The objective the run recorded; RunFileError when its meta value is damaged."""
     try:
         return objective_from_meta(reader.meta())
+    except ValueError as exc:
+        raise RunFileError(f"{reader.path}: {exc}") from None
+
+
+def objectives_of(reader: RunReader) -> tuple[Objective, ...]:
+    """Every objective the run recorded; RunFileError when the meta value is damaged."""
+    try:
+        return objectives_from_meta(reader.meta())
     except ValueError as exc:
         raise RunFileError(f"{reader.path}: {exc}") from None
 
@@ -103,6 +113,10 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     if reasons:
         out.write(f"  (a model's error, traceback and output: nas-engine show {reader.path} "
                   "--model ID)\n")
+    objectives = objectives_of(reader)
+    if len(objectives) > 1 and mode is None:
+        out.write(_front_text(models, objectives, top))
+        return
     best = best_models(models, objective.mode, objective)
     if not best:
         out.write("\nno trained model yet\n")
@@ -110,6 +124,27 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     out.write(f"\nbest {min(top, len(best))} of {len(best)} trained ({objective.mode} final "
               f"{objective.name}, {source}):\n")
     out.write(_table(best[:top]))
+
+
+def _front_text(models: list[StoredModel], objectives: tuple[Objective, ...], top: int) -> str:
+    """The Pareto front of the trained models, one column per objective."""
+    trained = [m for m in models if m.status is ModelStatus.Trained]
+    members = front(trained, lambda m: m.metrics.final, objectives)
+    if not members:
+        return "\nno trained model with every objective yet\n"
+    listed = ", ".join(str(o) for o in objectives)
+    shown = f"the first {top} of " if len(members) > top else ""
+    lines = [f"\npareto front: {len(members)} of {len(trained)} trained ({listed}; "
+             f"{shown}best {objectives[0].name} first):\n",
+             f"{'rank':>4}  {'id':>6}  " + "  ".join(f"{o.name:>12}" for o in objectives)
+             + "  sample\n"]
+    for rank, m in enumerate(members[:top], 1):
+        final = m.metrics.final
+        values = [final[o.name] if isinstance(final, dict) else final for o in objectives]
+        lines.append(f"{rank:>4}  {m.id:>6}  " + "  ".join(
+            f"{v:>12.6g}" for v in values if v is not None)
+            + f"  {_encoder.encode(m.sample).decode()}\n")
+    return "".join(lines)
 
 
 def _reasons(models: list[StoredModel], status: ModelStatus) -> str:
