@@ -51,7 +51,7 @@ async def test_results_show_and_plot_give_the_front(
     await _search(path)
     with open_run(path) as run:
         members = run.front()
-        assert [m.final for m in members][0] == {"accuracy": 1.0, "size": 9.0}
+        assert members[0].final == {"accuracy": 1.0, "size": 9.0}
         assert sorted(m.sample["x"] for m in members) == [2, 3, 4, 5]
         assert len(run.front([ACC])) == 1  # the best accuracy alone
     assert main(["show", str(path)]) == 0
