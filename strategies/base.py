@@ -353,17 +353,23 @@ class BaseStrategy(abc.ABC):
         self.resume(engine)
         leaves = space.simplify()
         window = pool_window(engine)
-        while self.stop_reason is None:
-            await engine.wait_capacity()
+        while True:
+            while self.stop_reason is None:
+                await engine.wait_capacity()
+                if self.deterministic:
+                    await self._collect_in_order(engine, keep=window - 1)
+                else:
+                    await self._collect(engine, block=False)
+                self._raise_hook_error()
+                await self._step(engine, space, leaves)
             if self.deterministic:
-                await self._collect_in_order(engine, keep=window - 1)
-            else:
-                await self._collect(engine, block=False)
-            self._raise_hook_error()
-            await self._step(engine, space, leaves)
-        if self.deterministic:
-            await self._collect_in_order(engine, keep=0)
-        await self._collect(engine, block=True)
+                await self._collect_in_order(engine, keep=0)
+            await self._collect(engine, block=True)
+            # Models that broke a profile constraint give their budget back when they
+            # end: search on with it.
+            if self.stop_reason is not StopReason.budget or engine.exhausted:
+                return
+            self.stop_reason = None
 
     def _heard(self, handle: HandleLike, step: int, value: float) -> None:
         """The engine's listener: this run's models go to :meth:`on_intermediate`; one

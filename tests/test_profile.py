@@ -149,3 +149,19 @@ def test_constraint_violated_is_a_sample_validation_error() -> None:
     assert isinstance(error, ValueError)
     assert error.paths == ["profile", "flops"]
     assert "flops = 80 (measured on cpu) breaks flops < 10" in str(error)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+async def test_a_strategy_searches_on_with_the_budget_an_invalid_model_gave_back(
+        seed: int) -> None:
+    from strategies import RandomSearch, search
+
+    # Two workers: the strategy sees the budget used up while the model still runs.
+    async with Engine(InlinePool(2), max_trials=1) as engine:
+        engine.set_profiler(Profiler(constraints=["params <= 100"]))
+        found = await search(mlp_space(), RandomSearch(seed), engine)
+        statuses = [h.status for h in engine.handles()]
+    assert [m.sample for m in found] == [SMALL]  # trained, whichever came first
+    assert statuses.count(ModelStatus.Trained) == 1
+    assert statuses.count(ModelStatus.Invalid) == engine.constraint_violations
