@@ -66,3 +66,16 @@ def test_the_example_prints_the_front_with_test_accuracies(tmp_path: Path) -> No
                            capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert shown.returncode == 0, shown.stderr
     assert f"pareto front: {len(rows)} of 6 trained (max accuracy, min params;" in shown.stdout
+
+
+def test_the_readme_snippet_prints_the_front_it_shows(tmp_path: Path) -> None:
+    from tests.test_readme import README, run, snippets
+
+    (tmp_path / "multi_objective.py").write_text(snippets()["multi_objective.py"])
+    printed = run("multi_objective.py", tmp_path)
+    section = README.read_text().split("It prints the front", 1)[1]
+    shown = section.split("```\n", 2)[1]  # the output block right after the snippet
+    assert printed == shown
+    with open_run(tmp_path / "front.nasrun") as results:
+        assert [m.sample for m in results.front()] == [{"width": 64}, {"width": 16},
+                                                       {"width": 4}]
