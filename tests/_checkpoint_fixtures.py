@@ -67,3 +67,37 @@ def climb_sync(model: Counter, epochs: int = EPOCHS, fail_at: int = 0, die_at: i
 
 def space(function: Any = climb, **kwargs: Any) -> e.SimplifiedModelSpace:
     return e.SimplifiedModelSpace.from_model(Counter(), e.FunctionEvaluator(function, **kwargs))
+
+
+def fit(model: Counter, epochs: int = EPOCHS, die_at: int = 0) -> float:
+    """Trains a small torch model with momentum (its optimizer state matters) and keeps
+    checkpoints of both state dicts; reports the loss after each epoch. On an attempt
+    that starts afresh, its process exits after ``die_at`` (0: never). Its final is the
+    epoch it continued from. Deterministic: continued from a checkpoint, it reports
+    what an uninterrupted run reports."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    torch.manual_seed(model.x)
+    data = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    target = data.sum(1, keepdim=True)
+    net = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    state = e.load_checkpoint()
+    start = 0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["epoch"])
+    for epoch in range(start + 1, epochs + 1):
+        optimizer.zero_grad()
+        F.mse_loss(net(data), target).backward()
+        optimizer.step()
+        e.save_checkpoint({"model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                           "epoch": epoch})
+        with torch.no_grad():
+            e.report_intermediate(F.mse_loss(net(data), target).item())
+        if start == 0 and epoch == die_at:
+            os._exit(3)
+    return float(start)
