@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from engine._checkpoint import checkpoint_spot
 from engine._objective import MetricValue
 from engine.mutable import Mutable, Sample, SampleMissingError, check_sample_type
 
@@ -173,6 +174,9 @@ def report_intermediate(value: Any) -> None:
     """Report a metric during training (an epoch's accuracy, say): a number, or a dict
     of named numbers (``{"accuracy": 0.9, "loss": 0.3}``) for several metrics."""
     _reporter_or_raise("report_intermediate").intermediate(check_metric(value))
+    spot = checkpoint_spot()
+    if spot is not None:  # the step a checkpoint saved next belongs to
+        spot.reported += 1
 
 
 def report_final(value: Any) -> None:

@@ -90,7 +90,9 @@ class Dispatcher:
             self._start(worker, job)
         else:
             worker.queued.append(job)
-        worker.post(Run(id=job.id, model=job.data, model_id=job.trial.model_id), job)
+        worker.post(Run(id=job.id, model=job.data, model_id=job.trial.model_id,
+                        checkpoint=getattr(job.trial, "checkpoint_dir", None),
+                        resume_step=getattr(job.trial, "resume_step", 0)), job)
 
     @staticmethod
     def _start(worker: Worker, job: Job) -> None:

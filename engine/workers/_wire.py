@@ -77,11 +77,14 @@ class Setup(msgspec.Struct, frozen=True, kw_only=True, tag="setup"):
 class Run(msgspec.Struct, frozen=True, kw_only=True, tag="run"):
     """Execute one frozen model (``SimplifiedModelSpace.dump()`` bytes), after the Runs
     sent before it. ``id`` names it in Skip, Started and Skipped; ``model_id`` is the
-    engine's id for it (echoed output's prefix)."""
+    engine's id for it (echoed output's prefix). ``checkpoint``: the folder of the
+    model's checkpoints (None: none), ``resume_step`` the step it continues from."""
 
     id: int
     model: bytes
     model_id: int = 0
+    checkpoint: str | None = None
+    resume_step: int = 0
 
 
 class Skip(msgspec.Struct, frozen=True, kw_only=True, tag="skip"):

@@ -24,6 +24,7 @@ from collections import deque
 
 import msgspec
 
+from engine._checkpoint import CheckpointSpot
 from engine._checks import WORKER_MARK
 from engine._objective import MetricValue
 from engine.workers._warm import Echo, preload
@@ -175,8 +176,10 @@ def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run
     def began() -> None:  # the model is built: its training starts now
         channel.send(Began(setup=time.monotonic() - taken))
 
+    spot = (None if run.checkpoint is None
+            else CheckpointSpot(run.checkpoint, run.resume_step))
     channel.send(run_trial(run.model, reporter, capture, began=began, watcher=echo,
-                           model_id=run.model_id))
+                           model_id=run.model_id, checkpoints=spot))
 
 
 class _Lifeline:

@@ -16,6 +16,12 @@ Ray down when the pool started it.
 Blocking Ray calls run in worker threads (``anyio.to_thread``): the pool works on
 asyncio and trio alike. Ray is imported when a ``RayPool`` is made, never by
 ``import engine``.
+
+Checkpoints: an actor writes and reads a model's checkpoints in the run's checkpoint
+folder, a path on the driver's machine. That works when every actor sees that path:
+a one-machine cluster, or a run file on a filesystem every node mounts at the same
+path. Elsewhere ``save_checkpoint`` writes to a folder on the actor's own node, which
+the driver cannot see: pausing and retrying then restart such models afresh.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import anyio.to_thread
 import msgspec
 from anyio.abc import TaskStatus
 
+from engine._checkpoint import CheckpointSpot
 from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.space import ExecutableModelSpace, dump_model
@@ -104,18 +111,24 @@ class _TrialActor:
         return _encode(Hello(pid=os.getpid(),
                              visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
 
-    def run(self, model: bytes) -> Iterator[bytes]:
-        """Execute ``model``; yield each report as it happens, then Done or Failed."""
+    def run(self, model: bytes, checkpoint: str | None = None,
+            resume_step: int = 0) -> Iterator[bytes]:
+        """Execute ``model``; yield each report as it happens, then Done or Failed.
+        ``checkpoint``: the folder of its checkpoints, a path on the driver's machine
+        (see the module's note on checkpoints)."""
         messages: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        trial = threading.Thread(target=self._trial, args=(model, messages.put),
+        spot = None if checkpoint is None else CheckpointSpot(checkpoint, resume_step)
+        trial = threading.Thread(target=self._trial, args=(model, messages.put, spot),
                                  name="nas-engine-trial")
         trial.start()
         while (message := messages.get()) is not None:
             yield message
         trial.join()
 
-    def _trial(self, model: bytes, send: Callable[[bytes | None], None]) -> None:
-        send(_encode(run_trial(model, _QueueReporter(send), self._capture)))
+    def _trial(self, model: bytes, send: Callable[[bytes | None], None],
+               spot: CheckpointSpot | None) -> None:
+        send(_encode(run_trial(model, _QueueReporter(send), self._capture,
+                               checkpoints=spot)))
         send(None)
 
 
@@ -406,7 +419,9 @@ class RayPool:
         if not gate.begin():
             return None
         try:
-            for ref in actor.run.options(num_returns="streaming").remote(data):
+            stream = actor.run.options(num_returns="streaming").remote(
+                data, getattr(trial, "checkpoint_dir", None), getattr(trial, "resume_step", 0))
+            for ref in stream:
                 message = _decode(self._ray.get(ref))
                 if isinstance(message, Done | Failed):
                     return message

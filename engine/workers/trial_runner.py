@@ -22,6 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
+from engine._checkpoint import CheckpointSpot, use_checkpoints
 from engine._context import use_reporter
 from engine._objective import MetricValue
 from engine.errors import TrialFailed
@@ -86,18 +87,19 @@ class Watcher(Protocol):
 
 def run_trial(data: bytes, reporter: Reporter, capture: Capture, *,
               began: Callable[[], None] | None = None, watcher: Watcher | None = None,
-              model_id: int = 0) -> Done | Failed:
+              model_id: int = 0, checkpoints: CheckpointSpot | None = None) -> Done | Failed:
     """Execute the dumped model ``data``, reporting through ``reporter`` and capturing
     its output; its Done, or its Failed (every exception, even a BaseException, is the
     trial's result). ``began`` is called once, when the model is built (its training
-    starts), or before the Failed of a model that failed before it was built."""
+    starts), or before the Failed of a model that failed before it was built.
+    ``checkpoints``: where its ``save_checkpoint`` / ``load_checkpoint`` go."""
     once = _Once(began)
     failure: TrialFailed | None = None
     with capture.trial():
         if watcher is not None:
             watcher.begin(model_id)
         try:
-            with use_reporter(reporter):
+            with use_reporter(reporter), use_checkpoints(checkpoints):
                 execute(data, once)
         except BaseException as exc:
             failure = TrialFailed.from_exception(exc)
