@@ -22,6 +22,7 @@ from strategies.grid import GridSearch as GridSearch
 from strategies.model_based import ModelBased as ModelBased
 from strategies.random_search import RandomSearch as RandomSearch
 from strategies.schedulers import ASHA as ASHA
+from strategies.schedulers import Hyperband as Hyperband
 from strategies.schedulers import MedianStopping as MedianStopping
 from strategies.schedulers import Scheduler as Scheduler
 
@@ -29,6 +30,7 @@ __all__ = (
     "ASHA",
     "BaseStrategy",
     "GridSearch",
+    "Hyperband",
     "Individual",
     "MedianStopping",
     "Mode",
