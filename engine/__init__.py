@@ -24,8 +24,10 @@ from engine.errors import WorkerLost as WorkerLost
 from engine.errors import WorkerStartFailed as WorkerStartFailed
 from engine.evaluator import Evaluator as Evaluator
 from engine.evaluator import FunctionEvaluator as FunctionEvaluator
+from engine.evaluator import load_checkpoint as load_checkpoint
 from engine.evaluator import report_final as report_final
 from engine.evaluator import report_intermediate as report_intermediate
+from engine.evaluator import save_checkpoint as save_checkpoint
 from engine.mutable import Categorical as Categorical
 from engine.mutable import DuplicateLabelError as DuplicateLabelError
 from engine.mutable import LabeledMutable as LabeledMutable
@@ -124,8 +126,10 @@ __all__ = (
     "qnormal",
     "quniform",
     "randint",
+    "load_checkpoint",
     "report_final",
     "report_intermediate",
+    "save_checkpoint",
     "show_progress",
     "uniform",
 )

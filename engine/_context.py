@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from engine._checkpoint import checkpoint_spot
 from engine.mutable import Mutable, Sample, SampleMissingError, check_sample_type
 
 __all__ = (
@@ -146,6 +147,9 @@ def _reporter_or_raise(what: str) -> Reporter:
 def report_intermediate(value: Any) -> None:
     """Report a metric during training (an epoch's accuracy, say)."""
     _reporter_or_raise("report_intermediate").intermediate(check_metric(value))
+    spot = checkpoint_spot()
+    if spot is not None:  # the step a checkpoint saved next belongs to
+        spot.reported += 1
 
 
 def report_final(value: Any) -> None:

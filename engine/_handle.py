@@ -42,6 +42,9 @@ class ModelHandle:
         self._done: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
         self._stop_reason: InterruptReason | None = None
+        self._pausing = False  # pause() asked while it ran: its runner pauses it
+        self._queued = False  # an entry of it waits in the engine's queue
+        self._failures = 0  # failed attempts (max_retries counts these, not pauses)
 
     @property
     def status(self) -> ModelStatus:
@@ -68,8 +71,16 @@ class ModelHandle:
     def _ended(self) -> bool:
         return self.model.status.completed()
 
+    @property
+    def _runnable(self) -> bool:
+        """Its runner should (go on) train it: not completed, not paused."""
+        return not self.model.status.completed() and self.model.status is not ModelStatus.Paused
+
     async def wait(self) -> ExecutableModelSpace:
-        """The model, once completed. Cancelling the wait leaves the model running.
+        """The model, once completed. A paused model is not completed: the wait goes on
+        through its pause until it is resumed and ends, or until its engine stops with
+        it still paused (then it returns the model, status ``paused``: a later run of
+        the same run file can resume it). Cancelling the wait leaves the model running.
         Always a checkpoint."""
         if self._resolved:
             await anyio.lowlevel.checkpoint()
@@ -97,6 +108,32 @@ class ModelHandle:
         effect once the model is completed or another stop or cancel came first."""
         self._engine._interrupt(self, InterruptReason.stopped)
 
+    def pause(self) -> None:
+        """Pause the model: a strategy's decision (ASHA's promotion variant). A running
+        model's trial ends now (what it reports after this call is dropped) and frees
+        its worker; a queued one is held back. Its status becomes ``paused`` (event
+        ``paused``, with the step it reached and the step of its last checkpoint, which
+        the run file records); it keeps its intermediates and its checkpoint, and no
+        longer counts in ``engine.in_flight``. :meth:`resume` queues it again; ``stop()``
+        ends it at the fidelity it reached, ``cancel()`` interrupts it. Not async: the
+        decision is taken now, the trial ends at its next checkpoint. No effect on a
+        model that is completed, paused, or being stopped or cancelled."""
+        self._engine._pause(self)
+
+    async def resume(self) -> None:
+        """Queue a paused model again, under the same model id and handle: a worker
+        continues it from its last checkpoint (its training code's ``load_checkpoint()``
+        returns that state; its intermediates continue after the checkpoint's step).
+        Waits while the engine's queue is full, like ``submit``.
+
+        Atomic: either the model is queued again (status ``frozen``, event ``resumed``,
+        counted in ``engine.in_flight``) or nothing changes. A model that is not paused
+        (queued, running, or resumed by another call meanwhile) is left as it is. Raises
+        ValueError for a completed model, EngineClosed when the engine is not running,
+        BudgetExhausted once it stopped accepting work (wall-time budget). Cancelled
+        while it waits: nothing was queued. Always a checkpoint."""
+        await self._engine._resume(self)
+
     def __repr__(self) -> str:
         return f"<ModelHandle #{self.model_id} {self.status.value}>"
 
@@ -107,6 +144,12 @@ class Trial:
     def __init__(self, engine: Engine, handle: ModelHandle) -> None:
         self._engine, self._handle = engine, handle
         self.model_id, self.attempt = handle.model_id, handle.attempts
+        #: The step this attempt continues from (its checkpoint's; 0: from the start).
+        #: A pool that runs no training code (a simulation) starts reporting after it.
+        self.resume_step = 0
+        #: The folder the model's checkpoints live in (see engine._checkpoint); a pool
+        #: hands it to the trial it runs. None when the engine keeps no checkpoints.
+        self.checkpoint_dir: str | None = None
         self.final_value: float | None = None
         self.open = True
         self._started = False
@@ -118,12 +161,13 @@ class Trial:
     def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
         if self.open and not self._started:
             self._started = True
-            self._engine._training(self._handle, worker, tuple(gpus), setup)
+            self._engine._training(self._handle, worker, tuple(gpus), setup,
+                                   self.resume_step)
 
     def intermediate(self, value: float) -> None:
         # Nothing after a stop or cancel: a stopped model keeps what it had reported
         # when its strategy decided.
-        if self.open and self._handle._stop_reason is None:
+        if self.open and self._handle._stop_reason is None and not self._handle._pausing:
             metrics = self._handle.model.metrics
             metrics.intermediates.append(value)
             engine, step = self._engine, len(metrics.intermediates)

@@ -34,6 +34,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
+from engine._checkpoint import CheckpointRoot
 from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
@@ -67,7 +68,9 @@ from engine.events import (
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
+    ModelPaused,
     ModelQueued,
+    ModelResumed,
     ModelRetrying,
     ModelTrained,
     Stamp,
@@ -168,6 +171,7 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._queue: ModelQueue[ModelHandle] = ModelQueue(self._queue_size)
         self._listeners: list[IntermediateListener] = []
+        self._checkpoints: CheckpointRoot | None = None  # see engine._checkpoint
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class Engine:
         try:
             if self._journal_where is not None and self._journal_where is not False:
                 await self._open_journal(self._journal_where)
+            await self._open_checkpoints()
             self._tg = anyio.create_task_group()
             await self._tg.__aenter__()
             try:
@@ -229,6 +234,8 @@ class Engine:
             self._trials += 1
             if self.deduplicate:
                 self._samples.setdefault(_sample_key(stored.sample), stored.id)
+        if stored.status is ModelStatus.Paused and self._restore_paused(stored):
+            return
         if not stored.needs_training:
             handle = ModelHandle(self, restore_finished(stored), stored.id)
             handle.attempts = stored.attempts
@@ -242,12 +249,47 @@ class Engine:
             self._in_flight += 1
             self._unresumable.append((handle, model))
             return
+        model.metrics = stored.metrics  # it continues from its checkpoint, if any
+        handle = ModelHandle(self, model, stored.id)
+        handle.attempts = handle._failures = stored.attempts
+        self._handles[stored.id] = handle
+        self._by_object[id(model)] = handle
+        self._in_flight += 1
+        handle._queued = True
+        self._requeued.append(handle)
+
+    def _restore_paused(self, stored: StoredModel) -> bool:
+        """A model the run left paused stays paused (resumable by its handle): True;
+        False when it cannot be rebuilt (it is then failed as not resumable)."""
+        model = rebuild(stored)
+        if isinstance(model, str):
+            return False
+        model.status, model.metrics = ModelStatus.Paused, stored.metrics
         handle = ModelHandle(self, model, stored.id)
         handle.attempts = stored.attempts
         self._handles[stored.id] = handle
         self._by_object[id(model)] = handle
-        self._in_flight += 1
-        self._requeued.append(handle)
+        return True
+
+    async def _open_checkpoints(self) -> None:
+        """The run's checkpoint folder; at a resume, delete the checkpoints of models
+        that ended while the killed driver could not (only paused and unfinished
+        models keep theirs)."""
+        self._checkpoints = root = CheckpointRoot.for_run(self.journal_path)
+        if self._journal is not None and not root.temporary:
+            keep = {m.id for m in self._journal.store.resume_state.models
+                    if m.needs_training or m.status is ModelStatus.Paused}
+            await anyio.to_thread.run_sync(root.keep_only, keep)
+
+    def _release_paused(self) -> None:
+        """At the stop: models still paused stay paused (a journaled run keeps their
+        checkpoints, to resume them in a later run); their waiters get them back."""
+        paused = {h.model_id: h for h in self._handles.values()
+                  if h.status is ModelStatus.Paused}
+        if self._checkpoints is not None:
+            self._checkpoints.close(set(paused))
+        for handle in paused.values():
+            handle._set_done()
 
     def _requeue(self) -> None:
         """Events for the models a resumed run trains again (or cannot)."""
@@ -310,9 +352,12 @@ class Engine:
             finally:
                 self._running = False
                 try:
-                    await self._close_outer(reason)
+                    self._release_paused()
                 finally:
-                    self._changed.notify()
+                    try:
+                        await self._close_outer(reason)
+                    finally:
+                        self._changed.notify()
 
     async def _drain(self) -> None:
         while self.in_flight:
@@ -475,6 +520,7 @@ class Engine:
             return handle
         self._accept(handle)
         self._queue.put(handle)
+        handle._queued = True
         return handle
 
     async def wait_capacity(self) -> None:
@@ -551,21 +597,23 @@ class Engine:
     async def _runner(self) -> None:
         while self._requeued:
             handle = self._requeued.popleft()
-            if not handle._ended:
+            handle._queued = False
+            if handle._runnable:
                 await self._run(handle)
         while True:
             try:
                 handle = await self._queue.get()
             except anyio.EndOfStream:
                 return
-            if not handle._ended:
+            handle._queued = False
+            if handle._runnable:  # not paused (or ended) while it waited
                 await self._run(handle)
 
     async def _run(self, handle: ModelHandle) -> None:
-        while not handle._ended:
+        while handle._runnable:
             handle.attempts += 1
-            handle.model.metrics = Metrics()
             trial = Trial(self, handle)
+            self._continue_from(handle, trial)
             stopped = True
             try:
                 with anyio.CancelScope() as scope:
@@ -575,13 +623,31 @@ class Engine:
             finally:
                 trial.open = False
                 handle._scope = None
-                if stopped and not handle._ended:
+                if stopped and handle._pausing and handle._stop_reason in (
+                        None, InterruptReason.shutdown):
+                    self._paused(handle)
+                elif stopped and not handle._ended:
                     # Cancelled: by its handle or the engine (reason set), by its timeout,
                     # or by a cancellation from outside the engine.
                     reason = handle._stop_reason or (
                         InterruptReason.timeout if scope.cancel_called
                         else InterruptReason.shutdown)
                     self._ended_early(handle, reason)
+
+    def _continue_from(self, handle: ModelHandle, trial: Trial) -> None:
+        """Where ``trial`` starts: from the model's newest checkpoint among the steps it
+        kept (0: afresh), keeping the intermediates up to it. A pool that runs no
+        training code (``resumes_from_step``, a simulation) continues from any step."""
+        kept = handle.model.metrics.intermediates
+        step = 0
+        if getattr(self.pool, "resumes_from_step", False):
+            step = len(kept)
+        elif self._checkpoints is not None:
+            step = self._checkpoints.continue_from(handle.model_id, len(kept))
+        handle.model.metrics = Metrics(intermediates=kept[:step])
+        trial.resume_step = step
+        if self._checkpoints is not None:
+            trial.checkpoint_dir = str(self._checkpoints.folder(handle.model_id))
 
     def _ended_early(self, handle: ModelHandle, reason: InterruptReason) -> None:
         """A running model's trial was cancelled: ``trained`` at the fidelity it reached
@@ -644,7 +710,8 @@ class Engine:
 
     def _failed(self, handle: ModelHandle, error_type: str, message: str, traceback: str,
                 *, retry: bool = True) -> None:
-        if retry and handle.attempts <= self.max_retries and self._accepting:
+        handle._failures += 1
+        if retry and handle._failures <= self.max_retries and self._accepting:
             handle.model.status = ModelStatus.Retrying
             self._emit(ModelRetrying(**self._stamp(), model_id=handle.model_id,
                                      attempt=handle.attempts + 1,
@@ -664,16 +731,78 @@ class Engine:
             handle._scope.deadline = anyio.current_time() + self.trial_timeout
 
     def _training(self, handle: ModelHandle, worker: str, gpus: tuple[int, ...],
-                  setup: float = 0.0) -> None:
+                  setup: float = 0.0, resume_step: int = 0) -> None:
         if self.trial_timeout is not None and handle._scope is not None:
             handle._scope.deadline = anyio.current_time() + self.trial_timeout
         handle.model.status = ModelStatus.Training
         handle.started_at = time.time()
         self._emit(TrainingStarted(**self._stamp(), model_id=handle.model_id, worker=worker,
-                   attempt=handle.attempts, gpus=gpus, setup=setup))
+                   attempt=handle.attempts, gpus=gpus, setup=setup,
+                   resume_step=resume_step))
+
+    def _pause(self, handle: ModelHandle) -> None:
+        """See ``ModelHandle.pause``."""
+        if (not handle._runnable or handle._pausing or handle._stop_reason is not None
+                or not self._running):
+            return
+        if handle._scope is not None:  # running: its runner pauses it once it ended
+            handle._pausing = True
+            handle._scope.cancel()
+            return
+        self._paused(handle)  # queued: its runner will skip it
+
+    def _paused(self, handle: ModelHandle) -> None:
+        """``handle`` (not running any more) is paused: its event, and out of flight."""
+        handle._pausing = False
+        step = len(handle.model.metrics.intermediates)
+        checkpoint = (self._checkpoints.latest(handle.model_id, step)
+                      if self._checkpoints is not None else None)
+        handle.model.status = ModelStatus.Paused
+        self._in_flight -= 1
+        self._emit(ModelPaused(**self._stamp(), model_id=handle.model_id, step=step,
+                               checkpoint=checkpoint))
+        self._changed.notify()
+
+    async def _resume(self, handle: ModelHandle) -> None:
+        """See ``ModelHandle.resume``: no checkpoint from the status check to the put."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._check_resume(handle)
+        if handle.status is ModelStatus.Paused and not handle._queued:
+            try:
+                await self._queue.reserve()
+            except anyio.ClosedResourceError:
+                raise EngineClosed("the engine stopped while this model waited for the "
+                                   "queue") from None
+            if handle.status is not ModelStatus.Paused or not self._accepting:
+                self._queue.release()  # resumed, ended or refused meanwhile
+                self._check_resume(handle)
+            else:
+                self._queue.put(handle)
+                handle._queued = True
+        if handle.status is ModelStatus.Paused:
+            handle.model.status = ModelStatus.Frozen
+            self._in_flight += 1
+            self._emit(ModelResumed(**self._stamp(), model_id=handle.model_id))
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    def _check_resume(self, handle: ModelHandle) -> None:
+        if not self._running:
+            raise EngineClosed("the engine is not running: resume a model inside "
+                               "`async with Engine(...) as engine:`")
+        if handle._ended:
+            raise ValueError(f"model {handle.model_id} ended ({handle.status.value}): only "
+                             "a paused model can be resumed")
+        if handle.status is ModelStatus.Paused and not self._accepting:
+            raise BudgetExhausted("the engine is stopping (wall-time budget used up or "
+                                  "shutting down): it resumes no model")
 
     def _interrupt(self, handle: ModelHandle, reason: InterruptReason) -> None:
         if handle._ended:
+            return
+        if handle.status is ModelStatus.Paused:
+            if reason is not InterruptReason.shutdown:  # a shutdown leaves it paused
+                self._in_flight += 1  # it ends now, and is handed out as it ends
+                self._ended_early(handle, reason)
             return
         if handle._scope is not None:  # running: its runner finishes it
             handle._stop_reason = handle._stop_reason or reason  # the first reason wins
@@ -687,6 +816,8 @@ class Engine:
         """``handle`` ends with ``status``: emit its final ``event`` and resolve it."""
         handle.model.status = status
         handle.ended_at = time.time()
+        if self._checkpoints is not None:  # it cannot be resumed: free its disk
+            self._checkpoints.remove(handle.model_id)
         seq = self._emit(event)
         if self._journal is not None:
             self._journal.finished(handle, seq)

@@ -3,6 +3,8 @@
 An evaluator's function receives the built model (plus its keyword arguments), reports
 with :func:`report_intermediate` / :func:`report_final`, and may instead return the final
 metric. The same function runs unchanged in this process and in a worker process.
+Under an Engine it may also keep checkpoints: :func:`save_checkpoint` after each epoch
+(before reporting it), :func:`load_checkpoint` at its start (see engine._checkpoint).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from engine._checkpoint import load_checkpoint, save_checkpoint
 from engine._context import (
     Reporter,
     check_metric,
@@ -31,8 +34,10 @@ __all__ = (
     "Evaluator",
     "EvaluatorSpec",
     "FunctionEvaluator",
+    "load_checkpoint",
     "report_final",
     "report_intermediate",
+    "save_checkpoint",
 )
 
 

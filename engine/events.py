@@ -35,7 +35,9 @@ __all__ = (
     "ModelFailed",
     "ModelInterrupted",
     "ModelInvalid",
+    "ModelPaused",
     "ModelQueued",
+    "ModelResumed",
     "ModelRetrying",
     "ModelTrained",
     "Stamp",
@@ -111,12 +113,16 @@ class ModelQueued(ModelEvent, frozen=True, kw_only=True, tag="queued"):
 class TrainingStarted(ModelEvent, frozen=True, kw_only=True, tag="training"):
     """Status ``training``: its worker built the model and starts training it now.
     ``setup`` is the seconds the worker spent getting there (loading and building the
-    model), which the trial's duration and timeout leave out."""
+    model), which the trial's duration and timeout leave out. ``resume_step``: the
+    attempt continues the model from its checkpoint of that step (it keeps its first
+    ``resume_step`` intermediates; its next metric is step ``resume_step + 1``); 0 when
+    it starts afresh."""
 
     worker: str
     attempt: int
     gpus: tuple[int, ...] = ()
     setup: float = 0.0
+    resume_step: int = 0
 
 
 class MetricReported(ModelEvent, frozen=True, kw_only=True, tag="metric"):
@@ -157,6 +163,19 @@ class ModelInvalid(ModelEvent, frozen=True, kw_only=True, tag="invalid"):
     paths: tuple[str, ...] = ()
 
 
+class ModelPaused(ModelEvent, frozen=True, kw_only=True, tag="paused"):
+    """Status ``paused``: its strategy paused it (``handle.pause()``); its worker is free.
+    ``step``: the intermediates it keeps; ``checkpoint``: the step of the checkpoint it
+    continues from when resumed (None: it saved none, and would start afresh)."""
+
+    step: int
+    checkpoint: int | None = None
+
+
+class ModelResumed(ModelEvent, frozen=True, kw_only=True, tag="resumed"):
+    """Status ``frozen`` again: a paused model is queued again (``handle.resume()``)."""
+
+
 Event: TypeAlias = (
     EngineStarted
     | EngineStopped
@@ -170,6 +189,8 @@ Event: TypeAlias = (
     | ModelRetrying
     | ModelInterrupted
     | ModelInvalid
+    | ModelPaused
+    | ModelResumed
 )
 
 #: Every concrete event type, derived from the union: a new event type is added to

@@ -69,6 +69,9 @@ class ModelStatus(enum.StrEnum):
     Interrupted = "interrupted"
     Invalid = "invalid"
     Retrying = "retrying"
+    #: Its strategy paused it (``handle.pause()``): its worker is free, it keeps its
+    #: intermediates and checkpoint, and ``handle.resume()`` queues it again.
+    Paused = "paused"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}.{self.name}"

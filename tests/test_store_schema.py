@@ -34,6 +34,9 @@ DATA = Path(__file__).resolve().parent / "data"
 KINDS_OF_SCHEMA = {
     2: {"engine_started", "engine_stopped", "worker_started", "worker_died", "queued",
         "training", "metric", "trained", "failed", "retrying", "interrupted", "invalid"},
+    3: {"engine_started", "engine_stopped", "worker_started", "worker_died", "queued",
+        "training", "metric", "trained", "failed", "retrying", "interrupted", "invalid",
+        "paused", "resumed"},
 }
 
 
@@ -177,13 +180,13 @@ def _add_event(path: Path, seq: int, kind: str) -> None:
 async def test_an_unknown_event_kind_is_named(tmp_path: Path) -> None:
     path = tmp_path / "run.nasrun"
     await _run_with_a_retry(path)
-    _add_event(path, 13, "paused")
+    _add_event(path, 13, "hibernated")
     with RunReader(path) as reader:
-        with pytest.raises(UnknownEventKind, match="event 13 is of kind 'paused'") as info:
+        with pytest.raises(UnknownEventKind, match="event 13 is of kind 'hibernated'") as info:
             list(reader.events())
-        assert (info.value.kind, info.value.seq) == ("paused", 13)
+        assert (info.value.kind, info.value.seq) == ("hibernated", 13)
         assert "upgrade nas-engine" in str(info.value)
-        with pytest.raises(UnknownEventKind, match="'paused'"):
+        with pytest.raises(UnknownEventKind, match="'hibernated'"):
             reader.event_rows(10)
         assert [e.seq for e in reader.events(1, 12)] == list(range(1, 13))
 

@@ -21,6 +21,7 @@ from engine.events import (
     EventBase,
     MetricReported,
     ModelFailed,
+    TrainingStarted,
     _decode_non_finite,
     decode_json,
 )
@@ -105,6 +106,9 @@ class StoredModel(msgspec.Struct, frozen=True, kw_only=True):
     worker: str | None = None
     reason: str | None = None  # why it failed / is retrying / was interrupted or invalid
     blob: bytes | None = None  # SimplifiedModelSpace.dump(); None for raw-format models
+    #: A paused model's checkpoint: the step it continues from when resumed (None: it
+    #: saved none). Its ``metrics.intermediates`` are the steps it reached.
+    checkpoint: int | None = None
 
     @property
     def needs_training(self) -> bool:
@@ -165,34 +169,47 @@ def read_models(conn: sqlite3.Connection, *, blobs: bool = False,
         return [_model(row[0], row[:4] + row[5:], _json_values(row[4])) for row in rows]
     rows = conn.execute(f"SELECT {columns} FROM models ORDER BY id").fetchall()
     values = _intermediates(conn)
-    return [_model(row[0], row, values.get(row[0], [])) for row in rows]
+    checkpoints: dict[int, int] = {} if version < 3 else dict(conn.execute(
+        "SELECT id, checkpoint FROM models WHERE checkpoint IS NOT NULL").fetchall())
+    return [_model(row[0], row, values.get(row[0], []), checkpoints.get(row[0]))
+            for row in rows]
 
 
 class _Reported(msgspec.Struct):
     value: float | None = None  # "nan", "inf", "-inf"; older files: null for NaN
+    step: int = 0
+    resume_step: int = 0  # of a training event
 
 
 _reported_decoder = msgspec.json.Decoder(_Reported, strict=False)  # reads "nan" as NaN
 
 
 def _intermediates(conn: sqlite3.Connection) -> dict[int, list[float]]:
-    """Every model's latest attempt's intermediate results: its metric events after its
-    latest training event, in one pass over the events (decoded here: msgspec is several
-    times faster than SQLite's json_extract)."""
+    """Every model's current curve: its metric events after the training event that
+    began the curve (``attempt_seq``), each at its step (a later attempt that continued
+    from a checkpoint drops the steps after it, then reports them again), in one pass
+    over the events (decoded here: msgspec is several times faster than SQLite's
+    json_extract)."""
     starts: dict[int, int] = dict(conn.execute(
         "SELECT id, attempt_seq FROM models WHERE attempt_seq IS NOT NULL").fetchall())
     found: defaultdict[int, list[float]] = defaultdict(list)
     if not starts:
         return found
-    rows: Iterable[tuple[int, int, str]] = conn.execute(
-        "SELECT model_id, seq, data FROM events WHERE seq > ? AND kind = ? ORDER BY seq",
-        (min(starts.values()), _kind(MetricReported)))
-    decode = _reported_decoder.decode
-    for model_id, seq, data in rows:
+    rows: Iterable[tuple[int, int, str, str]] = conn.execute(
+        "SELECT model_id, seq, kind, data FROM events WHERE seq > ? AND kind IN (?, ?) "
+        "ORDER BY seq", (min(starts.values()), _kind(MetricReported), _kind(TrainingStarted)))
+    decode, metric = _reported_decoder.decode, _kind(MetricReported)
+    for model_id, seq, kind, data in rows:
         start = starts.get(model_id)
-        if start is not None and seq > start:
-            value = decode(data).value
-            found[model_id].append(math.nan if value is None else value)
+        if start is None or seq <= start:
+            continue
+        report, values = decode(data), found[model_id]
+        if kind != metric:  # a later attempt continues the curve from resume_step
+            del values[report.resume_step:]
+            continue
+        if report.step > 0:
+            del values[report.step - 1:]
+        values.append(math.nan if report.value is None else report.value)
     return found
 
 
@@ -200,7 +217,8 @@ def _json_values(data: str) -> list[float]:
     return [math.nan if v is None else v for v in _values_decoder.decode(data)]
 
 
-def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredModel:
+def _model(model_id: int, row: tuple[Any, ...], values: list[float],
+           checkpoint: int | None = None) -> StoredModel:
     status, final = ModelStatus(row[2]), row[4]
     if final is None and status is ModelStatus.Trained:
         final = math.nan  # SQLite stores a NaN as NULL
@@ -210,6 +228,7 @@ def _model(model_id: int, row: tuple[Any, ...], values: list[float]) -> StoredMo
                                          stopped_at=_stopped_at(row[2], row[10])),
         queued_at=row[5], started_at=row[6], ended_at=row[7], duration=row[8],
         worker=row[9], reason=row[10], blob=row[11] if len(row) > 11 else None,
+        checkpoint=checkpoint,
     )
 
 

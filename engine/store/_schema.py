@@ -34,7 +34,11 @@ APPLICATION_ID = 0x4E415352
 #   1: intermediates as a JSON array in each model row (rewritten per report: quadratic)
 #   2: intermediates read from the metric events after ``models.attempt_seq`` (a report
 #      writes its event row and nothing else); an ``outputs`` table
-SCHEMA_VERSION = 2
+#   3: pause and resume: event kinds ``paused`` and ``resumed``, status ``paused``,
+#      ``models.checkpoint`` (the step of a paused model's checkpoint); a training event
+#      may continue a curve (``resume_step``), so ``attempt_seq`` is where the model's
+#      current curve began
+SCHEMA_VERSION = 3
 _MAGIC = b"SQLite format 3\x00"
 
 _TABLES = """
@@ -59,7 +63,8 @@ CREATE TABLE models (
     worker TEXT,
     reason TEXT,
     blob BLOB,
-    attempt_seq INTEGER
+    attempt_seq INTEGER,
+    checkpoint INTEGER
 );
 """
 
@@ -84,6 +89,11 @@ INSERT INTO started SELECT model_id, max(seq) FROM events
     WHERE kind = 'training' AND model_id IS NOT NULL GROUP BY model_id;
 UPDATE models SET attempt_seq = (SELECT seq FROM started WHERE started.model_id = models.id);
 DROP TABLE started;
+"""
+
+# Version 2 -> 3: a column; every older row has no checkpoint.
+_MIGRATE_2 = """
+ALTER TABLE models ADD COLUMN checkpoint INTEGER;
 """
 
 
@@ -171,11 +181,13 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # version 1 -> 2 (the only step so far)
-        _run_script(conn, _TABLES_2)
-        _run_script(conn, _MIGRATE_1)
-        if sqlite3.sqlite_version_info >= (3, 35):
-            conn.execute("ALTER TABLE models DROP COLUMN intermediates")
+        if version < 2:
+            _run_script(conn, _TABLES_2)
+            _run_script(conn, _MIGRATE_1)
+            if sqlite3.sqlite_version_info >= (3, 35):
+                conn.execute("ALTER TABLE models DROP COLUMN intermediates")
+        if version < 3:
+            _run_script(conn, _MIGRATE_2)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

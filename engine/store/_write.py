@@ -21,7 +21,9 @@ from engine.events import (
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
+    ModelPaused,
     ModelQueued,
+    ModelResumed,
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
@@ -36,6 +38,8 @@ Output: TypeAlias = tuple[int, int, str, str]
 _encoder = msgspec.json.Encoder()
 #: A trained model's ``reason`` when its strategy stopped it early, before the step.
 STOPPED_PREFIX = "stopped at step"
+#: A paused model's ``reason``, before the step it reached.
+PAUSED_PREFIX = "paused at step"
 _Update: TypeAlias = Callable[[Any], tuple[Any, ...]]
 
 _QUEUED = """
@@ -46,10 +50,11 @@ ON CONFLICT (id) DO UPDATE SET sample = excluded.sample, status = 'frozen',
 
 # Each model event's UPDATE of its model row; the row's id is the last parameter.
 _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
-    TrainingStarted: (
-        "status = 'training', attempts = ?, worker = ?, started_at = ?, attempt_seq = ?,"
-        " final = NULL, ended_at = NULL, duration = NULL, reason = NULL",
-        lambda e: (e.attempt, e.worker, e.time, e.seq)),
+    TrainingStarted: (  # an attempt that continues a curve keeps where the curve began
+        "status = 'training', attempts = ?, worker = ?, started_at = ?, attempt_seq = "
+        "CASE WHEN ? = 0 OR attempt_seq IS NULL THEN ? ELSE attempt_seq END,"
+        " final = NULL, ended_at = NULL, duration = NULL, reason = NULL, checkpoint = NULL",
+        lambda e: (e.attempt, e.worker, e.time, e.resume_step, e.seq)),
     ModelTrained: (  # a model its strategy stopped early: reason 'stopped at step N'
         "status = 'trained', final = ?, duration = ?, ended_at = ?, reason = ?",
         lambda e: (e.final, e.duration, e.time,
@@ -61,6 +66,10 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
     ModelInterrupted: (
         "status = 'interrupted', reason = ?, ended_at = ?", lambda e: (e.reason.value, e.time)),
     ModelInvalid: ("status = 'invalid', reason = ?, ended_at = ?", lambda e: (e.message, e.time)),
+    ModelPaused: (
+        "status = 'paused', reason = ?, checkpoint = ?",
+        lambda e: (f"{PAUSED_PREFIX} {e.step}", e.checkpoint)),
+    ModelResumed: ("status = 'frozen', reason = NULL", lambda e: ()),
 }
 _OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)"
 _SQL = {kind: f"UPDATE models SET {sets} WHERE id = ?" for kind, (sets, _) in _UPDATES.items()}

@@ -30,7 +30,14 @@ class TrialOutput(msgspec.Struct, kw_only=True):
 
 class Trial(Protocol):
     """One attempt at one model, as the engine hands it to a pool. Call every method on
-    the event-loop thread."""
+    the event-loop thread.
+
+    The engine's trials also carry ``checkpoint_dir`` (str or None: the folder of the
+    model's checkpoints) and ``resume_step`` (int: the step the attempt continues from,
+    0 afresh). A pool that runs training code hands both to it
+    (``engine._checkpoint.spot_for`` / ``use_checkpoints``), so ``save_checkpoint`` and
+    ``load_checkpoint`` work there; a pool that runs no training code (a simulation)
+    sets ``resumes_from_step = True`` on itself and reports from ``resume_step + 1``."""
 
     @property
     def model_id(self) -> int: ...

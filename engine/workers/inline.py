@@ -20,6 +20,7 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskStatus
 
+from engine._checkpoint import spot_for, use_checkpoints
 from engine._context import use_reporter
 from engine.errors import TrialFailed
 from engine.space import ExecutableModelSpace
@@ -44,17 +45,17 @@ class _ThreadReporter:
         self._trial, self._stop = trial, stop
         self._final: float | None = None  # reported, not passed on yet
 
-    def _check(self) -> None:
+    def check(self) -> None:
         if self._stop.is_set():
             raise _TrialStopped
 
     def intermediate(self, value: float) -> None:
-        self._check()
+        self.check()
         final, self._final = self._final, None
         anyio.from_thread.run_sync(self._deliver, final, value)
 
     def final(self, value: float) -> None:
-        self._check()
+        self.check()
         self._final = value
 
     def _deliver(self, final: float | None, value: float) -> None:
@@ -117,7 +118,7 @@ class InlinePool:
 
     async def _run_async(self, model: ExecutableModelSpace, trial: Trial) -> None:
         try:
-            with use_reporter(trial):
+            with use_reporter(trial), use_checkpoints(spot_for(trial)):
                 await model.execute()
         except Exception as exc:
             raise TrialFailed.from_exception(exc) from None
@@ -125,10 +126,11 @@ class InlinePool:
     async def _run_thread(self, model: ExecutableModelSpace, trial: Trial) -> None:
         stop, finished = threading.Event(), threading.Event()
         reporter = _ThreadReporter(trial, stop)
+        spot = spot_for(trial, reporter.check)  # no saving once the trial was stopped
 
         def work() -> BaseException | None:
             try:
-                with use_reporter(reporter):
+                with use_reporter(reporter), use_checkpoints(spot):
                     model.execute()
             except _TrialStopped:
                 return None
