@@ -26,6 +26,7 @@ from strategies.multi_objective import MultiObjectiveRandomSearch as MultiObject
 from strategies.multi_objective import ParetoArchive as ParetoArchive
 from strategies.random_search import RandomSearch as RandomSearch
 from strategies.schedulers import ASHA as ASHA
+from strategies.schedulers import Hyperband as Hyperband
 from strategies.schedulers import MedianStopping as MedianStopping
 from strategies.schedulers import Scheduler as Scheduler
 
@@ -33,6 +34,7 @@ __all__ = (
     "ASHA",
     "BaseStrategy",
     "GridSearch",
+    "Hyperband",
     "Individual",
     "MedianStopping",
     "Mode",

@@ -8,6 +8,7 @@ loop every built-in strategy uses::
       wait      await engine.wait_capacity()   (a worker is free)
       collect   finished models, in completion order -> observe(model)
                 (with ``deterministic``: in submission order, waiting for the oldest)
+      promote   await promote(engine): True when it resumed a paused model instead
       propose   propose(leaves) -> a sample, or None when nothing is left to try
       submit    engine.submit(space.freeze(sample))
     drain       await what is still in flight -> observe(model)
@@ -263,6 +264,15 @@ class BaseStrategy(abc.ABC):
         their objectives."""
         engine.set_objective(self.mode)
 
+    async def promote(self, engine: EngineLike) -> bool:
+        """Called when a worker is free, before the budget checks and :meth:`propose`:
+        resume a paused model of this run (``await handle.resume()``) rather than start
+        a new one, and return True; the loop then comes round again. A resumed model is
+        no new trial, so neither budget stops it (a wall-time budget does: ``resume``
+        raises BudgetExhausted). The default resumes nothing (promotion ASHA does)."""
+        del engine
+        return False
+
     # --- state -------------------------------------------------------------------------
 
     def canonical(self, sample: Mapping[str, Any]) -> Sample:
@@ -395,7 +405,10 @@ class BaseStrategy(abc.ABC):
 
     async def _step(self, engine: EngineLike, space: ExecutableModelSpace,
                     leaves: Leaves) -> None:
-        """Propose and submit one sample, or set :attr:`stop_reason`."""
+        """Resume a paused model, or propose and submit one sample, or set
+        :attr:`stop_reason`."""
+        if await self.promote(engine):
+            return
         if engine.exhausted:
             self.stop_reason = StopReason.budget
             return
