@@ -107,16 +107,20 @@ class CurveTable:
         return self.best_mean - self.full_mean[arch_key(sample)]
 
 
-class SimulatedPool:
-    """A pool of ``capacity`` simulated workers replaying ``table`` (see the module
-    docstring). ``ends[model_id]`` is the simulated time each trial ended (trained,
-    stopped, or interrupted); ``busy`` the simulated worker-seconds used so far."""
+class VirtualClockPool:
+    """What the simulated pools share: ``capacity`` named workers that train nothing
+    (a subclass's ``run`` sleeps recorded seconds on the virtual clock and reports
+    recorded values), the simulated time each trial ended (``ends[model_id]``) and the
+    worker-seconds used so far (``busy``). ``rng`` draws which recorded seed a trial
+    replays: the noise a real run has."""
 
     name = "simulated"
     prefetch = 0
 
-    def __init__(self, table: CurveTable, capacity: int, rng: random.Random) -> None:
-        self.table, self._capacity, self.rng = table, capacity, rng
+    def __init__(self, capacity: int, rng: random.Random) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._capacity, self.rng = capacity, rng
         self._free = [f"sim-{i}" for i in reversed(range(capacity))]
         self.ends: dict[int, float] = {}
         self.busy = 0.0
@@ -126,7 +130,7 @@ class SimulatedPool:
         return self._capacity
 
     def check(self, model: e.ExecutableModelSpace) -> None:
-        """Any model of the digits labels will do."""
+        """Any model will do: a subclass's ``run`` rejects what its table lacks."""
 
     async def serve(self, monitor: Any, *,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -134,6 +138,15 @@ class SimulatedPool:
             monitor.worker_started(name, None, ())
         task_status.started()
         await anyio.sleep_forever()
+
+
+class SimulatedPool(VirtualClockPool):
+    """A pool of ``capacity`` simulated workers replaying the learning curves of
+    ``table`` (see the module docstring)."""
+
+    def __init__(self, table: CurveTable, capacity: int, rng: random.Random) -> None:
+        super().__init__(capacity, rng)
+        self.table = table
 
     async def run(self, model: e.ExecutableModelSpace, trial: Any) -> TrialOutput:
         runs = self.table.curves.get(arch_key(model.sample or {}))
