@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import itertools
 import json
 import random
 import sys
@@ -33,29 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _digits import (
     DEFAULT_DATA,
-    MAX_DEPTH,
-    OPS,
-    WIDTHS,
     digits_space,
     ensure_split,
     epochs_of,
     load_split,
 )
-from _simulated import arch_key
+from _simulated import arch_key, architectures
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "digits_curves.jsonl.gz"
-
-
-def architectures() -> list[dict[str, Any]]:
-    """Every distinct architecture, as a sample (unused blocks take the first op)."""
-    found = []
-    for width, depth in itertools.product(WIDTHS, range(1, MAX_DEPTH + 1)):
-        for ops in itertools.product(OPS, repeat=depth):
-            padded = list(ops) + [OPS[0]] * (MAX_DEPTH - depth)
-            sample: dict[str, Any] = {"width": width, "depth": depth}
-            sample.update({f"op{i + 1}": op for i, op in enumerate(padded)})
-            found.append(sample)
-    return found
 
 
 def curve(sample: dict[str, Any], data: str, epochs: int, seed: int,

@@ -162,7 +162,7 @@ METHODS: dict[str, Method] = {
 
 async def _search(strategy: BaseStrategy, pool: SimulatedPool, horizon: float) -> list[Pick]:
     async with Engine(pool, max_duration=horizon) as engine:
-        await strategy.run(engine, digits_labels_space())
+        await strategy.run(engine, digits_labels_space(pool.table.max_depth))
     picks = []
     for handle in engine.handles():
         model = handle.model
@@ -201,10 +201,10 @@ def pick_at(picks: list[Pick], until: float) -> dict[str, Any] | None:
     return None if best is None else best[2]
 
 
-def check_rank_agrees(picks: list[Pick]) -> None:
+def check_rank_agrees(picks: list[Pick], max_depth: int = MAX_DEPTH) -> None:
     """pick_at over everything == strategies.rank over the same models (a guard that
     the benchmark's ranking is the library's)."""
-    space = digits_labels_space()
+    space = digits_labels_space(max_depth)
     models = []
     for _, sample, metric, fid in picks:
         model = space.freeze(sample)
@@ -249,8 +249,9 @@ def run_optuna(pruner_name: str, setup: Setup, seed: int) -> Result:
             trial = study.ask()
             sample: dict[str, Any] = {
                 "width": trial.suggest_categorical("width", list(WIDTHS)),
-                "depth": trial.suggest_categorical("depth", list(range(1, MAX_DEPTH + 1)))}
-            for i in range(1, MAX_DEPTH + 1):
+                "depth": trial.suggest_categorical("depth",
+                                                   list(range(1, table.max_depth + 1)))}
+            for i in range(1, table.max_depth + 1):
                 sample[f"op{i}"] = trial.suggest_categorical(f"op{i}", list(OPS))
             runs = table.curves.get(arch_key(sample))
             if runs is None:
@@ -262,6 +263,8 @@ def run_optuna(pruner_name: str, setup: Setup, seed: int) -> Result:
             heapq.heappush(heap, (now + seconds[0], counter[0],
                                   [trial, sample, accuracies, seconds, 0]))
             return
+        raise RuntimeError("TPE proposed 1000 architectures in a row that the table lacks: "
+                           "search a space the table covers (--max-depth)")
 
     for _ in range(workers):
         start(0.0)
@@ -301,6 +304,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--population", type=int, default=POPULATION,
                         help="regularized evolution's population")
     parser.add_argument("--eta", type=float, default=ETA, help="ASHA's reduction factor")
+    parser.add_argument("--max-depth", type=int, default=None,
+                        help="search the networks of depth <= this (default: the largest "
+                        "depth whose architectures the table holds every one of)")
     args = parser.parse_args(argv)
     for name in ("seeds", "workers", "population"):
         if getattr(args, name) < 1:
@@ -315,11 +321,17 @@ def main(argv: list[str]) -> None:
         print("optuna is not installed: its methods are skipped", file=sys.stderr)
         wanted = [m for m in wanted if METHODS[m].engine]
     table = CurveTable.load(args.table)
+    depth = args.max_depth if args.max_depth is not None else table.complete_depth or MAX_DEPTH
+    if not 1 <= depth <= MAX_DEPTH:
+        parser.error(f"--max-depth must be 1 to {MAX_DEPTH}, got {depth}")
+    table = table.restricted(depth)
     setup = Setup(table, args.workers, max(BUDGETS) * table.full_seconds / args.workers,
                   args.population, args.eta)
     simulated = real = 0.0
     print(json.dumps({"figure": "table", "architectures": len(table.curves),
                       "curves": sum(len(runs) for runs in table.curves.values()),
+                      "max_depth": table.max_depth,
+                      "samples": len(WIDTHS) * table.max_depth * len(OPS) ** table.max_depth,
                       "epochs": table.epochs, "full_seconds": round(table.full_seconds, 3),
                       "best_mean": table.best_mean,
                       "seeds": f"{args.first_seed}-{args.first_seed + args.seeds - 1}",
@@ -336,7 +348,7 @@ def main(argv: list[str]) -> None:
             picks, made, seconds = method.run(setup, seed)
             if method.engine:
                 simulated += seconds
-                check_rank_agrees(picks)
+                check_rank_agrees(picks, table.max_depth)
             trials.append(made)
             for budget in BUDGETS:
                 until = budget * table.full_seconds / args.workers

@@ -76,3 +76,22 @@ def test_unknown_methods_are_named(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         mf.main(["--methods", "random,asha-nope"])
     assert "asha-nope" in capsys.readouterr().err
+
+
+def test_a_partial_table_is_searched_in_the_depths_it_covers(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = write_table(tmp_path / "t.jsonl.gz")  # every depth-1 architecture, no deeper
+    assert table.complete_depth == 1
+    cut = table.restricted(1)
+    assert (len(cut.curves), cut.max_depth, cut.best_mean) == (20, 1, table.best_mean)
+    space = mf.digits_labels_space(1)
+    assert sorted(space.simplify()) == ["depth", "op1", "width"]
+    # every sample of that space is in the table: no invalid model, no wasted proposal
+    picks, trials, _ = mf.run_ours(lambda seed: RandomSearch(seed), cut, 0, 2, 1e9)
+    assert trials == len(picks) == 20
+    del table.curves[next(iter(table.curves))]
+    assert table.complete_depth == 0
+
+    mf.main(["--table", str(tmp_path / "t.jsonl.gz"), "--seeds", "1", "--methods", "random"])
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert (first["max_depth"], first["samples"], first["architectures"]) == (1, 20, 20)
