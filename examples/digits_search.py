@@ -42,15 +42,16 @@ STRATEGIES = ("random", "evolution", "asha")
 
 
 def make_strategy(name: str, seed: int, trials: int, deterministic: bool = False,
-                  epochs: int = 5) -> Strategy:
-    """``random``, ``evolution`` (its population a quarter of the trials, at least 4;
-    its tournaments a third of the population, the strategy's default), or ``asha``:
+                  epochs: int = 5, population: int | None = None) -> Strategy:
+    """``random``, ``evolution`` (its population ``population``, by default a quarter of
+    the trials, at least 4; its tournaments a third of the population, the strategy's
+    default), or ``asha``:
     that evolution as ASHA's proposer, rungs at epochs 1, 3, 9... below ``epochs``,
     a third of the models going on at each."""
     if name == "random":
         return RandomSearch(seed, deterministic=deterministic)
-    evolution = RegularizedEvolution(max(4, trials // 4), seed=seed,
-                                     deterministic=deterministic)
+    size = population if population is not None else max(4, trials // 4)
+    evolution = RegularizedEvolution(size, seed=seed, deterministic=deterministic)
     if name == "evolution":
         return evolution
     if name == "asha":
@@ -72,6 +73,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=None,
                         help="stop the search after this many seconds of wall time "
                         "(the models still training then are interrupted)")
+    parser.add_argument("--population", type=int, default=None,
+                        help="evolution's population (asha's too); default: a quarter of "
+                        "--trials, at least 4")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes, one torch thread each")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per model")
@@ -87,6 +91,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("trials", "workers", "epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.population is not None and args.population < 1:
+        parser.error(f"--population must be at least 1, got {args.population}")
     if args.seconds is not None and not args.seconds > 0:
         parser.error(f"--seconds must be more than 0, got {args.seconds}")
     if args.strategy == "asha" and args.deterministic:
@@ -108,7 +114,8 @@ async def run_search(args: argparse.Namespace, data: Path) -> e.Engine:
             tg.start_soon(functools.partial(show_progress, events, engine=engine))
             await search(digits_space(data, args.epochs, args.seed),
                          make_strategy(args.strategy, args.seed, args.trials,
-                                       args.deterministic, args.epochs), engine)
+                                       args.deterministic, args.epochs, args.population),
+                         engine)
     return engine
 
 

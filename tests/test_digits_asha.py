@@ -75,3 +75,9 @@ def test_asha_rejects_deterministic(capsys: pytest.CaptureFixture[str],
     with pytest.raises(SystemExit):
         script.parse_args(["--seconds", "0"])
     assert "--seconds must be more than 0, got 0.0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.parse_args(["--population", "0"])
+    assert "--population must be at least 1, got 0" in capsys.readouterr().err
+    asha = script.make_strategy("asha", 0, 1000, epochs=9, population=10)
+    assert (asha.proposer.population_size, asha.rungs) == (10, (1, 3))
+    assert script.make_strategy("evolution", 0, 1000).population_size == 250
