@@ -3,7 +3,9 @@
 Trains architectures of the digits space of ``examples/digits_search.py``
 (``examples/_digits.py``: 4 widths x depth 1-3 x 5 operations per block, 620 distinct
 architectures) for ``--epochs`` epochs with each of ``--seeds`` seeds, recording the
-validation accuracy and the seconds of every epoch. The learning-rate schedule (Adam,
+validation accuracy and the CPU seconds of every epoch (of this process, one torch
+thread: what the epoch costs one core, however loaded the machine is while the table
+is made; wall time on a shared machine measures the load). The learning-rate schedule (Adam,
 one-cycle over all ``--epochs``) is fixed before training starts, so a curve cut at
 epoch k is exactly what a model stopped at epoch k would have reported.
 

@@ -2,8 +2,9 @@
 
 Every method searches the digits space (``examples/_digits.py``) on the table of
 learning curves ``benchmarks/learning_curves.py`` made by real training (12 epochs,
-2 seeds per architecture; the shipped table holds a random sample of the space's 620
-architectures, see ``benchmarks/data/README.md``), with ``--workers`` asynchronous
+2 seeds per architecture; see ``benchmarks/data/README.md`` for which of the space's
+620 architectures the shipped table holds), cut to the depths whose architectures it
+holds every one of (``--max-depth``), with ``--workers`` asynchronous
 workers on a simulated clock: each epoch of a trial takes the seconds it took when the
 table was made, and reports the validation accuracy it reached then (one of the
 architecture's recorded seeds, drawn at random per trial). Compute is counted in *full
