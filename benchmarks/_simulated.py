@@ -11,13 +11,17 @@ clock jumps to the next wake-up whenever every task waits, so a search with seve
 asynchronous workers runs as it would have on the real hardware, in simulated seconds
 (``anyio.current_time()``), at the speed of the engine's own bookkeeping.
 
-A sample whose architecture is not in the table (the shipped table holds a sample of
-the space) is ``invalid`` at once, using no simulated time.
+A sample whose architecture is not in the table is ``invalid`` at once, using no
+simulated time. A table that holds only part of the space can be cut to the depths it
+covers completely (:meth:`CurveTable.restricted`, :attr:`CurveTable.complete_depth`),
+and the labels space to the same depths (``digits_labels_space(max_depth)``), so a
+search never meets an architecture the table lacks.
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import random
 import statistics
@@ -46,34 +50,53 @@ def arch_key(sample: Mapping[str, Any]) -> str:
     return f"w{sample['width']}-d{depth}-{ops}"
 
 
+def architectures(max_depth: int = MAX_DEPTH) -> list[dict[str, Any]]:
+    """Every distinct architecture of depth at most ``max_depth``, as a sample (the
+    blocks past its depth take the first operation)."""
+    found = []
+    for width, depth in itertools.product(WIDTHS, range(1, max_depth + 1)):
+        for ops in itertools.product(OPS, repeat=depth):
+            padded = list(ops) + [OPS[0]] * (max_depth - depth)
+            sample: dict[str, Any] = {"width": width, "depth": depth}
+            sample.update({f"op{i + 1}": op for i, op in enumerate(padded)})
+            found.append(sample)
+    return found
+
+
 class DigitsLabels(e.BaseModelSpace):
     """The labels of the digits space of ``examples/_digits.py`` (width, depth, one
-    operation per block), without torch: what the strategies search in a simulation."""
+    operation per block), without torch: what the strategies search in a simulation.
+    ``max_depth`` below 3 is that space cut to its shallower networks."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
+        if not 1 <= max_depth <= MAX_DEPTH:
+            raise ValueError(f"max_depth must be 1 to {MAX_DEPTH}, got {max_depth}")
         self.width = e.ensure_frozen(e.Categorical(list(WIDTHS), label="width"))
-        self.depth = e.ensure_frozen(e.Categorical(list(range(1, MAX_DEPTH + 1)),
+        self.depth = e.ensure_frozen(e.Categorical(list(range(1, max_depth + 1)),
                                                    label="depth"))
         self.ops = e.ensure_frozen(e.MutableList(
-            e.Categorical(list(OPS), label=f"op{i}") for i in range(1, MAX_DEPTH + 1)))
+            e.Categorical(list(OPS), label=f"op{i}") for i in range(1, max_depth + 1)))
 
 
 def _unused(model: Any) -> float:
     raise RuntimeError("a simulated space's models run on SimulatedPool only")
 
 
-def digits_labels_space() -> e.RawFormatModelSpace:
-    return e.RawFormatModelSpace.from_model(DigitsLabels(), e.FunctionEvaluator(_unused))
+def digits_labels_space(max_depth: int = MAX_DEPTH) -> e.RawFormatModelSpace:
+    return e.RawFormatModelSpace.from_model(DigitsLabels(max_depth),
+                                            e.FunctionEvaluator(_unused))
 
 
 class CurveTable:
     """Curves by architecture: ``curves[key]`` is a list (one per seed) of
-    ``(accuracies, seconds)`` per epoch."""
+    ``(accuracies, seconds)`` per epoch. ``max_depth`` is the depth of the space the
+    table is searched in (see :meth:`restricted`)."""
 
-    def __init__(self, curves: dict[str, list[tuple[list[float], list[float]]]]) -> None:
+    def __init__(self, curves: dict[str, list[tuple[list[float], list[float]]]],
+                 max_depth: int = MAX_DEPTH) -> None:
         if not curves:
             raise ValueError("the curve table is empty")
-        self.curves = curves
+        self.curves, self.max_depth = curves, max_depth
         self.epochs = min(len(acc) for runs in curves.values() for acc, _ in runs)
         self.full_mean = {key: statistics.fmean(acc[self.epochs - 1] for acc, _ in runs)
                           for key, runs in curves.items()}
@@ -99,6 +122,21 @@ class CurveTable:
                 pass
         return cls(curves)
 
+    @property
+    def complete_depth(self) -> int:
+        """The largest depth ``d`` such that every architecture of depth at most ``d``
+        is in the table (0 when not even every depth-1 one is)."""
+        for depth in range(1, MAX_DEPTH + 1):
+            if any(arch_key(sample) not in self.curves for sample in architectures(depth)):
+                return depth - 1
+        return MAX_DEPTH
+
+    def restricted(self, max_depth: int) -> CurveTable:
+        """The table of the architectures of depth at most ``max_depth`` (the best mean
+        and the mean training time are then theirs)."""
+        keys = {arch_key(sample) for sample in architectures(max_depth)}
+        return CurveTable({k: v for k, v in self.curves.items() if k in keys}, max_depth)
+
     def regret(self, sample: Mapping[str, Any] | None) -> float:
         """Best full-fidelity mean accuracy minus ``sample``'s (the worst one's when
         nothing was found)."""
@@ -107,16 +145,20 @@ class CurveTable:
         return self.best_mean - self.full_mean[arch_key(sample)]
 
 
-class SimulatedPool:
-    """A pool of ``capacity`` simulated workers replaying ``table`` (see the module
-    docstring). ``ends[model_id]`` is the simulated time each trial ended (trained,
-    stopped, or interrupted); ``busy`` the simulated worker-seconds used so far."""
+class VirtualClockPool:
+    """What the simulated pools share: ``capacity`` named workers that train nothing
+    (a subclass's ``run`` sleeps recorded seconds on the virtual clock and reports
+    recorded values), the simulated time each trial ended (``ends[model_id]``) and the
+    worker-seconds used so far (``busy``). ``rng`` draws which recorded seed a trial
+    replays: the noise a real run has."""
 
     name = "simulated"
     prefetch = 0
 
-    def __init__(self, table: CurveTable, capacity: int, rng: random.Random) -> None:
-        self.table, self._capacity, self.rng = table, capacity, rng
+    def __init__(self, capacity: int, rng: random.Random) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self._capacity, self.rng = capacity, rng
         self._free = [f"sim-{i}" for i in reversed(range(capacity))]
         self.ends: dict[int, float] = {}
         self.busy = 0.0
@@ -126,7 +168,7 @@ class SimulatedPool:
         return self._capacity
 
     def check(self, model: e.ExecutableModelSpace) -> None:
-        """Any model of the digits labels will do."""
+        """Any model will do: a subclass's ``run`` rejects what its table lacks."""
 
     async def serve(self, monitor: Any, *,
                     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -134,6 +176,15 @@ class SimulatedPool:
             monitor.worker_started(name, None, ())
         task_status.started()
         await anyio.sleep_forever()
+
+
+class SimulatedPool(VirtualClockPool):
+    """A pool of ``capacity`` simulated workers replaying the learning curves of
+    ``table`` (see the module docstring)."""
+
+    def __init__(self, table: CurveTable, capacity: int, rng: random.Random) -> None:
+        super().__init__(capacity, rng)
+        self.table = table
 
     async def run(self, model: e.ExecutableModelSpace, trial: Any) -> TrialOutput:
         runs = self.table.curves.get(arch_key(model.sample or {}))

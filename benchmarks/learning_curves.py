@@ -3,7 +3,9 @@
 Trains architectures of the digits space of ``examples/digits_search.py``
 (``examples/_digits.py``: 4 widths x depth 1-3 x 5 operations per block, 620 distinct
 architectures) for ``--epochs`` epochs with each of ``--seeds`` seeds, recording the
-validation accuracy and the seconds of every epoch. The learning-rate schedule (Adam,
+validation accuracy and the CPU seconds of every epoch (of this process, one torch
+thread: what the epoch costs one core, however loaded the machine is while the table
+is made; wall time on a shared machine measures the load). The learning-rate schedule (Adam,
 one-cycle over all ``--epochs``) is fixed before training starts, so a curve cut at
 epoch k is exactly what a model stopped at epoch k would have reported.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import itertools
 import json
 import random
 import sys
@@ -33,29 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _digits import (
     DEFAULT_DATA,
-    MAX_DEPTH,
-    OPS,
-    WIDTHS,
     digits_space,
     ensure_split,
     epochs_of,
     load_split,
 )
-from _simulated import arch_key
+from _simulated import arch_key, architectures
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "digits_curves.jsonl.gz"
-
-
-def architectures() -> list[dict[str, Any]]:
-    """Every distinct architecture, as a sample (unused blocks take the first op)."""
-    found = []
-    for width, depth in itertools.product(WIDTHS, range(1, MAX_DEPTH + 1)):
-        for ops in itertools.product(OPS, repeat=depth):
-            padded = list(ops) + [OPS[0]] * (MAX_DEPTH - depth)
-            sample: dict[str, Any] = {"width": width, "depth": depth}
-            sample.update({f"op{i + 1}": op for i, op in enumerate(padded)})
-            found.append(sample)
-    return found
 
 
 def curve(sample: dict[str, Any], data: str, epochs: int, seed: int,
@@ -65,11 +51,13 @@ def curve(sample: dict[str, Any], data: str, epochs: int, seed: int,
     model: nn.Module = digits_space(data, epochs, seed).freeze(dict(sample)).executable_model()
     accs, secs = [], []
     epochs_left = epochs_of(model, load_split(data), epochs, lr, batch_size, seed)
-    start = time.perf_counter()  # after the set-up (weights, optimizer), as before
+    # CPU seconds of this process (one torch thread): what the epoch costs one core,
+    # whatever else shares the machine (wall time on a loaded machine is not).
+    start = time.process_time()  # after the set-up (weights, optimizer), as before
     for value in epochs_left:
         accs.append(value)
-        secs.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        secs.append(time.process_time() - start)
+        start = time.process_time()
     return accs, secs
 
 

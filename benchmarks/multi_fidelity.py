@@ -2,8 +2,9 @@
 
 Every method searches the digits space (``examples/_digits.py``) on the table of
 learning curves ``benchmarks/learning_curves.py`` made by real training (12 epochs,
-2 seeds per architecture; the shipped table holds a random sample of the space's 620
-architectures, see ``benchmarks/data/README.md``), with ``--workers`` asynchronous
+2 seeds per architecture; see ``benchmarks/data/README.md`` for which of the space's
+620 architectures the shipped table holds), cut to the depths whose architectures it
+holds every one of (``--max-depth``), with ``--workers`` asynchronous
 workers on a simulated clock: each epoch of a trial takes the seconds it took when the
 table was made, and reports the validation accuracy it reached then (one of the
 architecture's recorded seeds, drawn at random per trial). Compute is counted in *full
@@ -18,7 +19,11 @@ Methods (ours run through ``engine.Engine`` on ``_simulated.SimulatedPool`` unde
 - ``median-random``, ``median-evolution``: the median stopping rule around either.
 - ``optuna-sha``, ``optuna-hyperband``: Optuna's TPESampler with its
   SuccessiveHalvingPruner / HyperbandPruner, through ask/tell with ``trial.report`` and
-  ``trial.should_prune`` (a study's best is its best completed trial).
+  ``trial.should_prune``; an architecture the table lacks is told ``FAIL`` (our
+  strategies get it ``invalid``), costing no simulated time either way.
+
+The methods are a registry, :data:`METHODS` (name -> :class:`Method`): a strategy of
+ours is one line, ``"name": engine_method(lambda setup, seed: Strategy(...))``.
 
 A method's pick at a budget is what it ranks best among the models finished by then
 (``strategies.rank``: highest fidelity first, then the best metric); its *regret* is the
@@ -30,8 +35,10 @@ budget)::
 
 then ``{"figure": "simulated_speedup", "value": ..., "unit": "x"}`` (simulated seconds
 of the pool per real second, over our methods' runs). Seeds 0-19 are reported; the
-settings were chosen on seeds 1000 and up (``--first-seed 1000``). Optuna is needed
-for its methods (the ``bench`` extra); without it they are skipped with a note.
+settings (:data:`POPULATION`, :data:`ETA`, :data:`GRACE_STEPS`, :data:`MIN_SAMPLES`)
+were chosen on seeds 1000-1019 only (``--first-seed 1000``), and the first line says
+so. Optuna is needed for its methods (the ``bench`` extra); without it they are
+skipped with a note.
 
 Run: ``python benchmarks/multi_fidelity.py`` (``--help`` for options).
 """
@@ -47,6 +54,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,36 +84,86 @@ from strategies import (
 )
 
 BUDGETS = (50, 100, 300)
-POPULATION = 20  # regularized evolution's population (tuned on seeds >= 1000)
-ETA = 3
+# Settings of our methods; see TUNING for how they were chosen (seeds >= 1000 only).
+POPULATION = 20  # regularized evolution's population
+ETA = 3  # ASHA's reduction factor (and the Optuna pruners')
+GRACE_STEPS, MIN_SAMPLES = 2, 4  # the median stopping rule
+TUNING = "chosen on seeds 1000-1019 only (--first-seed 1000); seeds 0-19 are reported"
 # One pick: (simulated end time, sample, metric, fidelity).
 Pick = tuple[float, dict[str, Any], float, float]
+# What one search of a method returns: its picks, its trial count, its simulated seconds.
+Result = tuple[list[Pick], int, float]
 
 
-def ours(epochs: int, population: int = POPULATION,
-         eta: float = ETA) -> dict[str, Callable[[int], BaseStrategy]]:
-    def evolution(seed: int) -> RegularizedEvolution:
-        return RegularizedEvolution(population, seed=seed)
+@dataclass(frozen=True)
+class Setup:
+    """What every method's search gets: the table, the workers, the simulated seconds
+    it may run (``horizon``: the largest budget) and the settings above."""
 
-    def asha(proposer: BaseStrategy) -> ASHA:
-        return ASHA(proposer, min_resource=1, max_resource=epochs, reduction_factor=eta)
+    table: CurveTable
+    workers: int
+    horizon: float
+    population: int = POPULATION
+    eta: float = ETA
 
-    def median(proposer: BaseStrategy) -> MedianStopping:
-        return MedianStopping(proposer, grace_steps=2, min_samples=4)
+    @property
+    def epochs(self) -> int:
+        return self.table.epochs
 
-    return {
-        "random": lambda seed: RandomSearch(seed),
-        "evolution": evolution,
-        "asha-random": lambda seed: asha(RandomSearch(seed)),
-        "asha-evolution": lambda seed: asha(evolution(seed)),
-        "median-random": lambda seed: median(RandomSearch(seed)),
-        "median-evolution": lambda seed: median(evolution(seed)),
-    }
+
+@dataclass(frozen=True)
+class Method:
+    """A method of the comparison: ``run(setup, seed)`` is one search. ``engine`` is true
+    for ours (through ``engine.Engine`` on the simulated pool: they make
+    ``simulated_speedup``)."""
+
+    run: Callable[[Setup, int], Result]
+    engine: bool
+
+
+def engine_method(make: Callable[[Setup, int], BaseStrategy]) -> Method:
+    """A method that is a strategy of ours, made for each seed by ``make(setup, seed)``."""
+    return Method(lambda setup, seed: run_ours(lambda s: make(setup, s), setup.table, seed,
+                                               setup.workers, setup.horizon), engine=True)
+
+
+def optuna_method(pruner: str) -> Method:
+    """Optuna's TPE with the pruner named ``sha`` or ``hyperband`` (see :func:`run_optuna`)."""
+    return Method(lambda setup, seed: run_optuna(pruner, setup, seed), engine=False)
+
+
+def evolution(setup: Setup, seed: int) -> RegularizedEvolution:
+    return RegularizedEvolution(setup.population, seed=seed)
+
+
+def asha(setup: Setup, proposer: BaseStrategy) -> ASHA:
+    """ASHA, stopping variant, rungs at 1, eta, eta**2 ... epochs."""
+    return ASHA(proposer, min_resource=1, max_resource=setup.epochs,
+                reduction_factor=setup.eta)
+
+
+def median(setup: Setup, proposer: BaseStrategy) -> MedianStopping:
+    del setup
+    return MedianStopping(proposer, grace_steps=GRACE_STEPS, min_samples=MIN_SAMPLES)
+
+
+# The registry: one line per method; its order is the report's.
+METHODS: dict[str, Method] = {
+    "random": engine_method(lambda setup, seed: RandomSearch(seed)),
+    "evolution": engine_method(evolution),
+    "asha-random": engine_method(lambda setup, seed: asha(setup, RandomSearch(seed))),
+    "asha-evolution": engine_method(lambda setup, seed: asha(setup, evolution(setup, seed))),
+    "median-random": engine_method(lambda setup, seed: median(setup, RandomSearch(seed))),
+    "median-evolution": engine_method(
+        lambda setup, seed: median(setup, evolution(setup, seed))),
+    "optuna-sha": optuna_method("sha"),
+    "optuna-hyperband": optuna_method("hyperband"),
+}
 
 
 async def _search(strategy: BaseStrategy, pool: SimulatedPool, horizon: float) -> list[Pick]:
     async with Engine(pool, max_duration=horizon) as engine:
-        await strategy.run(engine, digits_labels_space())
+        await strategy.run(engine, digits_labels_space(pool.table.max_depth))
     picks = []
     for handle in engine.handles():
         model = handle.model
@@ -117,7 +175,7 @@ async def _search(strategy: BaseStrategy, pool: SimulatedPool, horizon: float) -
 
 
 def run_ours(make: Callable[[int], BaseStrategy], table: CurveTable, seed: int,
-             workers: int, horizon: float) -> tuple[list[Pick], int, float]:
+             workers: int, horizon: float) -> Result:
     """The finished models of one search, its trial count, and the simulated seconds."""
     pool = SimulatedPool(table, workers, random.Random(f"noise-{seed}"))
     clock = trio.testing.MockClock(autojump_threshold=0)
@@ -144,10 +202,10 @@ def pick_at(picks: list[Pick], until: float) -> dict[str, Any] | None:
     return None if best is None else best[2]
 
 
-def check_rank_agrees(picks: list[Pick]) -> None:
+def check_rank_agrees(picks: list[Pick], max_depth: int = MAX_DEPTH) -> None:
     """pick_at over everything == strategies.rank over the same models (a guard that
     the benchmark's ranking is the library's)."""
-    space = digits_labels_space()
+    space = digits_labels_space(max_depth)
     models = []
     for _, sample, metric, fid in picks:
         model = space.freeze(sample)
@@ -164,20 +222,22 @@ def check_rank_agrees(picks: list[Pick]) -> None:
 # --- Optuna ------------------------------------------------------------------------------
 
 
-def run_optuna(pruner_name: str, table: CurveTable, seed: int, workers: int,
-               horizon: float) -> tuple[list[Pick], int, float]:
-    """TPE with ``pruner_name``'s pruner, ``workers`` trials at a time on the simulated
-    clock, until ``horizon``: the same picks as :func:`run_ours`."""
+def run_optuna(pruner_name: str, setup: Setup, seed: int) -> Result:
+    """TPE with ``pruner_name``'s pruner, ``setup.workers`` trials at a time on the
+    simulated clock, until ``setup.horizon``: the same picks as :func:`run_ours`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    epochs = table.epochs
+    table, workers, horizon, epochs = setup.table, setup.workers, setup.horizon, setup.epochs
     pruner: optuna.pruners.BasePruner
     if pruner_name == "sha":
-        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA)
-    else:
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                        reduction_factor=setup.eta)
+    elif pruner_name == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs,
-                                                reduction_factor=ETA)
+                                                reduction_factor=setup.eta)
+    else:
+        raise ValueError(f"unknown Optuna pruner {pruner_name!r}: sha or hyperband")
     study = optuna.create_study(direction="maximize", pruner=pruner,
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     noise = random.Random(f"noise-{seed}")
@@ -190,8 +250,9 @@ def run_optuna(pruner_name: str, table: CurveTable, seed: int, workers: int,
             trial = study.ask()
             sample: dict[str, Any] = {
                 "width": trial.suggest_categorical("width", list(WIDTHS)),
-                "depth": trial.suggest_categorical("depth", list(range(1, MAX_DEPTH + 1)))}
-            for i in range(1, MAX_DEPTH + 1):
+                "depth": trial.suggest_categorical("depth",
+                                                   list(range(1, table.max_depth + 1)))}
+            for i in range(1, table.max_depth + 1):
                 sample[f"op{i}"] = trial.suggest_categorical(f"op{i}", list(OPS))
             runs = table.curves.get(arch_key(sample))
             if runs is None:
@@ -203,6 +264,8 @@ def run_optuna(pruner_name: str, table: CurveTable, seed: int, workers: int,
             heapq.heappush(heap, (now + seconds[0], counter[0],
                                   [trial, sample, accuracies, seconds, 0]))
             return
+        raise RuntimeError("TPE proposed 1000 architectures in a row that the table lacks: "
+                           "search a space the table covers (--max-depth)")
 
     for _ in range(workers):
         start(0.0)
@@ -242,43 +305,57 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--population", type=int, default=POPULATION,
                         help="regularized evolution's population")
     parser.add_argument("--eta", type=float, default=ETA, help="ASHA's reduction factor")
+    parser.add_argument("--max-depth", type=int, default=None,
+                        help="search the networks of depth <= this (default: the largest "
+                        "depth whose architectures the table holds every one of)")
     args = parser.parse_args(argv)
-    table = CurveTable.load(args.table)
-    horizon = max(BUDGETS) * table.full_seconds / args.workers
-    runners: dict[str, Callable[[int], tuple[list[Pick], int, float]]] = {
-        name: (lambda seed, make=make: run_ours(make, table, seed, args.workers, horizon))
-        for name, make in ours(table.epochs, args.population, args.eta).items()}
+    for name in ("seeds", "workers", "population"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    wanted = [m for m in args.methods.split(",") if m] or list(METHODS)
+    unknown = [m for m in wanted if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}, pick of {list(METHODS)}")
     try:
         import optuna  # noqa: F401
     except ImportError:
         print("optuna is not installed: its methods are skipped", file=sys.stderr)
-    else:
-        for pruner in ("sha", "hyperband"):
-            runners[f"optuna-{pruner}"] = (
-                lambda seed, p=pruner: run_optuna(p, table, seed, args.workers, horizon))
-    wanted = [m for m in args.methods.split(",") if m] or list(runners)
+        wanted = [m for m in wanted if METHODS[m].engine]
+    table = CurveTable.load(args.table)
+    depth = args.max_depth if args.max_depth is not None else table.complete_depth or MAX_DEPTH
+    if not 1 <= depth <= MAX_DEPTH:
+        parser.error(f"--max-depth must be 1 to {MAX_DEPTH}, got {depth}")
+    table = table.restricted(depth)
+    setup = Setup(table, args.workers, max(BUDGETS) * table.full_seconds / args.workers,
+                  args.population, args.eta)
     simulated = real = 0.0
     print(json.dumps({"figure": "table", "architectures": len(table.curves),
+                      "curves": sum(len(runs) for runs in table.curves.values()),
+                      "max_depth": table.max_depth,
+                      "samples": len(WIDTHS) * table.max_depth * len(OPS) ** table.max_depth,
                       "epochs": table.epochs, "full_seconds": round(table.full_seconds, 3),
-                      "best_mean": table.best_mean}), flush=True)
+                      "best_mean": table.best_mean,
+                      "seeds": f"{args.first_seed}-{args.first_seed + args.seeds - 1}",
+                      "settings": TUNING}), flush=True)
     for name in wanted:
+        method = METHODS[name]
         regrets: dict[int, list[float]] = {b: [] for b in BUDGETS}
         trials = []
         started = time.perf_counter()
         count = args.seeds
-        if name.startswith("optuna-") and args.optuna_seeds is not None:
+        if not method.engine and args.optuna_seeds is not None:
             count = args.optuna_seeds
         for seed in range(args.first_seed, args.first_seed + count):
-            picks, made, seconds = runners[name](seed)
-            if not name.startswith("optuna-"):
+            picks, made, seconds = method.run(setup, seed)
+            if method.engine:
                 simulated += seconds
-                check_rank_agrees(picks)
+                check_rank_agrees(picks, table.max_depth)
             trials.append(made)
             for budget in BUDGETS:
                 until = budget * table.full_seconds / args.workers
                 regrets[budget].append(table.regret(pick_at(picks, until)))
         wall = time.perf_counter() - started
-        if not name.startswith("optuna-"):
+        if method.engine:
             real += wall
         for budget in BUDGETS:
             values = regrets[budget]

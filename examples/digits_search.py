@@ -3,16 +3,22 @@
 The space, data and evaluator are in ``_digits.py`` beside this script: per-block
 operation (LayerChoice), channel width (mutable layer arguments) and depth (Repeat),
 trained on scikit-learn's bundled 8x8 digits. Models train in ``ProcessPool`` workers,
-one torch thread each; each reports its validation accuracy after every epoch. The
-search ranks by validation accuracy; the best and the worst architectures are then
-trained again from the same seed here and scored on the held-out test images.
+one torch thread each; each reports its validation accuracy after every epoch. With
+``--strategy asha`` evolution proposes the architectures and ASHA (asynchronous
+successive halving, stopping variant) stops a model at epoch 1, 3, 9... when its
+validation accuracy there is not in the top third of those recorded at that epoch, so
+the workers spend their time on the promising ones. The search ranks by validation
+accuracy, full trainings first (a model stopped early ranks below them); the best and
+the worst architectures are then trained again from the same seed here and scored on
+the held-out test images.
 
 Every event goes to a run file (SQLite): look into it with ``nas-engine show RUN``;
 ``--run RUN`` on an interrupted run resumes it.
 
 Run: ``python examples/digits_search.py`` (``--help`` lists the flags and defaults:
-``--strategy random|evolution --trials N --workers N --epochs N --seed N
---deterministic --run FILE``).
+``--strategy random|evolution|asha --trials N --seconds S --workers N --epochs N
+--seed N --deterministic --run FILE``). To compare strategies at the same wall time,
+give each the same ``--seconds`` and more ``--trials`` than it can train.
 """
 
 from __future__ import annotations
@@ -30,24 +36,46 @@ from _digits import DEFAULT_DATA, describe, describe_split, digits_space, ensure
 
 import engine as e
 from engine import show_progress
-from strategies import RandomSearch, RegularizedEvolution, Strategy, rank, search
+from strategies import ASHA, RandomSearch, RegularizedEvolution, Strategy, rank, search
+
+STRATEGIES = ("random", "evolution", "asha")
 
 
-def make_strategy(name: str, seed: int, trials: int, deterministic: bool = False) -> Strategy:
-    """``random`` or ``evolution`` (its population a quarter of the trials, at least 4;
-    its tournaments a third of the population, the strategy's default)."""
+def make_strategy(name: str, seed: int, trials: int, deterministic: bool = False,
+                  epochs: int = 5, population: int | None = None) -> Strategy:
+    """``random``, ``evolution`` (its population ``population``, by default a quarter of
+    the trials, at least 4; its tournaments a third of the population, the strategy's
+    default), or ``asha``:
+    that evolution as ASHA's proposer, rungs at epochs 1, 3, 9... below ``epochs``,
+    a third of the models going on at each."""
     if name == "random":
         return RandomSearch(seed, deterministic=deterministic)
-    return RegularizedEvolution(max(4, trials // 4), seed=seed, deterministic=deterministic)
+    size = population if population is not None else max(4, trials // 4)
+    evolution = RegularizedEvolution(size, seed=seed, deterministic=deterministic)
+    if name == "evolution":
+        return evolution
+    if name == "asha":
+        if deterministic:
+            raise ValueError("--deterministic does not apply to --strategy asha: its "
+                             "stopping decisions depend on the order models report in")
+        return ASHA(evolution, min_resource=1, max_resource=epochs, reduction_factor=3)
+    raise ValueError(f"unknown strategy {name!r}: pick one of {STRATEGIES}")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Search small CNNs on scikit-learn's handwritten digits.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--strategy", choices=("random", "evolution"), default="evolution",
-                        help="how to propose architectures")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="evolution",
+                        help="how to propose architectures (asha: evolution's, stopping "
+                        "the unpromising ones early)")
     parser.add_argument("--trials", type=int, default=40, help="models to train")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop the search after this many seconds of wall time "
+                        "(the models still training then are interrupted)")
+    parser.add_argument("--population", type=int, default=None,
+                        help="evolution's population (asha's too); default: a quarter of "
+                        "--trials, at least 4")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes, one torch thread each")
     parser.add_argument("--epochs", type=int, default=5, help="training epochs per model")
@@ -63,6 +91,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("trials", "workers", "epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.population is not None and args.population < 1:
+        parser.error(f"--population must be at least 1, got {args.population}")
+    if args.seconds is not None and not args.seconds > 0:
+        parser.error(f"--seconds must be more than 0, got {args.seconds}")
+    if args.strategy == "asha" and args.deterministic:
+        parser.error("--deterministic does not apply to --strategy asha")
     return args
 
 
@@ -70,6 +104,7 @@ async def run_search(args: argparse.Namespace, data: Path) -> e.Engine:
     """The search, with a live progress line on a terminal; returns the stopped engine."""
     # preload: each worker imports the digits module (and torch) before the first model
     engine = e.Engine(e.ProcessPool(args.workers, preload=["_digits"]), max_trials=args.trials,
+                      max_duration=args.seconds,
                       journal=args.run if args.run is not None else True)
     events = engine.subscribe()  # before the start: sees every event of this run
     async with anyio.create_task_group() as tg:
@@ -79,7 +114,8 @@ async def run_search(args: argparse.Namespace, data: Path) -> e.Engine:
             tg.start_soon(functools.partial(show_progress, events, engine=engine))
             await search(digits_space(data, args.epochs, args.seed),
                          make_strategy(args.strategy, args.seed, args.trials,
-                                       args.deterministic), engine)
+                                       args.deterministic, args.epochs, args.population),
+                         engine)
     return engine
 
 
@@ -90,20 +126,29 @@ def report(engine: e.Engine, args: argparse.Namespace, data: Path, seconds: floa
     ids = {id(h.model): h.model_id for h in handles}
     ranked = rank(h.model for h in handles)
     counts = ", ".join(f"{n} {s}" for s, n in _status_counts(handles).items())
-    print(f"{len(handles)} models in {seconds:.0f} s: {counts}")
+    stopped = sum(h.model.metrics.stopped_at is not None for h in handles)
+    early = f" ({stopped} stopped early)" if stopped else ""
+    print(f"{len(handles)} models in {seconds:.0f} s: {counts}{early}")
     if not ranked:
         print("no model trained: see `nas-engine show` for the errors")
         return
     print("rank  val acc  architecture (the models that trained it)")
     for place, (architecture, models) in enumerate(_distinct(ranked)[:5], start=1):
         trained_by = " ".join(f"#{ids[id(m)]}" for m in models)
-        print(f"{place:>4}  {models[0].metric:.3f}    {architecture}  ({trained_by})")
+        print(f"{place:>4}  {models[0].metric:.3f}    {architecture}  ({trained_by})"
+              f"{_stopped(models[0])}")
     for name, model in (("best", ranked[0]), ("worst", ranked[-1])):
         val, test = held_out(model.sample or {}, data, args.epochs, args.seed)
         print(f"{name:<5} model #{ids[id(model)]}: {describe(model.sample or {})}")
-        print(f"      validation {model.metric:.3f} in the search; trained again: "
-              f"validation {val:.3f}, test {test:.3f}")
+        print(f"      validation {model.metric:.3f} in the search{_stopped(model)}; "
+              f"trained again: validation {val:.3f}, test {test:.3f}")
     print(f"look into the run: nas-engine show {engine.journal_path}")
+
+
+def _stopped(model: e.ExecutableModelSpace) -> str:
+    """`` (stopped at epoch 1)`` for a model its strategy stopped early, else nothing."""
+    step = model.metrics.stopped_at
+    return "" if step is None else f" (stopped at epoch {step})"
 
 
 def _distinct(ranked: list[e.ExecutableModelSpace]) -> list[tuple[str, list[Any]]]:
@@ -126,7 +171,8 @@ async def main(argv: list[str]) -> None:
     args = parse_args(argv)
     data = ensure_split(args.data)
     print(describe_split(data))
-    print(f"search: {args.strategy}, {args.trials} trials, {args.workers} workers, "
+    limit = f", at most {args.seconds:g} s" if args.seconds is not None else ""
+    print(f"search: {args.strategy}, {args.trials} trials{limit}, {args.workers} workers, "
           f"{args.epochs} epochs each, seed {args.seed}", flush=True)
     started = time.monotonic()
     engine = await run_search(args, data)
