@@ -150,65 +150,11 @@ async def ours(method: str, dataset: str, cost: str, budget: int, seed: int,
     objectives = [Objective(name="val_acc", mode="max"), Objective(name=cost, mode="min")]
     space = e.SimplifiedModelSpace.from_model(_Arch(), e.FunctionEvaluator(lookup))
     strategy = strategy_for(method, objectives, seed, settings)
-    if not hasattr(e.Engine, "set_objectives"):  # until the engine takes dict metrics
-        direct = DirectEngine(budget)
-        await strategy.run(direct, space)
-        return [dict(h.model.sample or {}) for h in direct.handles()], times
     async with e.Engine(e.InlinePool(1), max_trials=budget) as engine:
         await strategy.run(engine, space)
         archs = [dict(h.model.sample or {}) for h in engine.handles()]
     return archs, times
 
-
-class _Done:
-    def __init__(self, model_id: int, model: e.ExecutableModelSpace) -> None:
-        self.model_id, self.model, self.done = model_id, model, True
-
-    def __await__(self) -> Any:
-        yield from ()
-        return self.model
-
-    def stop(self) -> None:
-        pass
-
-
-class DirectEngine:
-    """The strategy protocol without the engine: each submitted model is evaluated at
-    once, in the caller's task, with the model's own evaluator function."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._handles: list[_Done] = []
-        self._finished: list[_Done] = []
-
-    @property
-    def exhausted(self) -> bool:
-        return len(self._handles) >= self.budget
-
-    async def submit(self, model: e.ExecutableModelSpace) -> _Done:
-        function = model.evaluator.function  # type: ignore[attr-defined]
-        built = model.executable_model()
-        model.metrics.final = await function(built)
-        model.status = e.ModelStatus.Trained
-        handle = _Done(len(self._handles), model)
-        self._handles.append(handle)
-        self._finished.append(handle)
-        return handle
-
-    async def wait_capacity(self) -> None:
-        pass
-
-    async def next_finished(self) -> _Done | None:
-        return self._finished.pop(0) if self._finished else None
-
-    def handles(self) -> list[_Done]:
-        return list(self._handles)
-
-    def set_objective(self, mode: str = "max", *, name: str | None = None) -> None:
-        pass
-
-    def set_objectives(self, objectives: list[Objective]) -> None:
-        pass
 
 
 # --- Optuna -----------------------------------------------------------------------------
