@@ -30,7 +30,7 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from engine._objective import is_score
+from engine._objective import is_score, score
 from engine.mutable import Sample
 from engine.space import ExecutableModelSpace
 from strategies.base import BaseStrategy, EngineLike, HandleLike, Leaves, NotYet
@@ -93,9 +93,10 @@ class Scheduler(BaseStrategy):
         super().resume(engine)
         for handle in engine.handles():
             if handle.model_id not in known and handle.done:
-                # A dict of metrics is no single score here: it counts as NaN.
-                self.replay([v if is_score(v) else math.nan
-                             for v in handle.model.metrics.intermediates])
+                # A dict of metrics: its value under the run's first objective.
+                first = getattr(engine, "objective", None)
+                self.replay([v if is_score(v := score(x, first)) else math.nan
+                             for x in handle.model.metrics.intermediates])
 
     def replay(self, intermediates: Sequence[float]) -> None:
         """Record a finished model's curve as if heard now (no decision is taken)."""
