@@ -130,7 +130,10 @@ class Engine:
     A failed model is logged and its ``handle.error`` (also ``model.error``) holds the
     error's type, message and traceback; ``strategies.search`` raises ``SearchFailed``
     when models failed and none trained. ``set_objective`` records how the run ranks
-    models (strategies call it). Pools: ``engine.workers``; a new pool is checked with
+    models (strategies call it); ``set_objectives`` declares several (models report a
+    dict; "best" is the Pareto front), and ``set_profiler`` measures each model before
+    it trains (``engine.profile``: params, FLOPs, latency; constraints make it invalid).
+    Pools: ``engine.workers``; a new pool is checked with
     ``engine.testing`` (its conformance kit, and ``MockPool`` for strategy tests).
     """
 

@@ -18,7 +18,9 @@ Use it three ways:
   before its training function runs. One that violates a constraint ends ``invalid``,
   its event naming the measured value and the limit (:class:`ConstraintViolated`), never
   trains, and does not count against ``max_trials`` (``engine.constraint_violations``
-  counts them).
+  counts them). Its worker built it first, so its events are ``queued``, ``training``
+  (the worker took it), ``invalid``; a strategy that stopped on the budget goes on with
+  the budget it gives back.
 - Objectives: when the run's objectives (``engine.set_objectives``) name ``params``,
   ``flops`` or ``latency_ms``, the measured values are merged into each trained model's
   final metrics (a dict); a plain number the training reports is then named after the

@@ -9,6 +9,7 @@ Use::
             print(model.id, model.status, model.final, model.sample)
         run.best("max")                     # trained models, best first
         run.front()                         # the Pareto front (several objectives)
+        run.hypervolume([0.0, 1e6])         # what it dominates up to a reference point
         run.metrics()                       # every reported metric, all attempts
         frame = run.to_pandas()             # one row per model (pip install pandas)
 
@@ -34,7 +35,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine._front import front
+from engine._front import front, points
 from engine._objective import MetricValue, Objective, best_first, objectives_from_meta, score
 from engine.events import (
     EngineStarted,
@@ -50,6 +51,7 @@ from engine.events import (
     ModelTrained,
     TrainingStarted,
 )
+from engine.pareto import hypervolume, modes_of
 from engine.space import ModelStatus
 from engine.store._read import RunReader, decode_event
 
@@ -209,6 +211,19 @@ class RunResults:
         trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
                          key=lambda m: m.id)
         return front(trained, lambda m: m.final, chosen)
+
+    def hypervolume(self, reference: Sequence[float],
+                    objectives: Sequence[Objective] | None = None) -> float:
+        """The hypervolume of the run's front (:meth:`front`): the volume its points
+        dominate up to ``reference`` (one value per objective, the worst corner; see
+        ``engine.pareto.hypervolume``). ValueError for a reference of another length."""
+        chosen = tuple(objectives) if objectives is not None else self.objectives()
+        members = self.front(chosen)
+        if len(reference) != len(chosen):
+            raise ValueError(f"the reference point needs one value per objective "
+                             f"({len(chosen)}), got {list(reference)!r}")
+        found = points(members, lambda m: m.final, chosen)
+        return hypervolume([p for _, p in found], modes_of(chosen), reference)
 
     def objectives(self) -> tuple[Objective, ...]:
         """The objectives the run recorded (``Engine.set_objectives``), in order; empty

@@ -42,7 +42,16 @@ import anyio.lowlevel
 import msgspec
 
 from engine._front import front
-from engine._objective import Mode, Objective, at_top_fidelity, best_first, check_mode, is_score
+from engine._objective import (
+    MetricValue,
+    Mode,
+    Objective,
+    at_top_fidelity,
+    best_first,
+    check_mode,
+    is_score,
+    score,
+)
 from engine._objective import fidelity as fidelity
 from engine._objective import sample_key as sample_key
 from engine.errors import BudgetExhausted, SearchFailed, TrialError
@@ -227,7 +236,7 @@ class BaseStrategy(abc.ABC):
         self._ids: set[int] = set()
         self._canonical: Callable[[Mapping[str, Any]], Sample] | None = None  # see run()
         self._submitting: ExecutableModelSpace | None = None  # the model being submitted
-        self._early: list[tuple[HandleLike, int, float]] = []  # heard while submitting
+        self._early: list[tuple[HandleLike, int, MetricValue]] = []  # heard submitting
         self._hook_error: BaseException | None = None
 
     # --- hooks -------------------------------------------------------------------------
@@ -347,6 +356,8 @@ class BaseStrategy(abc.ABC):
             raise ValueError(f"a strategy searches an initialized space, got one whose "
                              f"status is {space.status.value}: pass the space, not a model")
         self.declare_objectives(engine)
+        # Hooks hear one number: a dict of metrics by the run's first objective.
+        self._first_objective: Objective | None = getattr(engine, "objective", None)
         self.stop_reason = None
         self._canonical = space.canonicalizer()
         self._hook_error = None
@@ -381,7 +392,7 @@ class BaseStrategy(abc.ABC):
                 return
             self.stop_reason = None
 
-    def _heard(self, handle: HandleLike, step: int, value: float) -> None:
+    def _heard(self, handle: HandleLike, step: int, value: MetricValue) -> None:
         """The engine's listener: this run's models go to :meth:`on_intermediate`; one
         reported while its submit has not returned yet waits for it (order kept)."""
         if handle.model_id not in self._ids:
@@ -390,9 +401,12 @@ class BaseStrategy(abc.ABC):
             return
         self._tell(handle, step, value)
 
-    def _tell(self, handle: HandleLike, step: int, value: float) -> None:
+    def _tell(self, handle: HandleLike, step: int, value: MetricValue) -> None:
         if self._hook_error is not None:
             return
+        if isinstance(value, dict):
+            number = score(value, getattr(self, "_first_objective", None))
+            value = math.nan if number is None else number
         try:
             self.on_intermediate(handle, step, value)
         except Exception as exc:

@@ -194,3 +194,20 @@ async def test_cli_progress_and_dashboard_show_dicts(tmp_path: Path,
     row = next(m for m in snapshot["models"] if m["id"] == 2)
     assert (row["final"], row["metrics"]) == (0.6, {"accuracy": 0.6, "size": 9.0})
     assert snapshot["curves"]["2"][-1] == [2, 0.6]
+
+
+async def test_a_scheduler_hears_dict_intermediates_by_the_first_objective() -> None:
+    from strategies import ASHA, RandomSearch, search
+
+    async with Engine(InlinePool(1), max_trials=6) as engine:
+        engine.set_objectives([ACC, SIZE])
+        scheduler = ASHA(RandomSearch(0), min_resource=1, max_resource=3)
+        await search(pair_space(steps=3), scheduler, engine)
+        models = [h.model for h in engine.handles()]
+    assert len(models) == 6
+    heard = [m.metrics.intermediates[0]["accuracy"] for m in models]  # type: ignore[index]
+    assert scheduler.recorded[1] == heard  # the first objective's value at rung 1
+    stopped = [m for m in models if m.metrics.stopped_at is not None]
+    assert stopped  # ASHA ranked them by accuracy at its rungs
+    for model in stopped:  # stopped at a rung: the dict reported there is its final
+        assert model.metrics.final == model.metrics.intermediates[-1]

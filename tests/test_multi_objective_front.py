@@ -84,3 +84,25 @@ async def test_plot_draws_every_pair_of_three_objectives(
     with Image.open(target) as image:
         width, height = image.size
     assert width > 2.5 * height  # three scatters side by side
+
+
+async def test_the_front_hypervolume_from_the_run_and_the_cli(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "run.nasrun"
+    await _search(path)
+    # front (accuracy, size): (1, 9), (0.8, 4), (0.6, 1), (0.4, 0); reference (0, 10):
+    # slabs of accuracy 1-0.8, 0.8-0.6, 0.6-0.4, 0.4-0 times 10 minus their size
+    expected = 0.2 * 1 + 0.2 * 6 + 0.2 * 9 + 0.4 * 10
+    with open_run(path) as run:
+        assert run.hypervolume([0.0, 10.0]) == pytest.approx(expected)
+        assert run.hypervolume([0.0], [ACC]) == pytest.approx(1.0)  # the best accuracy, 1
+        with pytest.raises(ValueError, match=r"one value per objective \(2\)"):
+            run.hypervolume([0.0])
+    assert main(["show", str(path), "--reference", "0,10"]) == 0
+    assert capsys.readouterr().out.endswith(f"hypervolume {expected:.6g} (reference 0, 10)\n")
+    assert main(["show", str(path), "--reference", "0"]) == 2
+    assert "--reference needs one value per objective (2: accuracy, size)" in (
+        capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["show", str(path), "--reference", "zero,ten"])
+    assert "a reference point is numbers separated by commas" in capsys.readouterr().err

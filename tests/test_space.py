@@ -100,8 +100,10 @@ def test_metrics_round_trip_through_msgspec() -> None:
     assert Metrics(final=0.0)
     assert Metrics(intermediates=[0.0])
     with pytest.raises(msgspec.ValidationError,
-                       match=r"Expected `float \| null`, got `str` - at `\$.final`"):
+                       match=r"Expected `float \| object \| null`, got `str` - at `\$.final`"):
         msgspec.json.decode(b'{"final":"x"}', type=Metrics)
+    several = Metrics(intermediates=[{"a": 0.1}], final={"a": 0.5, "b": 2.0})  # a dict each
+    assert msgspec.json.decode(msgspec.json.encode(several), type=Metrics) == several
 
 
 # model_context, current_model, ensure_frozen ---------------------------------------------

@@ -4,6 +4,7 @@
 
     nas-engine show RUN [--top N] [--mode max|min]    status counts, failure reasons and
                                                       the best models
+    nas-engine show RUN --reference R1,R2             the Pareto front and its hypervolume
     nas-engine show RUN --model ID                    one model: its error, traceback
                                                       and the output kept of its failures
     nas-engine export RUN --format csv|jsonl|parquet [-o FILE]  one row per model
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--top", type=int, default=10, metavar="N", help="models to list (10)")
     cmd.add_argument("--model", type=int, metavar="ID",
                      help="show this model in full: error, traceback, kept output")
+    cmd.add_argument("--reference", type=_point, metavar="R1,R2,...",
+                     help="several objectives: print the front's hypervolume up to this "
+                     "reference point (one value per objective, the worst corner)")
     _mode(cmd)
     cmd.set_defaults(command=_show)
     cmd = commands.add_parser("export", help="every model as CSV, JSON lines or Parquet")
@@ -116,8 +120,19 @@ def _show(reader: RunReader, args: argparse.Namespace) -> int:
         if not show_model(reader, sys.stdout, args.model):
             return _fail(f"the run {reader.path} has no model {args.model}", 2)
         return 0
-    show(reader, sys.stdout, top=args.top, mode=args.mode)
+    try:
+        show(reader, sys.stdout, top=args.top, mode=args.mode, reference=args.reference)
+    except ValueError as exc:  # a reference point of the wrong length
+        return _fail(str(exc), 2)
     return 0
+
+
+def _point(text: str) -> list[float]:
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a reference point is numbers separated by commas, got {text!r}") from None
 
 
 def _export(reader: RunReader, args: argparse.Namespace) -> int:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 import msgspec
 
-from engine._front import front
+from engine._front import front, points
 from engine._objective import (
     MetricValue,
     Mode,
@@ -24,6 +24,7 @@ from engine._objective import (
     score,
 )
 from engine.events import EngineStopped
+from engine.pareto import hypervolume, modes_of
 from engine.space import ModelStatus
 from engine.store._read import RunReader, StoredModel
 from engine.store._schema import RunFileError
@@ -90,7 +91,8 @@ def failure_reasons(models: Iterable[StoredModel],
     return sorted(ids.items(), key=lambda item: -len(item[1]))
 
 
-def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -> None:
+def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None,
+         reference: Sequence[float] | None = None) -> None:
     """The run's state, status counts, why models failed, and its ``top`` best models
     by the run's recorded objective (``mode`` overrides its direction)."""
     models = reader.models()
@@ -116,6 +118,8 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None) -
     objectives = objectives_of(reader)
     if len(objectives) > 1 and mode is None:
         out.write(_front_text(models, objectives, top))
+        if reference is not None:
+            out.write(_hypervolume_text(models, objectives, reference))
         return
     best = best_models(models, objective.mode, objective)
     if not best:
@@ -145,6 +149,17 @@ def _front_text(models: list[StoredModel], objectives: tuple[Objective, ...], to
             f"{v:>12.6g}" for v in values if v is not None)
             + f"  {_encoder.encode(m.sample).decode()}\n")
     return "".join(lines)
+
+
+def _hypervolume_text(models: list[StoredModel], objectives: tuple[Objective, ...],
+                      reference: Sequence[float]) -> str:
+    if len(reference) != len(objectives):
+        raise ValueError(f"--reference needs one value per objective ({len(objectives)}: "
+                         f"{', '.join(o.name for o in objectives)}), got {list(reference)!r}")
+    trained = [m for m in models if m.status is ModelStatus.Trained]
+    found = [p for _, p in points(trained, lambda m: m.metrics.final, objectives)]
+    volume = hypervolume(found, modes_of(objectives), reference)
+    return f"hypervolume {volume:.6g} (reference {', '.join(f'{r:g}' for r in reference)})\n"
 
 
 def _reasons(models: list[StoredModel], status: ModelStatus) -> str:

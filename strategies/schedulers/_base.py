@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from engine._objective import is_score
+from engine._objective import Objective, is_score, score
 from engine.mutable import Sample
 from engine.space import ExecutableModelSpace
 from strategies.base import BaseStrategy, EngineLike, HandleLike, Leaves, NotYet
@@ -154,6 +154,10 @@ class Scheduler(BaseStrategy):
             if handle.model_id not in known and handle.done:
                 self.replay(handle)
 
+    def curve(self, handle: HandleLike) -> list[float]:
+        """``handle``'s intermediates as scores under the run's first objective."""
+        return curve_of(handle, getattr(self, "_first_objective", None))
+
     def replay(self, handle: HandleLike) -> None:
         """Record a finished model's curve as if heard now (no decision is taken)."""
         del handle
@@ -165,7 +169,9 @@ class Scheduler(BaseStrategy):
         return not math.isnan(b) and self.better(b, a)
 
 
-def curve_of(handle: HandleLike) -> list[float]:
-    """A model's intermediates as scores: a value that is no single number (a dict of
-    several metrics) counts as NaN, so schedulers rank on one metric only."""
-    return [v if is_score(v) else math.nan for v in handle.model.metrics.intermediates]
+def curve_of(handle: HandleLike, objective: Objective | None = None) -> list[float]:
+    """A model's intermediates as scores: a dict of several metrics counts as its value
+    under ``objective`` (the run's first), NaN when it has none, so schedulers rank on
+    one metric."""
+    return [v if is_score(v := score(x, objective)) else math.nan
+            for x in handle.model.metrics.intermediates]

@@ -9,7 +9,7 @@ import math
 import statistics
 
 from strategies.base import BaseStrategy, HandleLike
-from strategies.schedulers._base import Scheduler, curve_of
+from strategies.schedulers._base import Scheduler
 
 __all__ = ("MedianStopping",)
 
@@ -36,7 +36,7 @@ class MedianStopping(Scheduler):
     def on_intermediate(self, handle: HandleLike, step: int, value: float) -> None:
         """Called as each intermediate arrives: record the model's running mean at
         ``step``; stop it when its best so far is below the others' median there."""
-        curve = [v for v in curve_of(handle)[:step] if not math.isnan(v)]
+        curve = [v for v in self.curve(handle)[:step] if not math.isnan(v)]
         others = self.running_means.setdefault(step, [])
         if step >= self.grace_steps and len(others) >= self.min_samples:
             best = (max if self.mode == "max" else min)(curve) if curve else math.nan
@@ -48,7 +48,7 @@ class MedianStopping(Scheduler):
     def replay(self, handle: HandleLike) -> None:
         """Record a finished model's running mean at each step it reached."""
         curve: list[float] = []
-        for step, value in enumerate(curve_of(handle), 1):
+        for step, value in enumerate(self.curve(handle), 1):
             if not math.isnan(value):
                 curve.append(value)
             if curve:

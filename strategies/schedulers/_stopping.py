@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 
 from strategies.base import BaseStrategy, HandleLike
-from strategies.schedulers._base import Brackets, Scheduler, check_resources, curve_of, quantile
+from strategies.schedulers._base import Brackets, Scheduler, check_resources, quantile
 
 __all__ = ("ASHA", "Hyperband")
 
@@ -66,7 +66,7 @@ class Hyperband(Scheduler):
 
     def replay(self, handle: HandleLike) -> None:
         """Record a finished model's values at the rungs of its bracket it reached."""
-        intermediates = curve_of(handle)
+        intermediates = self.curve(handle)
         for rung, values in self.records[self.brackets.of(handle.model_id)].items():
             if len(intermediates) >= rung:
                 values.append(intermediates[rung - 1])
