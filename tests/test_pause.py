@@ -13,7 +13,9 @@ from anyio.abc import TaskStatus
 
 from engine import Engine, EngineClosed, InlinePool, ModelHandle, ModelStatus
 from engine import events as ev
+from engine._progress import Progress
 from engine.cli import main
+from engine.results import open_run
 from engine.store import RunReader
 from tests._checkpoint_fixtures import EPOCHS, idle, space, value
 
@@ -169,6 +171,10 @@ async def test_the_engine_ends_with_paused_models_still_paused(tmp_path: Path) -
     assert (stored.checkpoint, stored.metrics.intermediates) == (2, [value(4, 1), value(4, 2)])
     with pytest.raises(EngineClosed, match="not running"):
         await handle.resume()
+    with open_run(run) as results:
+        record = results.model(handle.model_id)
+    assert record.status is ModelStatus.Paused
+    assert record.curve == [(1, value(4, 1)), (2, value(4, 2))]
 
 
 async def test_cancelled_resume_queues_nothing() -> None:
@@ -210,3 +216,26 @@ async def test_show_lists_paused_models(tmp_path: Path, capsys: pytest.CaptureFi
     shown = capsys.readouterr().out
     assert "reason  paused at step 2" in shown
     assert "checkpoint  step 2 (a resume continues from it)" in shown
+
+
+async def test_results_and_progress_follow_a_pause(tmp_path: Path) -> None:
+    run = tmp_path / "run.nasrun"
+    progress = Progress()
+    async with Engine(InlinePool(1), journal=run) as engine:
+        log = engine.subscribe()
+        watch = engine.subscribe()
+        pause_at(engine, 2)
+        handle = await engine.submit(space().freeze({"x": 2}))
+        await until(watch, ev.ModelPaused, handle.model_id)
+        async for event in log:
+            progress.update(event)
+            if isinstance(event, ev.ModelPaused):
+                break
+        assert "| 1 paused |" in progress.line()
+        assert progress.running == 0
+        await handle.resume()
+        await handle
+    with open_run(run) as results:
+        record = results.model(handle.model_id)
+    assert record.status is ModelStatus.Trained
+    assert record.curve == [(s, value(2, s)) for s in range(1, EPOCHS + 1)]
