@@ -17,6 +17,7 @@ from engine._progress import Progress
 from engine.cli import main
 from engine.results import open_run
 from engine.store import RunReader
+from strategies import RandomSearch, search
 from tests._checkpoint_fixtures import EPOCHS, idle, space, value
 
 pytestmark = pytest.mark.anyio
@@ -239,3 +240,17 @@ async def test_results_and_progress_follow_a_pause(tmp_path: Path) -> None:
         record = results.model(handle.model_id)
     assert record.status is ModelStatus.Trained
     assert record.curve == [(s, value(2, s)) for s in range(1, EPOCHS + 1)]
+
+
+async def test_a_search_resumed_with_a_paused_model_ends(tmp_path: Path) -> None:
+    run = tmp_path / "run.nasrun"
+    async with Engine(InlinePool(1), journal=run) as engine:
+        watch = engine.subscribe()
+        pause_at(engine, 2)
+        handle = await engine.submit(space().freeze({"x": 1}))
+        await until(watch, ev.ModelPaused, handle.model_id)
+    # A strategy that does not pause models leaves it paused, and does not wait for it.
+    async with Engine(InlinePool(1), journal=run, max_trials=3) as engine:
+        await search(space(), RandomSearch(seed=0), engine)
+        statuses = sorted(h.status.value for h in engine.handles())
+    assert statuses == ["paused", "trained", "trained"]
