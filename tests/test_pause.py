@@ -16,7 +16,10 @@ from engine import events as ev
 from engine._progress import Progress
 from engine.cli import main
 from engine.results import open_run
+from engine.space import ExecutableModelSpace
 from engine.store import RunReader
+from engine.testing import MockPool
+from engine.workers._base import Trial, TrialOutput
 from strategies import RandomSearch, search
 from tests._checkpoint_fixtures import EPOCHS, idle, space, value
 
@@ -254,3 +257,37 @@ async def test_a_search_resumed_with_a_paused_model_ends(tmp_path: Path) -> None
         await search(space(), RandomSearch(seed=0), engine)
         statuses = sorted(h.status.value for h in engine.handles())
     assert statuses == ["paused", "trained", "trained"]
+
+
+class Replay(MockPool):
+    """A pool that runs no training code, like a simulation: it reports steps
+    ``trial.resume_step + 1`` to 4, so a resumed model continues at any step."""
+
+    resumes_from_step = True
+
+    def __init__(self) -> None:
+        super().__init__(lambda _: None)
+        self.starts: list[int] = []
+
+    async def run(self, model: ExecutableModelSpace, trial: Trial) -> TrialOutput:
+        resume_step: int = getattr(trial, "resume_step", 0)
+        self.starts.append(resume_step)
+        trial.started("replay")
+        for step in range(resume_step + 1, 5):
+            trial.intermediate(float(step))
+            await anyio.lowlevel.checkpoint()
+        trial.final(4.0)
+        return TrialOutput()
+
+
+async def test_a_pool_without_training_code_continues_from_the_step_reached() -> None:
+    pool = Replay()
+    async with Engine(pool) as engine:
+        pause_at(engine, 3)
+        handle = await engine.submit(space().freeze({"x": 1}))
+        assert await engine.next_finished() is None  # paused at step 3, no checkpoint
+        assert handle.model.metrics.intermediates == [1.0, 2.0, 3.0]
+        await handle.resume()
+        await handle
+    assert pool.starts == [0, 3]
+    assert handle.model.metrics.intermediates == [1.0, 2.0, 3.0, 4.0]
