@@ -29,7 +29,9 @@ from engine.events import (
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
+    ModelPaused,
     ModelQueued,
+    ModelResumed,
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
@@ -125,10 +127,13 @@ class Progress:
         if not self._restored and self._engine is not None:
             self._restored = True
             self.restore(self._engine.handles(), event.time)
-        if isinstance(event, ModelQueued | ModelRetrying):
+        if isinstance(event, ModelQueued | ModelRetrying | ModelResumed):
             self._release(event.model_id)
-            self._set(event.model_id, ModelStatus.Frozen if isinstance(event, ModelQueued)
-                      else ModelStatus.Retrying)
+            self._set(event.model_id, ModelStatus.Retrying if isinstance(
+                event, ModelRetrying) else ModelStatus.Frozen)
+        elif isinstance(event, ModelPaused):  # its worker is free
+            self._release(event.model_id)
+            self._set(event.model_id, ModelStatus.Paused)
         elif isinstance(event, TrainingStarted):
             self._release(event.model_id)
             self._workers[event.worker] = event.model_id  # the worker's model before ended
@@ -171,6 +176,8 @@ class Progress:
         best = self.best
         shown = f"{best[0]:.6g} ({self.mode}, #{best[1]})" if best is not None else "-"
         interrupted = f" | {self.interrupted} interrupted" if self.interrupted else ""
+        paused = self._counts[ModelStatus.Paused]
+        interrupted += f" | {paused} paused" if paused else ""
         elapsed = int(time.monotonic() - self.started)
         return (f"trials {done} done ({self.failed} failed){interrupted} | {self.running} "
                 f"running | {self.queued} queued | best {shown} | "

@@ -7,8 +7,9 @@ Every status change is one event in the engine's :class:`~engine._eventlog.Event
 
 Leaving the block normally waits for every submitted model; leaving it by an error or a
 cancellation interrupts what is queued or running (reason ``shutdown``). Either way no
-task or worker is left behind, every submitted model ends ``completed()`` and every
-subscription ends with ``engine_stopped``. The cleanup is a ladder whose rungs each run
+task or worker is left behind, every submitted model ends ``completed()`` (or stays
+``paused``: see ``ModelHandle.pause``) and every subscription ends with
+``engine_stopped``. The cleanup is a ladder whose rungs each run
 whatever the one before raised; the block's own exception comes out unchanged, and
 when the journal's writer failed (a full disk, say) the caller gets that error itself.
 
@@ -135,6 +136,17 @@ class Engine:
     it trains (``engine.profile``: params, FLOPs, latency; constraints make it invalid).
     Pools: ``engine.workers``; a new pool is checked with
     ``engine.testing`` (its conformance kit, and ``MockPool`` for strategy tests).
+
+    Checkpoints and pauses: training code keeps its state with ``save_checkpoint`` /
+    ``load_checkpoint`` in a folder of the run (``<run file>.checkpoints/<model id>``,
+    a temporary folder without a journal, removed at the stop). A retried model, or one
+    a resumed run trains again, continues from its last checkpoint. ``handle.pause()``
+    frees a model's worker (status ``paused``, out of ``in_flight``) and
+    ``handle.resume()`` queues it again. The block ends once nothing is in flight, so
+    models still paused then stay paused: their waiters get them back paused, and a
+    journaled run keeps their checkpoints; a later run of the file lists them, paused,
+    in :meth:`handles` (a strategy resumes them from its ``resume`` hook). Checkpoints of
+    a model that ended (trained, failed, invalid, interrupted) are deleted.
     """
 
     def __init__(
@@ -438,6 +450,8 @@ class Engine:
         return (self._running and not self._accepting) or self.budget_left == 0
 
     def handles(self) -> list[ModelHandle]:
+        """Every model of the run, in id order of acceptance: a resumed run's too (its
+        finished ones completed, its paused ones ``paused`` and resumable)."""
         return list(self._handles.values())
 
     @property

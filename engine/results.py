@@ -46,7 +46,9 @@ from engine.events import (
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
+    ModelPaused,
     ModelQueued,
+    ModelResumed,
     ModelRetrying,
     ModelTrained,
     TrainingStarted,
@@ -276,10 +278,16 @@ def _fold(model: ModelRecord, event: ModelEvent) -> None:
     elif isinstance(event, TrainingStarted):
         model.status, model.attempts = ModelStatus.Training, event.attempt
         model.worker, model.started_at = event.worker, event.time
-        model.curve, model.final = [], None
+        # An attempt continued from a checkpoint keeps the curve up to it.
+        model.curve = [p for p in model.curve if p[0] <= event.resume_step]
+        model.final = None
         model.ended_at = model.duration = model.reason = None
     elif isinstance(event, MetricReported):
         model.curve.append((event.step, event.value))
+    elif isinstance(event, ModelPaused):
+        model.status, model.reason = ModelStatus.Paused, f"paused at step {event.step}"
+    elif isinstance(event, ModelResumed):
+        model.status, model.reason = ModelStatus.Frozen, None
     elif isinstance(event, ModelTrained):
         model.status, model.final, model.duration = ModelStatus.Trained, event.final, event.duration
         model.ended_at = event.time

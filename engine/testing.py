@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import anyio
 import anyio.lowlevel
 
+from engine._checkpoint import spot_for, use_checkpoints
 from engine._context import report_intermediate, use_reporter
 from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
@@ -550,7 +551,9 @@ class MockPool:
     the event loop; it returns the final metric (or an awaitable of it), may call
     ``report_intermediate`` / ``report_final``, and raises to fail the model. Runs
     ``capacity`` models at once, each ``run()`` a checkpoint. For strategy tests: no
-    thread, no process, no torch; passes :func:`check_exception`."""
+    thread, no process, no torch; passes :func:`check_exception`. The handler may keep
+    checkpoints (``save_checkpoint`` / ``load_checkpoint``), so a paused model resumes
+    where its last checkpoint left it."""
 
     name = "mock"
     prefetch = 0
@@ -583,7 +586,7 @@ class MockPool:
             trial.started(worker)
             self.models.append(model)
             try:
-                with use_reporter(trial):
+                with use_reporter(trial), use_checkpoints(spot_for(trial)):
                     value = self._handler(model)
                     if inspect.isawaitable(value):
                         value = await value

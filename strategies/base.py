@@ -331,14 +331,16 @@ class BaseStrategy(abc.ABC):
     def resume(self, engine: EngineLike) -> None:
         """Called once at the start of :meth:`run`: rebuild the state from every model the
         engine already knows (after a resume, the journal's). Finished models are
-        observed; unfinished ones are awaited with this run's own."""
+        observed; unfinished ones are awaited with this run's own. Paused ones (status
+        ``paused``) are remembered, not awaited: they stay paused until a strategy that
+        pauses models resumes them (``handle.resume()``) from its own ``resume``."""
         for handle in engine.handles():
             if handle.model_id in self._ids:
                 continue
             self._remember(handle)
             if handle.done:
                 self.observe(handle.model)
-            else:
+            elif handle.model.status != "paused":  # a paused one would never end here
                 self._pending.append(handle)
 
     def _remember(self, handle: HandleLike) -> None:

@@ -7,12 +7,14 @@ import os
 import pickle
 from pathlib import Path
 
+import anyio.lowlevel
 import pytest
 
 import engine as e
 from engine import Engine, InlinePool, ModelHandle, ModelStatus
 from engine import events as ev
 from engine._checkpoint import KEEP, CheckpointSpot, use_checkpoints
+from engine.testing import MockPool
 from tests._checkpoint_fixtures import EPOCHS, climb, climb_sync, space, value
 
 pytestmark = pytest.mark.anyio
@@ -77,3 +79,30 @@ async def test_checkpoints_outside_an_engine_are_a_clear_error() -> None:
     model = space(climb).freeze({"x": 1})
     with pytest.raises(RuntimeError, match="while an Engine runs it"):
         await model.execute()
+
+
+async def test_mock_pool_handlers_keep_checkpoints() -> None:
+    starts: list[int] = []
+
+    async def handler(model: e.ExecutableModelSpace) -> float:
+        state = e.load_checkpoint()
+        start = 0 if state is None else int(state)
+        starts.append(start)
+        for step in range(start + 1, 4):
+            e.save_checkpoint(step)
+            e.report_intermediate(float(step))
+            await anyio.lowlevel.checkpoint()
+        return 3.0
+
+    def hear(handle: ModelHandle, step: int, _: float) -> None:
+        if step == 1 and handle.attempts == 1:
+            handle.pause()
+
+    async with Engine(MockPool(handler)) as engine:
+        engine.listen(hear)
+        handle = await engine.submit(space().freeze({"x": 1}))
+        assert await engine.next_finished() is None  # paused: nothing in flight
+        await handle.resume()
+        await handle
+    assert starts == [0, 1]
+    assert handle.model.metrics.intermediates == [1.0, 2.0, 3.0]

@@ -8,6 +8,7 @@ process a snippet starts carries a marker, so a test can tell that none is left.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -81,6 +82,11 @@ def test_the_snippets_run_as_written(tmp_path: Path) -> None:
     best_id, best_final, _ = run("results.py", tmp_path).split(maxsplit=2)
     assert float(best_final) == pytest.approx(metrics[0], abs=1e-3)
     assert int(best_id) >= 1
+    steps, statuses = run("checkpoints.py", tmp_path).split(maxsplit=1)
+    assert steps == "4"  # two steps before its pause, two after: one curve
+    assert sorted(ast.literal_eval(statuses)) == ["paused", "paused", "trained"]
+    kept = os.listdir(tmp_path / "checkpoints.nasrun.checkpoints")
+    assert len(kept) == 2  # the paused models' checkpoints; the trained one's are gone
     run_code = "import serve_dashboard; assert callable(serve_dashboard.app)"
     done = subprocess.run([sys.executable, "-c", run_code], cwd=tmp_path, check=False,
                           capture_output=True, text=True, timeout=TIMEOUT,

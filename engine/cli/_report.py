@@ -109,6 +109,7 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None,
     if stopped:
         out.write(f"stopped {len(stopped)} trained models were stopped early by their "
                   "strategy: ranked below full trainings, at the step they reached\n")
+    out.write(_paused(models))
     reasons = "".join(_reasons(models, status)
                       for status in (ModelStatus.Failed, ModelStatus.Invalid))
     out.write(reasons)
@@ -162,6 +163,20 @@ def _hypervolume_text(models: list[StoredModel], objectives: tuple[Objective, ..
     return f"hypervolume {volume:.6g} (reference {', '.join(f'{r:g}' for r in reference)})\n"
 
 
+def _paused(models: list[StoredModel], shown: int = 10) -> str:
+    """The paused models (resumable by a later run of this file): each with the step it
+    reached and the step of the checkpoint it would continue from."""
+    paused = [m for m in models if m.status is ModelStatus.Paused]
+    if not paused:
+        return ""
+    items = [f"{m.id} at step {len(m.metrics.intermediates)} ("
+             + (f"checkpoint of step {m.checkpoint})" if m.checkpoint is not None
+                else "no checkpoint: it would start afresh)") for m in paused[:shown]]
+    more = f", and {len(paused) - shown} more" if len(paused) > shown else ""
+    return (f"paused  {len(paused)} models, resumable by a later run of this file: "
+            + "; ".join(items) + more + "\n")
+
+
 def _reasons(models: list[StoredModel], status: ModelStatus) -> str:
     reasons = failure_reasons(models, status)
     if not reasons:
@@ -188,6 +203,10 @@ def show_model(reader: RunReader, out: TextIO, model_id: int) -> bool:
         out.write(f"final   {metric_text(model.metrics.final)}\n")
     if model.reason:
         out.write(f"reason  {model.reason}\n")
+    if model.status is ModelStatus.Paused:
+        out.write("checkpoint  " + (f"step {model.checkpoint} (a resume continues from it)"
+                                    if model.checkpoint is not None else
+                                    "none (a resume starts it afresh)") + "\n")
     failure = reader.last_failure(model_id)
     if failure is not None and failure.traceback:
         out.write(f"\ntraceback of attempt {failure.attempt}:\n{_ended(failure.traceback)}")
@@ -246,6 +265,8 @@ def export_jsonl(reader: RunReader, out: TextIO) -> None:
         metrics = msgspec.structs.asdict(model.metrics)
         if metrics["stopped_at"] is None:  # only a model stopped early says it
             del metrics["stopped_at"]
+        if fields["checkpoint"] is None:  # only a paused model with a checkpoint says it
+            del fields["checkpoint"]
         fields["metrics"] = metrics
         out.write(_encoder.encode(fields).decode() + "\n")
 
