@@ -154,6 +154,9 @@ class VirtualClockPool:
 
     name = "simulated"
     prefetch = 0
+    #: A trial continues from any step (``trial.resume_step``): a paused model resumes
+    #: where it paused, replaying the same recorded seed.
+    resumes_from_step = True
 
     def __init__(self, capacity: int, rng: random.Random) -> None:
         if capacity < 1:
@@ -161,6 +164,7 @@ class VirtualClockPool:
         self._capacity, self.rng = capacity, rng
         self._free = [f"sim-{i}" for i in reversed(range(capacity))]
         self.ends: dict[int, float] = {}
+        self._runs: dict[int, int] = {}  # model id -> the recorded seed its trials replay
         self.busy = 0.0
 
     @property
@@ -192,12 +196,14 @@ class SimulatedPool(VirtualClockPool):
             await anyio.lowlevel.checkpoint()
             raise TrialFailed("NotInTable", "this architecture was not trained for the "
                               "table", invalid=True)
-        accuracies, seconds = runs[self.rng.randrange(len(runs))]
+        if trial.model_id not in self._runs:
+            self._runs[trial.model_id] = self.rng.randrange(len(runs))
+        accuracies, seconds = runs[self._runs[trial.model_id]]
         worker = self._free.pop()
         started = anyio.current_time()
         try:
             trial.started(worker)
-            for epoch in range(self.table.epochs):
+            for epoch in range(trial.resume_step, self.table.epochs):
                 await anyio.sleep(seconds[epoch])
                 trial.intermediate(accuracies[epoch])
             trial.final(accuracies[self.table.epochs - 1])

@@ -28,6 +28,8 @@ from strategies.random_search import RandomSearch as RandomSearch
 from strategies.schedulers import ASHA as ASHA
 from strategies.schedulers import Hyperband as Hyperband
 from strategies.schedulers import MedianStopping as MedianStopping
+from strategies.schedulers import PromotionASHA as PromotionASHA
+from strategies.schedulers import PromotionHyperband as PromotionHyperband
 from strategies.schedulers import Scheduler as Scheduler
 
 __all__ = (
@@ -44,6 +46,8 @@ __all__ = (
     "NOT_YET",
     "NotYet",
     "ParetoArchive",
+    "PromotionASHA",
+    "PromotionHyperband",
     "RandomSearch",
     "RankedSample",
     "Reevaluation",

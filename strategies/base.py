@@ -455,12 +455,14 @@ class BaseStrategy(abc.ABC):
 
     async def _collect(self, engine: EngineLike, *, block: bool) -> None:
         """Observe finished models of this run in completion order; with ``block``, wait
-        until none is in flight."""
+        until none is in flight (paused ones are not: see :meth:`_drop_paused`)."""
+        self._drop_paused()
         while self._pending and (block or any(h.done for h in self._pending)):
             handle = await engine.next_finished()
             if handle is None:  # someone else consumed them: take the finished directly
                 for done in [h for h in self._pending if h.done]:
                     self._finish(done)
+                self._drop_paused()  # nothing in flight: the others paused
                 if block and self._pending:
                     await self._pending[0]
                 continue
@@ -472,6 +474,9 @@ class BaseStrategy(abc.ABC):
         than ``keep`` are in flight (``deterministic``: a model that finished before an
         older one waits for it). ``next_finished`` only wakes the wait up."""
         while len(self._pending) > keep:
+            self._drop_paused()
+            if len(self._pending) <= keep:
+                break
             oldest = self._pending[0]
             if oldest.done:
                 self._finish(oldest)
@@ -481,6 +486,13 @@ class BaseStrategy(abc.ABC):
     def _finish(self, handle: HandleLike) -> None:
         self._pending.remove(handle)
         self.observe(handle.model)
+
+    def _drop_paused(self) -> None:
+        """A paused model (``handle.pause()``) is neither in flight nor finished: it
+        leaves the models the loop awaits, unobserved (its strategy may resume it, see
+        :meth:`promote`). A loop would otherwise wait for it for ever."""
+        self._pending[:] = [h for h in self._pending
+                            if h.model.status is not ModelStatus.Paused]
 
 
 def pool_window(engine: EngineLike) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from engine import Engine
+import engine as e
+from engine import Engine, InlinePool, ModelHandle, ModelStatus
 from engine.testing import MockPool
 from strategies import RandomSearch
 from strategies.base import EngineLike, Leaves, NotYet
+from tests.test_promotion import cell as checkpointing_cell
 from tests.test_schedulers import cell, curves
 
 pytestmark = pytest.mark.anyio
@@ -44,3 +47,27 @@ async def test_promote_comes_before_propose_and_before_the_cap() -> None:
         ("promote", 3),  # the cap is reached: only then does the loop stop
     ]
     assert len(engine.handles()) == 3
+
+
+async def test_the_loop_does_not_wait_for_paused_models() -> None:
+    """A model paused (here by a listener, as a strategy would) is neither in flight nor
+    finished: the loop leaves it, unobserved, instead of awaiting it for ever."""
+    observed: list[int] = []
+
+    class Observing(RandomSearch):
+        def observe(self, model: e.ExecutableModelSpace) -> None:
+            observed.append(1)
+
+    strategy = Observing(0, max_trials=4)
+    async with Engine(InlinePool(2)) as engine:
+        def pause_odd(handle: ModelHandle, step: int, _: float) -> None:
+            if step == 2 and handle.model_id % 2:
+                handle.pause()
+
+        engine.listen(pause_odd)
+        with anyio.fail_after(30):
+            await strategy.run(engine, checkpointing_cell())
+        statuses = sorted(h.status for h in engine.handles())
+    assert statuses == [ModelStatus.Paused] * 2 + [ModelStatus.Trained] * 2
+    assert strategy.in_flight == 0
+    assert len(observed) == 2  # the trained ones
