@@ -207,7 +207,7 @@ class PromotionHyperband(Scheduler):
         """Record a journal model at the rungs of its bracket it reached; it was promoted
         from those it went past, and trains (when resumed) to the next."""
         bracket = self.brackets.of(handle.model_id)
-        curve = handle.model.metrics.intermediates
+        curve = self.curve(handle)
         level = 0
         for index, rung in enumerate(self.brackets.rungs[bracket]):
             if len(curve) < rung:
