@@ -32,6 +32,7 @@ import re
 import shutil
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -197,10 +198,12 @@ class CheckpointRoot:
 
     @classmethod
     def for_run(cls, run_file: Path | None) -> CheckpointRoot:
-        """``<run file>.checkpoints`` (made at the first save), or a new temporary one."""
+        """``<run file>.checkpoints``, or a new folder in the temporary directory (a
+        name no other run has). Either is made at the first save, not before: a run
+        that keeps no checkpoint touches no disk for them."""
         if run_file is None:
-            return cls(Path(tempfile.mkdtemp(prefix="nas-engine-checkpoints-")),
-                       temporary=True)
+            name = f"nas-engine-checkpoints-{uuid.uuid4().hex}"
+            return cls(Path(tempfile.gettempdir()) / name, temporary=True)
         return cls(run_file.with_name(run_file.name + ".checkpoints"), temporary=False)
 
     def folder(self, model_id: int) -> Path:

@@ -95,8 +95,8 @@ class ModelHandle:
         return self.wait().__await__()
 
     def cancel(self) -> None:
-        """Interrupt the model (reason ``cancelled``): now if queued, or by stopping its
-        trial if running. No effect once it is completed."""
+        """Interrupt the model (reason ``cancelled``): now if queued or paused, or by
+        stopping its trial if running. No effect once it is completed."""
         self._engine._interrupt(self, InterruptReason.cancelled)
 
     def stop(self) -> None:
@@ -105,6 +105,7 @@ class ModelHandle:
         last of them as its final metric and ``metrics.stopped_at`` the number it
         reported (its fidelity; what it reports after this call is dropped); one that
         reported nothing, or is still queued, ends ``interrupted`` (reason ``stopped``).
+        A paused model ends now the same way, at the step it reached when paused.
         Not async: the decision is taken now, the trial ends at its next checkpoint. No
         effect once the model is completed or another stop or cancel came first."""
         self._engine._interrupt(self, InterruptReason.stopped)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 from pathlib import Path
 
+import anyio
 import anyio.lowlevel
 import pytest
 
@@ -14,6 +16,9 @@ import engine as e
 from engine import Engine, InlinePool, ModelHandle, ModelStatus
 from engine import events as ev
 from engine._checkpoint import KEEP, CheckpointSpot, use_checkpoints
+from engine.store import RunReader, RunStore
+from engine.store._schema import SCHEMA_VERSION, create_schema
+from engine.store._write import write_batch
 from engine.testing import MockPool
 from tests._checkpoint_fixtures import EPOCHS, climb, climb_sync, space, value
 
@@ -106,3 +111,33 @@ async def test_mock_pool_handlers_keep_checkpoints() -> None:
         await handle
     assert starts == [0, 1]
     assert handle.model.metrics.intermediates == [1.0, 2.0, 3.0]
+
+
+async def test_a_schema_2_run_is_read_and_migrated_for_pauses(tmp_path: Path) -> None:
+    path = tmp_path / "old.nasrun"
+    conn = sqlite3.connect(path, isolation_level=None)
+    create_schema(conn, 0.0)
+    write_batch(conn, [ev.ModelQueued(seq=1, time=0.0, model_id=1, sample={"x": 1}),
+                       ev.TrainingStarted(seq=2, time=0.0, model_id=1, worker="w", attempt=1),
+                       ev.MetricReported(seq=3, time=0.0, model_id=1, value=0.5, step=1)],
+                {1: None})
+    if sqlite3.sqlite_version_info < (3, 35):
+        pytest.skip("this SQLite cannot drop a column to make a schema 2 file")
+    conn.execute("ALTER TABLE models DROP COLUMN checkpoint")  # as schema 2 made it
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    with RunReader(path) as reader:  # an older file reads as it is
+        assert reader.version == 2
+        (model,) = reader.models()
+    assert (model.checkpoint, model.metrics.intermediates) == (None, [0.5])
+    store = await RunStore.open(path)
+    async with anyio.create_task_group() as tg:
+        await tg.start(store.serve)
+        store.append(ev.ModelPaused(seq=4, time=1.0, model_id=1, step=1, checkpoint=1))
+        await store.flushed(4)
+        tg.cancel_scope.cancel()
+    with RunReader(path) as reader:
+        assert reader.version == SCHEMA_VERSION
+        (model,) = reader.models()
+    assert model.status is ModelStatus.Paused
+    assert (model.checkpoint, model.metrics.intermediates) == (1, [0.5])

@@ -5,7 +5,7 @@
 
 const PAGE = 50;                    // table rows per page
 const CURVE_POINTS = 16;            // points per curve drawn in the overlay
-const STATUSES = ["frozen", "training", "trained", "failed", "retrying", "interrupted", "invalid"];
+const STATUSES = ["frozen", "training", "trained", "failed", "retrying", "interrupted", "invalid", "paused"];
 const FINISHED = new Set(["trained", "failed", "interrupted", "invalid"]);
 
 const state = {
