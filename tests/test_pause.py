@@ -41,11 +41,17 @@ def pause_at(engine: Engine, step: int, only: set[int] | None = None) -> None:
     engine.listen(hear)
 
 
-async def until(events: ev.EventBase | object, kind: type[ev.EventBase], model_id: int) -> None:
-    """Read ``events`` (a subscription) up to the first ``kind`` event of ``model_id``."""
+async def until(events: ev.EventBase | object, kind: type[ev.EventBase],
+                *model_ids: int) -> None:
+    """Read ``events`` (a subscription) up to the first ``kind`` event of each of
+    ``model_ids``, in whatever order they come (models running side by side pause in
+    any order)."""
+    waiting = set(model_ids)
     async for event in events:  # type: ignore[attr-defined]
-        if isinstance(event, kind) and getattr(event, "model_id", None) == model_id:
-            return
+        if isinstance(event, kind):
+            waiting.discard(getattr(event, "model_id", -1))
+            if not waiting:
+                return
 
 
 def kinds(events: list[ev.Event], model_id: int) -> list[str]:
@@ -135,8 +141,7 @@ async def test_stop_and_cancel_end_a_paused_model() -> None:
         pause_at(engine, 2)
         stopped = await engine.submit(space().freeze({"x": 1}))
         cancelled = await engine.submit(space().freeze({"x": 2}))
-        await until(watch, ev.ModelPaused, stopped.model_id)
-        await until(watch, ev.ModelPaused, cancelled.model_id)
+        await until(watch, ev.ModelPaused, stopped.model_id, cancelled.model_id)
         stopped.stop()
         cancelled.cancel()
         assert (await stopped).status is ModelStatus.Trained
