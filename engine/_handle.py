@@ -156,6 +156,16 @@ class Trial:
         self.open = True
         self._started = False
 
+    @property
+    def ends_cooperatively(self) -> bool:
+        """Its model's strategy stopped (``handle.stop()``) or paused it while this
+        attempt ran, and no cancel, timeout or shutdown came first: the pool may end
+        the attempt at its training code's next report rather than kill its worker
+        (the engine drops what it reports after the decision either way)."""
+        handle = self._handle
+        return handle._stop_reason is InterruptReason.stopped or (
+            handle._pausing and handle._stop_reason is None)
+
     def loading(self) -> None:
         if self.open and not self._started:
             self._engine._loading(self._handle)

@@ -59,6 +59,7 @@ class Job:
         self.recalled: anyio.Event | None = None  # a Skip was sent; set once answered
         self.result: TrialOutput | BaseException | None = None
         self.settled = anyio.Event()
+        self.over = anyio.Event()  # its worker ended it or is gone (detached or not)
 
     @property
     def awaits_answer(self) -> bool:
@@ -72,7 +73,8 @@ class Job:
             self.recalled = None
 
     def settle(self, result: TrialOutput | BaseException) -> None:
-        """Hand ``run()`` its result (the first one wins)."""
+        """Hand ``run()`` its result (the first one wins); the job is over either way."""
+        self.over.set()
         if self.result is None and not self.detached:
             self.result = result
             self.settled.set()

@@ -3,7 +3,9 @@ processes, and their framing: a 4-byte big-endian length, then one msgpack messa
 
 Parent to worker: ``Setup`` once (with what to preload before it says hello), then
 ``Run`` per trial, ``Preload`` to import a model's modules ahead of its Runs, ``Skip``
-to take back a Run not started yet, ``Stop`` to exit cleanly. A worker may be sent
+to take back a Run not started yet, ``Halt`` to end the running trial at its next
+report (its strategy stopped or paused the model: the worker is kept), ``Stop`` to
+exit cleanly. A worker may be sent
 Runs while it is busy (prefetch): it runs them in order, each as soon as the one
 before has ended.
 Worker to parent: ``Hello`` once ready, then per trial ``Began`` (its model is built
@@ -30,6 +32,7 @@ __all__ = (
     "Final",
     "FrameBuffer",
     "FromWorker",
+    "Halt",
     "Hello",
     "Intermediate",
     "OUTPUT_LIMIT",
@@ -89,6 +92,15 @@ class Run(msgspec.Struct, frozen=True, kw_only=True, tag="run"):
 
 class Skip(msgspec.Struct, frozen=True, kw_only=True, tag="skip"):
     """Drop Run ``id`` if it has not started: answered by Skipped, or by Started."""
+
+    id: int
+
+
+class Halt(msgspec.Struct, frozen=True, kw_only=True, tag="halt"):
+    """End Run ``id`` at its training code's next ``report_intermediate``,
+    ``report_final`` or ``save_checkpoint`` call (which raises a BaseException that the
+    trial runner catches), or before it starts; then send its Done as usual and take
+    the next Run. Ignored when Run ``id`` has ended already."""
 
     id: int
 
@@ -153,7 +165,7 @@ class Failed(msgspec.Struct, frozen=True, kw_only=True, tag="failed"):
     stderr: str = ""
 
 
-ToWorker: TypeAlias = Setup | Run | Preload | Skip | Stop
+ToWorker: TypeAlias = Setup | Run | Preload | Skip | Halt | Stop
 FromWorker: TypeAlias = (
     Hello | Started | Skipped | Began | Intermediate | Final | Done | Failed)
 

@@ -8,7 +8,10 @@ the protocol, and a crash's last words (faulthandler's traceback) land in the ca
 
 A thread reads the parent's messages while trials run: Runs queue up, so the next one
 starts the moment the current one ends, and a Skip is answered at once (Skipped, or
-Started when that Run has already begun).
+Started when that Run has already begun). A Halt sets the running trial's
+:class:`~engine.workers.trial_runner.Halting` (its next report raises, the trial ends
+with its Done, the worker lives on), or marks a Run not begun yet, which then ends at
+once without being built.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from engine._objective import MetricValue
 from engine.workers._warm import Echo, preload
 from engine.workers._wire import (
     Began,
+    Done,
     Final,
     FrameBuffer,
     FromWorker,
+    Halt,
     Hello,
     Intermediate,
     Preload,
@@ -44,7 +49,7 @@ from engine.workers._wire import (
     ToWorker,
     frame,
 )
-from engine.workers.trial_runner import Capture, run_trial
+from engine.workers.trial_runner import Capture, Halting, run_trial
 
 #: Seconds a reported final waits for the trial's end before it is sent on its own.
 FINAL_DELAY = 0.05
@@ -84,6 +89,9 @@ class _Inbox:
         self._runs: deque[Run | Preload] = deque()
         self._changed = threading.Condition()
         self._ended = False  # Stop, or the parent closed the pipe
+        self.halting = Halting()  # the running trial's: set by a Halt for it
+        self._current: int | None = None  # the id of the Run begun last
+        self._halt: int | None = None  # a Halt's id for a Run not begun when it came
 
     def start(self) -> None:
         threading.Thread(target=self._read, name="nas-engine-inbox", daemon=True).start()
@@ -93,7 +101,16 @@ class _Inbox:
         with self._changed:
             while not self._runs and not self._ended:
                 self._changed.wait()
-            return self._runs.popleft() if self._runs else None
+            if not self._runs:
+                return None
+            run = self._runs.popleft()
+            if isinstance(run, Run):  # under the lock: a Halt sees which Run runs
+                self._current = run.id
+                if run.id == self._halt:
+                    self.halting.set()
+                else:
+                    self.halting.clear()
+            return run
 
     def _read(self) -> None:
         while (message := self._channel.receive()) is not None:
@@ -117,6 +134,11 @@ class _Inbox:
             else:
                 self._runs.remove(run)
                 self._channel.send(Skipped(id=message.id))
+        elif isinstance(message, Halt):
+            if message.id == self._current:
+                self.halting.set()
+            else:  # not begun yet (or ended: then no Run has this id any more)
+                self._halt = message.id
         else:  # Stop, or a stray Setup: finish what was sent, then exit
             self._ended = True
             self._changed.notify()
@@ -168,9 +190,13 @@ class _PipeReporter:
 
 
 def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run: Run,
-               echo: Echo | None = None) -> None:
+               echo: Echo | None = None, halting: Halting | None = None) -> None:
     """Execute ``run`` and send its Began (once its model is built), then its Done or
-    Failed (before the next Run is taken: see ``_Inbox._take``)."""
+    Failed (before the next Run is taken: see ``_Inbox._take``). A Run halted before it
+    began is not built: its Done goes at once."""
+    if halting is not None and halting.is_set():
+        channel.send(Done())
+        return
     taken = time.monotonic()
 
     def began() -> None:  # the model is built: its training starts now
@@ -179,7 +205,7 @@ def _run_trial(channel: _Channel, reporter: _PipeReporter, capture: Capture, run
     spot = (None if run.checkpoint is None
             else CheckpointSpot(run.checkpoint, run.resume_step))
     channel.send(run_trial(run.model, reporter, capture, began=began, watcher=echo,
-                           model_id=run.model_id, checkpoints=spot))
+                           model_id=run.model_id, checkpoints=spot, halting=halting))
 
 
 class _Lifeline:
@@ -237,7 +263,7 @@ def main(lifeline: int) -> None:
         if isinstance(run, Preload):
             preload(run, strict=False)
         else:
-            _run_trial(channel, reporter, capture, run, echo)
+            _run_trial(channel, reporter, capture, run, echo, inbox.halting)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,14 @@ its worker's messages both ways, reports its death and spawns the replacement;
 :class:`~engine.workers._dispatch.Dispatcher` decides which worker takes which model;
 :meth:`ProcessPool.run` waits for its model's result, and takes the model back or
 kills its worker when cancelled.
+
+Early stops keep the worker: when a strategy stops or pauses a running model (the
+engine's Trial says so with ``ends_cooperatively``), its run() sends the worker a Halt
+rather than killing it: the training code's next ``report_intermediate``,
+``report_final`` or ``save_checkpoint`` raises a BaseException the worker's trial
+runner catches, the trial ends there, and the worker, torch imported, takes the next
+model. A trial that reaches none of them within ``HALT_GRACE`` seconds has its worker
+killed. A cancel, a timeout or the pool's end still kill the worker at once.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ from engine.workers._child import (
 )
 from engine.workers._dispatch import Dispatcher
 from engine.workers._gpu import Placement
-from engine.workers._wire import FromWorker, Hello, Preload, Setup, Stop
+from engine.workers._wire import FromWorker, Halt, Hello, Preload, Setup, Stop
 
 if TYPE_CHECKING:
     from anyio.abc import TaskStatus
@@ -86,6 +94,10 @@ _WORKER_MODULE = "engine.workers._worker"
 #: Seconds a cancelled run() waits for its worker's answer to a Skip (a trial that holds
 #: the GIL delays it); after that the answer is handled when it comes.
 ANSWER_GRACE = 1.0
+#: Seconds a trial that its strategy stopped or paused (``trial.ends_cooperatively``)
+#: gets to reach its next report, checkpoint save or end, where it ends and its worker
+#: lives on; a trial that does not has its worker killed, as a cancelled trial does.
+HALT_GRACE = 5.0
 #: Seconds a run() whose model never started waits to be cancelled by serve()'s error.
 FAILURE_GRACE = 5.0
 _SCRATCH_PREFIX = "nas-workers-"
@@ -381,8 +393,11 @@ class ProcessPool:
         else one that takes it next (see ``prefetch``). Raises TrialFailed or WorkerLost;
         a model whose worker died before starting it waits for another. When cancelled,
         a model not started is taken back, and a running one's worker killed (and
-        replaced) before Cancelled propagates. A model not started when ``serve()``
-        stopped raises RuntimeError; when ``serve()`` stopped by its own error, first
+        replaced) before Cancelled propagates; but a running trial that
+        ``trial.ends_cooperatively`` (its strategy stopped or paused it) is first asked
+        to end at its next report, for up to ``HALT_GRACE`` seconds, keeping its worker.
+        A model not started when ``serve()`` stopped raises RuntimeError; when
+        ``serve()`` stopped by its own error, first
         after ``FAILURE_GRACE`` seconds, in which that error, raised in the task group
         that runs both (an Engine's), cancels this call: the caller sees one error."""
         data = self._dumped.pop(model, None) or dump_model(model)
@@ -407,7 +422,8 @@ class ProcessPool:
     @staticmethod
     async def _withdraw(state: _Serving, job: Job) -> None:
         """Take back or stop a cancelled ``job``: wait (a little) for the answer to its
-        Skip, and for its worker's end if it runs."""
+        Skip, then, if it runs, for its end after a Halt (when its trial
+        ``ends_cooperatively``), else (or too late) for its killed worker's end."""
         if job.settled.is_set():
             return
         state.jobs.withdraw(job)
@@ -415,6 +431,11 @@ class ProcessPool:
             with anyio.move_on_after(ANSWER_GRACE):  # else it is settled later
                 await answer.wait()
         worker = job.worker
+        if (worker is not None and worker.running is job
+                and getattr(job.trial, "ends_cooperatively", False)):
+            worker.post(Halt(id=job.id))  # after its Run, should that still wait
+            with anyio.move_on_after(HALT_GRACE):  # Done, Failed, or the worker's death
+                await job.over.wait()
         if worker is not None and worker.running is job:
             worker.retire(f"its trial (model {job.trial.model_id}) was stopped",
                           graceful=False)

@@ -11,6 +11,13 @@ trial's last message, :class:`~engine.workers._wire.Done` or
 captured output. The pool's parent side turns that message back into what
 ``WorkerPool.run`` returns or raises with :func:`result_of`. So every pool reports the
 same things the same way (a failed trial's output included).
+
+Halting: a worker whose parent asks it to end the running trial early (its strategy
+stopped or paused the model) sets the trial's :class:`Halting`; the training code's
+next ``report_intermediate``, ``report_final`` or ``save_checkpoint`` call then raises
+:class:`TrialHalted`, a BaseException (so the code's ``except Exception`` does not
+swallow it) that :func:`run_trial` catches: the trial ends with its Done and the
+worker lives on for the next one.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
@@ -29,7 +37,16 @@ from engine.errors import TrialFailed
 from engine.workers._base import TrialOutput
 from engine.workers._wire import OUTPUT_LIMIT, Done, Failed
 
-__all__ = ("Capture", "Reporter", "Watcher", "execute", "result_of", "run_trial")
+__all__ = (
+    "Capture",
+    "Halting",
+    "Reporter",
+    "TrialHalted",
+    "Watcher",
+    "execute",
+    "result_of",
+    "run_trial",
+)
 
 
 class Reporter(Protocol):
@@ -41,6 +58,49 @@ class Reporter(Protocol):
     def final(self, value: MetricValue) -> None: ...
 
     def take_final(self) -> MetricValue | None: ...
+
+
+class TrialHalted(BaseException):
+    """Raised in a running trial's training code at its next report or checkpoint save
+    once its worker was asked to end it early; caught by :func:`run_trial`. A
+    BaseException, like KeyboardInterrupt, so that ``except Exception`` lets it pass."""
+
+
+class Halting:
+    """Whether the running trial is to end at its next report (thread-safe: the flag is
+    set by the thread that reads the parent's messages)."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+
+    def set(self) -> None:
+        self._flag.set()
+
+    def clear(self) -> None:
+        self._flag.clear()
+
+    def is_set(self) -> bool:
+        return self._flag.is_set()
+
+    def check(self) -> None:
+        """Raise TrialHalted once set."""
+        if self._flag.is_set():
+            raise TrialHalted("the trial was stopped or paused by its strategy")
+
+
+class _Halted:
+    """A trial's reporter that raises TrialHalted, before reporting, once halted."""
+
+    def __init__(self, reporter: Reporter, halting: Halting) -> None:
+        self._reporter, self._halting = reporter, halting
+
+    def intermediate(self, value: MetricValue) -> None:
+        self._halting.check()
+        self._reporter.intermediate(value)
+
+    def final(self, value: MetricValue) -> None:
+        self._halting.check()
+        self._reporter.final(value)
 
 
 class Capture:
@@ -87,20 +147,32 @@ class Watcher(Protocol):
 
 def run_trial(data: bytes, reporter: Reporter, capture: Capture, *,
               began: Callable[[], None] | None = None, watcher: Watcher | None = None,
-              model_id: int = 0, checkpoints: CheckpointSpot | None = None) -> Done | Failed:
+              model_id: int = 0, checkpoints: CheckpointSpot | None = None,
+              halting: Halting | None = None) -> Done | Failed:
     """Execute the dumped model ``data``, reporting through ``reporter`` and capturing
     its output; its Done, or its Failed (every exception, even a BaseException, is the
     trial's result). ``began`` is called once, when the model is built (its training
     starts), or before the Failed of a model that failed before it was built.
-    ``checkpoints``: where its ``save_checkpoint`` / ``load_checkpoint`` go."""
+    ``checkpoints``: where its ``save_checkpoint`` / ``load_checkpoint`` go (the
+    spot's own ``check`` is replaced when ``halting`` is given). ``halting``: once set,
+    the trial's next report or checkpoint save raises TrialHalted and the trial ends
+    with a Done (its final, if any, dropped: the parent drops a halted trial's reports)."""
     once = _Once(began)
     failure: TrialFailed | None = None
+    halted = False
+    reports: Reporter | _Halted = reporter
+    if halting is not None:
+        reports = _Halted(reporter, halting)
+        if checkpoints is not None:
+            checkpoints.check = halting.check
     with capture.trial():
         if watcher is not None:
             watcher.begin(model_id)
         try:
-            with use_reporter(reporter), use_checkpoints(checkpoints):
+            with use_reporter(reports), use_checkpoints(checkpoints):
                 execute(data, once)
+        except TrialHalted:
+            halted = True
         except BaseException as exc:
             failure = TrialFailed.from_exception(exc)
     if watcher is not None:
@@ -108,6 +180,8 @@ def run_trial(data: bytes, reporter: Reporter, capture: Capture, *,
     once()
     stdout, stderr = capture.output()
     final = reporter.take_final()
+    if halted:
+        final = None
     if failure is None:
         return Done(final=final, stdout=stdout, stderr=stderr)
     return Failed(error_type=failure.error_type, message=failure.message,
