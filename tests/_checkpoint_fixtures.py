@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio.lowlevel
@@ -48,11 +49,19 @@ async def idle(model: Counter) -> float:
 
 
 def climb_sync(model: Counter, epochs: int = EPOCHS, fail_at: int = 0, die_at: int = 0,
-               hang_at: int = 0) -> float:
+               hang_at: int = 0, once: str = "") -> float:
     """``climb`` in a thread or a worker process. On an attempt that starts afresh, it
     raises after reporting step ``fail_at``, its process exits (as if killed) after
-    ``die_at``, or it hangs for good after ``hang_at`` (0: never)."""
+    ``die_at``, or it hangs for good after ``hang_at`` (0: never). With ``once`` (a
+    file's path), its process exits only the first time: a retry that starts afresh
+    again, because the driver heard none of its reports, then trains on."""
     start = _start()
+    if once and die_at:
+        marker = Path(once)
+        if marker.exists():
+            die_at = 0
+        else:
+            marker.touch()
     for epoch in range(start + 1, epochs + 1):
         e.save_checkpoint({"epoch": epoch, "x": model.x})
         e.report_intermediate(value(model.x, epoch))
