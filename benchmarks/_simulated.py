@@ -20,12 +20,13 @@ search never meets an architecture the table lacks.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import itertools
 import json
 import random
 import statistics
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,21 @@ class VirtualClockPool:
         task_status.started()
         await anyio.sleep_forever()
 
+    @contextlib.contextmanager
+    def occupied(self, trial: Any) -> Iterator[None]:
+        """Hold a free worker for ``trial`` (started on it) while the block runs; then
+        record the simulated time it ended and the worker-seconds it used."""
+        worker = self._free.pop()
+        started = anyio.current_time()
+        try:
+            trial.started(worker)
+            yield
+        finally:
+            now = anyio.current_time()
+            self.ends[trial.model_id] = now
+            self.busy += now - started
+            self._free.append(worker)
+
 
 class SimulatedPool(VirtualClockPool):
     """A pool of ``capacity`` simulated workers replaying the learning curves of
@@ -199,17 +215,9 @@ class SimulatedPool(VirtualClockPool):
         if trial.model_id not in self._runs:
             self._runs[trial.model_id] = self.rng.randrange(len(runs))
         accuracies, seconds = runs[self._runs[trial.model_id]]
-        worker = self._free.pop()
-        started = anyio.current_time()
-        try:
-            trial.started(worker)
+        with self.occupied(trial):
             for epoch in range(trial.resume_step, self.table.epochs):
                 await anyio.sleep(seconds[epoch])
                 trial.intermediate(accuracies[epoch])
             trial.final(accuracies[self.table.epochs - 1])
-        finally:
-            now = anyio.current_time()
-            self.ends[trial.model_id] = now
-            self.busy += now - started
-            self._free.append(worker)
         return TrialOutput()

@@ -122,17 +122,9 @@ class NasBench201Pool(VirtualClockPool):
             raise TrialFailed("NotInTable", "no such NAS-Bench-201 architecture",
                               invalid=True)
         accuracy, seconds = runs[self.rng.randrange(len(runs))]
-        worker = self._free.pop()
-        started = anyio.current_time()
-        try:
-            trial.started(worker)
+        with self.occupied(trial):
             await anyio.sleep(seconds)
             trial.final(accuracy)
-        finally:
-            now = anyio.current_time()
-            self.ends[trial.model_id] = now
-            self.busy += now - started
-            self._free.append(worker)
         return TrialOutput()
 
 
