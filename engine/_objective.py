@@ -7,12 +7,16 @@ Everything that ranks models goes through here: ``Engine.best``, the strategies'
   without a score is never "best".
 - ``"max"`` means a bigger score is better, ``"min"`` a smaller one.
 - Ties keep the order given (the earlier model wins), so every ranking is stable.
+- *Ranked models*: trained ones, ranked by their final, and paused ones (a strategy
+  paused them, e.g. promotion ASHA at a rung, and the run may end with them paused),
+  ranked by their last intermediate at the step they reached, as if stopped there
+  (:func:`ranked_value`). Models in any other status are not ranked.
 - *Fidelity*: a model stopped early by its strategy (``metrics.stopped_at`` = the step it
-  reached, its final metric that step's intermediate) is compared only with models at
-  the same fidelity. A model trained to its end has full fidelity (``math.inf``), above
-  every stopped one; among stopped ones a later step is higher. Rankings sort by
-  (fidelity, highest first; then score, best first); "best" is the best at the highest
-  fidelity reached.
+  reached, its final metric that step's intermediate) or paused (the steps it reported)
+  is compared only with models at the same fidelity. A model trained to its end has full
+  fidelity (``math.inf``), above every stopped or paused one; among those a later step
+  is higher. Rankings sort by (fidelity, highest first; then score, best first):
+  :func:`ranked`; "best" is the best at the highest fidelity reached: :func:`best_ranked`.
 
 A run declares its objective once (``Engine.set_objective``, which strategies call with
 their ``mode``); the run file keeps it in its ``meta`` table under :data:`META_KEY`, so
@@ -44,6 +48,7 @@ __all__ = (
     "best_first",
     "best_of",
     "at_top_fidelity",
+    "best_ranked",
     "better",
     "check_mode",
     "declare",
@@ -53,6 +58,8 @@ __all__ = (
     "objective_meta",
     "objectives_from_meta",
     "objectives_meta",
+    "ranked",
+    "ranked_value",
     "check_objectives",
     "declare_objectives",
     "missing_objective",
@@ -140,24 +147,65 @@ class _HasMetrics(Protocol):
     def metrics(self) -> Any: ...
 
 
-class _Scored(_HasMetrics, Protocol):
+class _Ranked(_HasMetrics, Protocol):
     @property
-    def metric(self) -> MetricValue | None: ...
+    def status(self) -> str: ...
 
 
-M = TypeVar("M", bound=_Scored)
+M = TypeVar("M", bound=_Ranked)
+
+# ModelStatus values (engine.space imports this module, so not the enum itself).
+_TRAINED, _PAUSED = "trained", "paused"
 
 
 def fidelity(model: _HasMetrics) -> float:
-    """The step a model stopped early reached; ``math.inf`` for one trained to its end."""
-    stopped_at = getattr(model.metrics, "stopped_at", None)
-    return math.inf if stopped_at is None else float(stopped_at)
+    """The step a model reached when it did not train to its end: the step its strategy
+    stopped it at (``metrics.stopped_at``), or the steps a paused model reported;
+    ``math.inf`` for one trained to its end."""
+    metrics = model.metrics
+    stopped_at = getattr(metrics, "stopped_at", None)
+    if stopped_at is not None:
+        return float(stopped_at)
+    if getattr(model, "status", None) == _PAUSED:
+        return float(len(metrics.intermediates))
+    return math.inf
+
+
+def ranked_value(model: _Ranked) -> MetricValue | None:
+    """What ``model`` ranks by: a trained model's final; a paused model's last
+    intermediate (at the step it reached: :func:`fidelity`); None for any other status
+    (not ranked) and for a paused model that reported nothing."""
+    metrics = model.metrics
+    if model.status == _TRAINED:
+        return metrics.final  # type: ignore[no-any-return]
+    if model.status == _PAUSED and metrics.intermediates:
+        return metrics.intermediates[-1]  # type: ignore[no-any-return]
+    return None
+
+
+def ranked(models: Iterable[M], objective: Objective | None, mode: Mode) -> list[M]:
+    """The ranked ``models`` with a score under ``objective`` (:func:`ranked_value`),
+    highest fidelity first, best score first at each; ties keep the order given."""
+    mode = check_mode(mode)
+    keyed = []
+    for index, model in enumerate(models):
+        value = score(ranked_value(model), objective)
+        if is_score(value):
+            keyed.append((-fidelity(model), sort_key(value, mode), index, model))
+    keyed.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in keyed]
+
+
+def best_ranked(models: Iterable[M], objective: Objective | None, mode: Mode) -> M | None:
+    """The first of :func:`ranked` (the best at the highest fidelity), or None."""
+    found = ranked(models, objective, mode)
+    return found[0] if found else None
 
 
 def at_top_fidelity(models: Iterable[M], objective: Objective | None = None) -> list[M]:
-    """The scored ``models`` at the highest fidelity any of them reached, in order (a
-    model reporting a dict is scored by its value under ``objective``: :func:`score`)."""
-    scored = [m for m in models if is_score(score(m.metric, objective))]
+    """The ranked ``models`` with a score (under ``objective``: :func:`score` of
+    :func:`ranked_value`) at the highest fidelity any of them reached, in order."""
+    scored = [m for m in models if is_score(score(ranked_value(m), objective))]
     top = max((fidelity(m) for m in scored), default=math.inf)
     return [m for m in scored if fidelity(m) == top]
 

@@ -22,10 +22,20 @@ from collections import Counter
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-from engine._objective import MetricValue, Mode, better, check_mode, is_score, score
+from engine._objective import (
+    MetricValue,
+    Mode,
+    check_mode,
+    fidelity,
+    is_score,
+    ranked_value,
+    score,
+    sort_key,
+)
 from engine.events import (
     EngineStopped,
     Event,
+    MetricReported,
     ModelFailed,
     ModelInterrupted,
     ModelInvalid,
@@ -47,7 +57,6 @@ __all__ = ("Progress", "show_progress")
 _ENDED = {ModelTrained: ModelStatus.Trained, ModelFailed: ModelStatus.Failed,
           ModelInvalid: ModelStatus.Invalid, ModelInterrupted: ModelStatus.Interrupted}
 _DONE = (ModelStatus.Trained, ModelStatus.Failed, ModelStatus.Invalid)
-_MODES: tuple[Mode, ...] = ("max", "min")
 
 
 class Progress:
@@ -62,8 +71,11 @@ class Progress:
       models (see :meth:`restore`).
     - ``interrupted``: apart from done: a shutdown's are trained again on resume.
     - ``total``: the run's budget (``engine.max_trials`` when given an engine).
-    - ``best``: ``(final, model id)`` of the best trained model under ``mode`` (default:
-      the engine's objective, else ``"max"``); ties go to the earlier one.
+    - ``best``: ``(value, model id)`` of the best ranked model under ``mode`` (default:
+      the engine's objective, else ``"max"``) at the highest fidelity reached
+      (``best_fidelity``): trained models by their final, those stopped early at the
+      step they reached, paused ones by their last report at the step they reached
+      (``engine._objective``); ties go to the lower model id.
     """
 
     def __init__(self, *, mode: str | None = None, total: int | None = None,
@@ -74,7 +86,9 @@ class Progress:
         self._status: dict[int, ModelStatus] = {}
         self._counts: Counter[ModelStatus] = Counter()
         self._workers: dict[str, int] = {}  # worker -> the model it trains now
-        self._best: dict[Mode, tuple[float, int]] = {}
+        self._last: dict[int, tuple[int, MetricValue]] = {}  # (step, value) of a live model
+        self._ranked: dict[int, tuple[float, float]] = {}  # model -> (fidelity, score)
+        self._best: dict[Mode, tuple[float, float, int] | None] = {}  # cache, per mode
         self._restored = engine is None
         self.started = time.monotonic()
 
@@ -107,7 +121,23 @@ class Progress:
 
     @property
     def best(self) -> tuple[float, int] | None:
-        return self._best.get(self.mode)
+        found = self._best_of(self.mode)
+        return None if found is None else (found[1], found[2])
+
+    @property
+    def best_fidelity(self) -> float | None:
+        """The step :attr:`best` ranks at (``math.inf``: trained to its end)."""
+        found = self._best_of(self.mode)
+        return None if found is None else found[0]
+
+    def _best_of(self, mode: Mode) -> tuple[float, float, int] | None:
+        if mode not in self._best:
+            keyed = [(-reached, sort_key(value, mode), model_id)
+                     for model_id, (reached, value) in self._ranked.items()]
+            top = min(keyed, default=None)
+            self._best[mode] = None if top is None else (
+                -top[0], self._ranked[top[2]][1], top[2])
+        return self._best[mode]
 
     def restore(self, handles: Iterable[ModelHandle], before: float) -> None:
         """Count the models among ``handles`` that were completed before ``before`` (or
@@ -116,33 +146,42 @@ class Progress:
         them later takes over from here."""
         for handle in handles:
             ended = handle.ended_at
-            if (handle.model_id not in self._status and handle.status.completed()
-                    and (ended is None or ended < before)):
+            if handle.model_id in self._status:
+                continue
+            if handle.status is ModelStatus.Paused or (
+                    handle.status.completed() and (ended is None or ended < before)):
                 self._set(handle.model_id, handle.status)
-                if handle.status is ModelStatus.Trained:
-                    self._scored(handle.model_id, handle.model.metric)
+                self._rank(handle.model_id, ranked_value(handle.model),
+                           fidelity(handle.model))
 
     def update(self, event: Event) -> None:
         """Count ``event``; events that change no count are ignored."""
         if not self._restored and self._engine is not None:
             self._restored = True
             self.restore(self._engine.handles(), event.time)
-        if isinstance(event, ModelQueued | ModelRetrying | ModelResumed):
+        if isinstance(event, MetricReported):
+            self._last[event.model_id] = (event.step, event.value)
+        elif isinstance(event, ModelQueued | ModelRetrying | ModelResumed):
             self._release(event.model_id)
+            self._unrank(event.model_id)
             self._set(event.model_id, ModelStatus.Retrying if isinstance(
                 event, ModelRetrying) else ModelStatus.Frozen)
-        elif isinstance(event, ModelPaused):  # its worker is free
+        elif isinstance(event, ModelPaused):  # its worker is free; ranked at its step
             self._release(event.model_id)
             self._set(event.model_id, ModelStatus.Paused)
+            self._rank(event.model_id, self._paused_value(event), event.step)
         elif isinstance(event, TrainingStarted):
             self._release(event.model_id)
+            self._unrank(event.model_id)
             self._workers[event.worker] = event.model_id  # the worker's model before ended
             self._set(event.model_id, ModelStatus.Training)
         elif isinstance(event, ModelTrained | ModelFailed | ModelInvalid | ModelInterrupted):
             self._release(event.model_id)
+            self._last.pop(event.model_id, None)
             self._set(event.model_id, _ENDED[type(event)])
             if isinstance(event, ModelTrained):
-                self._scored(event.model_id, event.final)
+                self._rank(event.model_id, event.final, math.inf if event.stopped_at is None
+                           else event.stopped_at)
         elif isinstance(event, WorkerDied):
             self._workers.pop(event.worker, None)
 
@@ -158,23 +197,38 @@ class Progress:
             if running == model_id:
                 del self._workers[worker]
 
-    def _scored(self, model_id: int, reported: MetricValue | None) -> None:
+    def _paused_value(self, event: ModelPaused) -> MetricValue | None:
+        """The report a paused model ranks by: the last one heard, when it was of the step
+        it paused at; else (it continued from a checkpoint and paused before reporting
+        again) the engine's record of it."""
+        last = self._last.get(event.model_id)
+        if last is not None and last[0] == event.step:
+            return last[1]
+        handles = self._engine.handles() if self._engine is not None else ()
+        model = next((h.model for h in handles if h.model_id == event.model_id), None)
+        kept = model.metrics.intermediates[:event.step] if model is not None else []
+        return kept[-1] if event.step and len(kept) == event.step else None
+
+    def _rank(self, model_id: int, reported: MetricValue | None, reached: float) -> None:
         # Several metrics: "best" is the best under the run's (first) objective.
         objective = self._engine.objective if self._engine is not None else None
-        final = score(reported, objective)
-        if not is_score(final):
-            return
-        for mode in _MODES:
-            best = self._best.get(mode)
-            if best is None or better(final, best[0], mode):
-                self._best[mode] = (final, model_id)
+        value = score(reported, objective)
+        if is_score(value):
+            self._ranked[model_id] = (float(reached), value)
+            self._best.clear()
+
+    def _unrank(self, model_id: int) -> None:
+        if self._ranked.pop(model_id, None) is not None:
+            self._best.clear()
 
     def line(self) -> str:
         """``trials 12/50 done (1 failed) | 2 interrupted | 2 running | 3 queued |
-        best 0.93 (max, #7) | 1m05s`` (interrupted only when there are some)."""
+        best 0.93 (max, #7) | 1m05s`` (interrupted only when there are some; the best
+        says ``#7 at step 3`` when no model trained to its end outranks it)."""
         done = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
-        best = self.best
-        shown = f"{best[0]:.6g} ({self.mode}, #{best[1]})" if best is not None else "-"
+        best, reached = self.best, self.best_fidelity
+        at = f" at step {reached:.0f}" if reached is not None and reached != math.inf else ""
+        shown = f"{best[0]:.6g} ({self.mode}, #{best[1]}{at})" if best is not None else "-"
         interrupted = f" | {self.interrupted} interrupted" if self.interrupted else ""
         paused = self._counts[ModelStatus.Paused]
         interrupted += f" | {paused} paused" if paused else ""

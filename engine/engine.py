@@ -51,8 +51,7 @@ from engine._journal import (
 from engine._objective import (
     MetricValue,
     Objective,
-    at_top_fidelity,
-    best_of,
+    best_ranked,
     check_mode,
     check_objectives,
     declare,
@@ -60,7 +59,6 @@ from engine._objective import (
     missing_objective,
     objectives_from_meta,
     objectives_meta,
-    score,
 )
 from engine._objective import sample_key as _sample_key
 from engine._queue import ModelQueue
@@ -517,20 +515,20 @@ class Engine:
             self.set_objectives(declared)
 
     def best(self, mode: str | None = None) -> ExecutableModelSpace | None:
-        """The trained model with the best final metric: the highest under ``"max"``, the
+        """The ranked model with the best metric: the highest under ``"max"``, the
         lowest under ``"min"`` (default: the run's :attr:`objective`, else ``"max"``).
         Models without a metric (or NaN) are left out; ties go to the earlier model.
         Only models at the highest fidelity any scored model reached compete: one trained
-        to its end beats every model stopped early (``metrics.stopped_at``), and one
-        stopped at step 9 beats one stopped at step 3. Models that report a dict rank by
+        to its end beats every model stopped early (``metrics.stopped_at``) or left
+        paused (ranked by its last intermediate at the step it reached), and one stopped
+        or paused at step 9 beats one at step 3. Models that report a dict rank by
         its value under the (first) objective; the Pareto front of a run with several
         objectives comes from ``engine.pareto`` / ``strategies.search``."""
         objective = self.objective
         chosen = mode if mode is not None else (
             objective.mode if objective is not None else "max")
-        trained = [h.model for h in self._handles.values() if h.status is ModelStatus.Trained]
-        return best_of(at_top_fidelity(trained, objective),
-                       lambda m: score(m.metric, objective), check_mode(chosen))
+        models = [h.model for h in self._handles.values()]
+        return best_ranked(models, objective, check_mode(chosen))
 
     # -- profiles ------------------------------------------------------------------------
 

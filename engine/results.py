@@ -7,7 +7,7 @@ Use::
     with open_run("runs/run-20260101-120000.nasrun") as run:
         for model in run.models():          # ModelRecord, id order
             print(model.id, model.status, model.final, model.sample)
-        run.best("max")                     # trained models, best first
+        run.best("max")                     # ranked models, highest fidelity, then best, first
         run.front()                         # the Pareto front (several objectives)
         run.hypervolume([0.0, 1e6])         # what it dominates up to a reference point
         run.metrics()                       # every reported metric, all attempts
@@ -36,7 +36,7 @@ from typing import Any, Literal
 import msgspec
 
 from engine._front import front, points
-from engine._objective import MetricValue, Objective, best_first, objectives_from_meta, score
+from engine._objective import MetricValue, Objective, fidelity, objectives_from_meta, ranked
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -54,7 +54,7 @@ from engine.events import (
     TrainingStarted,
 )
 from engine.pareto import hypervolume, modes_of
-from engine.space import ModelStatus
+from engine.space import Metrics, ModelStatus
 from engine.store._read import RunReader, decode_event
 
 __all__ = ("MetricPoint", "ModelRecord", "RunResults", "open_run")
@@ -78,7 +78,8 @@ class MetricPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 class ModelRecord(msgspec.Struct, kw_only=True):
     """One model as its events describe it. ``curve`` and ``final`` are those of the
-    latest attempt; ``steps`` (the fidelity it reached) is the last step it reported."""
+    latest attempt; ``steps`` is the last step it reported; ``fidelity`` the step it is
+    ranked at (stopped early or paused; ``math.inf``: trained to its end)."""
 
     id: int
     sample: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -91,6 +92,7 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     started_at: float | None = None  # the latest attempt's start
     ended_at: float | None = None
     duration: float | None = None  # training time of the trained attempt
+    stopped_at: int | None = None  # the step its strategy stopped it at (final: that step's)
     reason: str | None = None  # why it failed / is retrying / was interrupted or invalid
     error_type: str | None = None  # of the latest failure
     message: str | None = None
@@ -109,6 +111,18 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     def steps(self) -> int:
         """The last step reported: how far it trained (0 before the first report)."""
         return self.curve[-1][0] if self.curve else 0
+
+    @property
+    def metrics(self) -> Metrics:
+        """Its latest attempt's metrics (a new object each time), as a model holds them."""
+        return Metrics(intermediates=[value for _, value in self.curve], final=self.final,
+                       stopped_at=self.stopped_at)
+
+    @property
+    def fidelity(self) -> float:
+        """The step it ranks at: where its strategy stopped or paused it; ``math.inf``
+        when it trained to its end (see ``strategies.fidelity``)."""
+        return fidelity(self)
 
 
 class RunResults:
@@ -191,16 +205,15 @@ class RunResults:
         return dict(Counter(m.status.value for m in self._models.values()))
 
     def best(self, mode: Mode | None = None) -> list[ModelRecord]:
-        """Trained models with a final metric, best first (ties: lower id first). The
-        direction is ``mode``, else the one the run recorded (``Engine.set_objective``),
-        else max."""
+        """Ranked models, highest fidelity first, best first at each (ties: lower id
+        first): trained ones by their final, paused ones by their last intermediate at
+        the step they reached (``fidelity``). The direction is ``mode``, else the one the
+        run recorded (``Engine.set_objective``), else max."""
         objectives = self.objectives()
         recorded = objectives[0] if objectives else None
         if mode is None:
             mode = recorded.mode if recorded is not None else "max"
-        trained = sorted((m for m in self._models.values() if m.status is ModelStatus.Trained),
-                         key=lambda m: m.id)
-        return best_first(trained, lambda m: score(m.final, recorded), mode)
+        return ranked(self.models(), recorded, mode)
 
     def front(self, objectives: Sequence[Objective] | None = None) -> list[ModelRecord]:
         """The trained models on the Pareto front of ``objectives`` (default: the run's),
@@ -280,7 +293,7 @@ def _fold(model: ModelRecord, event: ModelEvent) -> None:
         model.worker, model.started_at = event.worker, event.time
         # An attempt continued from a checkpoint keeps the curve up to it.
         model.curve = [p for p in model.curve if p[0] <= event.resume_step]
-        model.final = None
+        model.final = model.stopped_at = None
         model.ended_at = model.duration = model.reason = None
     elif isinstance(event, MetricReported):
         model.curve.append((event.step, event.value))
@@ -290,7 +303,7 @@ def _fold(model: ModelRecord, event: ModelEvent) -> None:
         model.status, model.reason = ModelStatus.Frozen, None
     elif isinstance(event, ModelTrained):
         model.status, model.final, model.duration = ModelStatus.Trained, event.final, event.duration
-        model.ended_at = event.time
+        model.ended_at, model.stopped_at = event.time, event.stopped_at
     elif isinstance(event, ModelFailed):
         _fold_failure(model, event)
     elif isinstance(event, ModelRetrying):

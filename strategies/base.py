@@ -50,6 +50,7 @@ from engine._objective import (
     best_first,
     check_mode,
     is_score,
+    ranked_value,
     score,
 )
 from engine._objective import fidelity as fidelity
@@ -141,14 +142,16 @@ NOT_YET: Final = NotYet.token
 
 
 def _scored(model: ExecutableModelSpace) -> bool:
-    return model.status is ModelStatus.Trained and is_score(model.metric)
+    """A trained model with a final score, or a paused one with an intermediate score
+    (it ranks at the step it reached: ``engine._objective.ranked_value``)."""
+    return is_score(ranked_value(model))
 
 
 class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
     """One sample as :func:`ranked_samples` scores it: ``mean`` of the ``metrics`` of its
-    trained models at the highest ``fidelity`` it reached (in the order given), and
+    ranked models at the highest ``fidelity`` it reached (in the order given), and
     ``model``, the first of them. ``fidelity`` is ``math.inf`` for models trained to
-    their end, else the step they were stopped at (see :func:`fidelity`)."""
+    their end, else the step they were stopped or paused at (see :func:`fidelity`)."""
 
     model: ExecutableModelSpace
     mean: float
@@ -163,12 +166,14 @@ class RankedSample(msgspec.Struct, frozen=True, kw_only=True):
 
 def ranked_samples(models: Iterable[ExecutableModelSpace],
                    mode: Mode = "max") -> list[RankedSample]:
-    """Each sample with a trained model, highest fidelity first, then best mean metric
-    first (ties keep the order of the samples' first trained models): a sample trained
-    to the end ranks above every sample only stopped early, whatever their metrics.
-    A sample's mean is over its models at the highest fidelity it reached. Models that
-    did not train, or whose metric is missing or NaN, are left out of the means; a
-    sample with no trained model is dropped."""
+    """Each sample with a ranked model, highest fidelity first, then best mean metric
+    first (ties keep the order of the samples' first ranked models): a sample trained
+    to the end ranks above every sample only stopped early or paused, whatever their
+    metrics. A paused model ranks by its last intermediate at the step it reached, as
+    if stopped there. A sample's mean is over its models at the highest fidelity it
+    reached. Models that did not train (and are not paused after a report), or whose
+    metric is missing or NaN, are left out of the means; a sample with no ranked model
+    is dropped."""
     checked = check_mode(mode)
     groups: dict[bytes, list[ExecutableModelSpace]] = {}
     for model in models:
@@ -181,7 +186,7 @@ def ranked_samples(models: Iterable[ExecutableModelSpace],
 
 def _entry(group: list[ExecutableModelSpace]) -> RankedSample:
     top = at_top_fidelity(group)
-    metrics = tuple(float(m.metric) for m in top)  # type: ignore[arg-type]
+    metrics = tuple(float(ranked_value(m)) for m in top)  # type: ignore[arg-type]
     return RankedSample(model=top[0], mean=statistics.fmean(metrics), metrics=metrics,
                         fidelity=fidelity(top[0]))
 
@@ -190,7 +195,9 @@ def rank(models: Iterable[ExecutableModelSpace], mode: Mode = "max") -> list[Exe
     """One model per sample, best first: a sample evaluated several times is scored by the
     mean metric of its trained models and stands for itself once, by its first trained
     model (whose own ``metric`` is that one evaluation's; :func:`ranked_samples` has the
-    means). Models that did not train or have no metric are dropped."""
+    means). A paused model ranks at the step it reached (:func:`ranked_samples`); its
+    ``metric`` is None (its value: ``metrics.intermediates[-1]``). Models that did not
+    train or have no metric are dropped."""
     return [entry.model for entry in ranked_samples(models, mode)]
 
 
@@ -509,8 +516,9 @@ async def search(
     space: ExecutableModelSpace, strategy: Strategy, engine: EngineLike, *, mode: str | None = None
 ) -> list[ExecutableModelSpace]:
     """Run ``strategy`` over ``space`` on ``engine`` (an entered ``Engine``) and return
-    :func:`rank` of the models the engine holds: one per trained sample, best mean metric
-    first. With several objectives (a multi-objective strategy, or
+    :func:`rank` of the models the engine holds: one per ranked sample (trained, or left
+    paused at the step it reached), highest fidelity first, best mean metric first at
+    each. With several objectives (a multi-objective strategy, or
     ``engine.set_objectives``), the Pareto front instead (:func:`pareto_front`).
     ``mode`` defaults to the strategy's own (``"max"`` when it has none); it is
     the engine's objective (``engine.set_objective``), so ``engine.best()``, the run file
@@ -529,7 +537,8 @@ async def search(
     await strategy.run(engine, space)
     handles = engine.handles()
     failed = [h for h in handles if h.model.status is ModelStatus.Failed]
-    if failed and not any(h.model.status is ModelStatus.Trained for h in handles):
+    if failed and not any(_scored(h.model) or h.model.status is ModelStatus.Trained
+                          for h in handles):
         unknown = TrialError(type="Failed", message="no error was recorded")
         errors = [(h.model_id, h.model.error or unknown) for h in failed]
         raise SearchFailed(sorted(errors, key=lambda pair: pair[0]))

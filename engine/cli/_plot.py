@@ -6,11 +6,22 @@ with the front highlighted; with more, one such scatter per pair of objectives."
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from engine._front import front, points
-from engine._objective import Mode, Objective, better, check_mode, is_score, score
+from engine._objective import (
+    Mode,
+    Objective,
+    better,
+    check_mode,
+    fidelity,
+    is_score,
+    ranked_value,
+    score,
+)
 from engine.cli._report import objective_of, objectives_of, ranking_mode
 from engine.space import ModelStatus
 from engine.store._read import RunReader, StoredModel
@@ -22,35 +33,58 @@ class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def best_so_far(models: list[StoredModel], mode: Mode,
-                objective: Objective | None = None) -> list[tuple[int, float, float, float]]:
-    """``(trial number, seconds since the first trial was queued, its final, best final so
-    far)`` for each trained model, in the order the trials finished (failed ones count as
-    trials)."""
-    done = sorted((m for m in models if m.status.completed() and m.ended_at is not None),
-                  key=lambda m: (m.ended_at, m.id))
+Point: TypeAlias = tuple[int, float, float, float, float]
+
+
+def best_so_far(models: list[StoredModel], mode: Mode, objective: Objective | None = None,
+                paused_at: Mapping[int, float] | None = None) -> list[Point]:
+    """``(trial number, seconds since the first trial was queued, its value, best value
+    so far, its fidelity)`` for each ranked model, in the order the trials finished or
+    paused (failed ones count as trials). Its value is a trained model's final, a paused
+    one's last intermediate; the best so far is the best at the highest fidelity reached
+    so far (``engine._objective.ranked``), so a model stopped or paused after 2 steps
+    never stands above one trained to its end. ``paused_at``: when each paused model
+    paused (``RunReader.paused_at``; else the start of its latest attempt)."""
+    mode = check_mode(mode)
+    done = _in_order(models, paused_at or {})
     if not done:
         return []
-    mode = check_mode(mode)
-    start = min(m.queued_at if m.queued_at is not None else m.ended_at or 0.0 for m in done)
-    points: list[tuple[int, float, float, float]] = []
-    best: float | None = None
-    for trial, m in enumerate(done, 1):
-        final = score(m.metrics.final, objective)  # a dict: its value under objective
-        if m.status is not ModelStatus.Trained or not is_score(final):
+    start = min(m.queued_at if m.queued_at is not None else when for when, m in done)
+    points: list[Point] = []
+    best: tuple[float, float] | None = None  # (fidelity, value)
+    for trial, (when, m) in enumerate(done, 1):
+        value = score(ranked_value(m), objective)  # a dict: its value under objective
+        if not is_score(value):
             continue
-        if best is None or better(final, best, mode):
-            best = final
-        points.append((trial, (m.ended_at or 0.0) - start, final, best))
+        reached = fidelity(m)
+        if best is None or reached > best[0] or (
+                reached == best[0] and better(value, best[1], mode)):
+            best = (reached, value)
+        points.append((trial, when - start, value, best[1], reached))
     return points
 
 
-def run_points(reader: RunReader, mode: str | None = None) -> tuple[
-        Objective, list[tuple[int, float, float, float]]]:
+def _in_order(models: list[StoredModel],
+              paused_at: Mapping[int, float]) -> list[tuple[float, StoredModel]]:
+    """The completed and paused models with the time they ended or paused, in order."""
+    timed = []
+    for m in models:
+        if m.status is ModelStatus.Paused:
+            when = paused_at.get(m.id, m.started_at)
+        else:
+            when = m.ended_at if m.status.completed() else None
+        if when is not None:
+            timed.append((when, m))
+    return sorted(timed, key=lambda pair: (pair[0], pair[1].id))
+
+
+def run_points(reader: RunReader, mode: str | None = None) -> tuple[Objective, list[Point]]:
     """The objective the plot of ``reader``'s run ranks by (the recorded one; ``mode``
     overrides its direction) and its :func:`best_so_far` points."""
     objective, _ = ranking_mode(objective_of(reader), mode)
-    return objective, best_so_far(reader.models(), objective.mode, objective)
+    models = reader.models()
+    paused = reader.paused_at() if any(m.status is ModelStatus.Paused for m in models) else {}
+    return objective, best_so_far(models, objective.mode, objective, paused)
 
 
 def plot_run(reader: RunReader, path: Path, *, mode: str | None = None) -> int:
@@ -65,11 +99,18 @@ def plot_run(reader: RunReader, path: Path, *, mode: str | None = None) -> int:
     Figure = figure_type
     figure = Figure(figsize=(10, 4), layout="constrained")
     by_trial, by_time = figure.subplots(1, 2, sharey=True)
-    trials, seconds, finals, best = ([p[i] for p in points] for i in range(4))
-    minutes = [s / 60 for s in seconds]
-    for axes, xs in ((by_trial, trials), (by_time, minutes)):
-        axes.scatter(xs, finals, s=8, color="0.6", label="trial")
-        axes.step(xs, best, where="post", label="best so far")
+    full = [p for p in points if p[4] == math.inf]
+    short = [p for p in points if p[4] != math.inf]  # say which: ranked at a lower fidelity
+    for axes, x in ((by_trial, 0), (by_time, 1)):
+        scale = 1 if x == 0 else 60
+        axes.scatter([p[x] / scale for p in full], [p[2] for p in full], s=8, color="0.6",
+                     label="trained to its end")
+        if short:
+            axes.scatter([p[x] / scale for p in short], [p[2] for p in short], s=10,
+                         marker="x", color="C1",
+                         label="stopped early or paused (at the step reached)")
+        axes.step([p[x] / scale for p in points], [p[3] for p in points], where="post",
+                  label="best so far (at the highest fidelity reached)")
         axes.grid(alpha=0.3)
     by_trial.set(xlabel="trials finished",
                  ylabel=f"final {objective.name} ({objective.mode} is better)")

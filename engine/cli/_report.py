@@ -4,6 +4,7 @@ reasons, exports. "Best" follows the objective the run recorded (see engine._obj
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,12 +17,12 @@ from engine._objective import (
     MetricValue,
     Mode,
     Objective,
-    best_first,
     check_mode,
     fidelity,
     objective_from_meta,
     objectives_from_meta,
-    score,
+    ranked,
+    ranked_value,
 )
 from engine.events import EngineStopped
 from engine.pareto import hypervolume, modes_of
@@ -71,12 +72,11 @@ def ranking_mode(recorded: Objective | None, requested: str | None) -> tuple[Obj
 
 def best_models(models: Iterable[StoredModel], mode: Mode,
                 objective: Objective | None = None) -> list[StoredModel]:
-    """Trained models with a final metric, highest fidelity first (trained to the end,
-    then stopped early at a later step), best first at each (ties: lower id first).
-    Models that reported several metrics rank by their value under ``objective``."""
-    trained = sorted((m for m in models if m.status is ModelStatus.Trained), key=lambda m: m.id)
-    ranked = best_first(trained, lambda m: score(m.metrics.final, objective), mode)
-    return sorted(ranked, key=lambda m: -fidelity(m))
+    """Ranked models, highest fidelity first (trained to the end, then stopped early or
+    left paused at a later step), best first at each (ties: lower id first): trained
+    ones by their final, paused ones by their last intermediate. Models that reported
+    several metrics rank by their value under ``objective``."""
+    return ranked(sorted(models, key=lambda m: m.id), objective, mode)
 
 
 def failure_reasons(models: Iterable[StoredModel],
@@ -126,7 +126,10 @@ def show(reader: RunReader, out: TextIO, *, top: int, mode: str | None = None,
     if not best:
         out.write("\nno trained model yet\n")
         return
-    out.write(f"\nbest {min(top, len(best))} of {len(best)} trained ({objective.mode} final "
+    paused = sum(m.status is ModelStatus.Paused for m in best)
+    which = (f"{len(best)} trained" if not paused else
+             f"{len(best)} ranked ({len(best) - paused} trained, {paused} paused)")
+    out.write(f"\nbest {min(top, len(best))} of {which} ({objective.mode} final "
               f"{objective.name}, {source}):\n")
     out.write(_table(best[:top]))
 
@@ -249,11 +252,12 @@ def _table(models: list[StoredModel]) -> str:
     lines = [head]
     for rank, m in enumerate(models, 1):
         duration = f"{m.duration:.1f}s" if m.duration is not None else "-"
-        if m.metrics.stopped_at is not None:
-            duration += f" (stopped at step {m.metrics.stopped_at})"
+        if fidelity(m) != math.inf:  # say which: where it ranks
+            how = "paused" if m.status is ModelStatus.Paused else "stopped"
+            duration += f" ({how} at step {fidelity(m):.0f})"
         sample = _encoder.encode(m.sample).decode()
-        lines.append(f"{rank:>4}  {m.id:>6}  {metric_text(m.metrics.final):>12}  {m.attempts:>8}  "
-                     f"{duration:>9}  {sample}\n")
+        lines.append(f"{rank:>4}  {m.id:>6}  {metric_text(ranked_value(m)):>12}  "
+                     f"{m.attempts:>8}  {duration:>9}  {sample}\n")
     return "".join(lines)
 
 

@@ -22,6 +22,7 @@ from engine.events import (
     EventBase,
     MetricReported,
     ModelFailed,
+    ModelPaused,
     TrainingStarted,
     _decode_non_finite,
     decode_json,
@@ -334,6 +335,13 @@ class RunReader:
 
     def meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def paused_at(self) -> dict[int, float]:
+        """When each model that ever paused last paused (the time of its latest
+        ``paused`` event), by model id. One pass over the events."""
+        rows = self._conn.execute("SELECT model_id, max(time) FROM events WHERE kind = ? "
+                                  "GROUP BY model_id", (_kind(ModelPaused),))
+        return {model_id: when for model_id, when in rows}
 
     def last_engine_event(self) -> Event | None:
         """The latest engine_started or engine_stopped event, or None."""
