@@ -65,17 +65,29 @@ class UnknownEventKind(RunFileError):
 
 
 def decode_event(path: Path, seq: int, kind: str, data: str | bytes) -> Event:
-    """One stored event; UnknownEventKind (naming it) when its kind is not known here."""
+    """One stored event; UnknownEventKind (naming it) when its kind is not known here,
+    RunFileError naming it and the field when its data does not read as that kind (a
+    value of a shape this version does not know, or a damaged row)."""
     if kind not in EVENT_KINDS:
         raise UnknownEventKind(path, seq, kind)
     try:
         return decode_json(data)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError as exc:
         # Files written before NaN was spelled "nan" hold null for a non-finite metric.
-        event = _decode_non_finite(data, _LEGACY_SPELLINGS)
+        event = _legacy_event(data)
         if event is None:
-            raise
+            raise RunFileError(
+                f"{path}: event {seq} ({kind!r}) does not read as a {kind!r} event of this "
+                f"nas-engine ({exc}): a newer nas-engine may have written it (upgrade "
+                "nas-engine to read the run), or the file is damaged") from None
         return event
+
+
+def _legacy_event(data: str | bytes) -> Event | None:
+    try:
+        return _decode_non_finite(data, _LEGACY_SPELLINGS)
+    except msgspec.DecodeError:  # not JSON at all
+        return None
 
 
 _LEGACY_SPELLINGS: dict[str | None, float] = {
@@ -226,7 +238,7 @@ def _model(model_id: int, row: tuple[Any, ...], values: list[MetricValue],
     if final is None and status is ModelStatus.Trained:
         final = math.nan  # SQLite stores a NaN as NULL
     elif isinstance(final, str):  # several metrics: their JSON (see _write)
-        final = _metrics_decoder.decode(final)
+        final = _metrics(model_id, final)
     return StoredModel(
         id=model_id, sample=_sample_decoder.decode(row[1]), status=status,
         attempts=row[3], metrics=Metrics(intermediates=values, final=final,
@@ -235,6 +247,19 @@ def _model(model_id: int, row: tuple[Any, ...], values: list[MetricValue],
         worker=row[9], reason=row[10], blob=row[11] if len(row) > 11 else None,
         checkpoint=checkpoint,
     )
+
+
+def _metrics(model_id: int, text: str) -> dict[str, float]:
+    """A final of several metrics from its JSON text; RunFileError naming the model when
+    the text is not a JSON object of named numbers."""
+    try:
+        return _metrics_decoder.decode(text)
+    except msgspec.DecodeError as exc:
+        raise RunFileError(
+            f"the run file's final of model {model_id} is {text[:80]!r}, neither a number "
+            f"nor a JSON object of named numbers ({exc}): a newer nas-engine may have "
+            "written it (upgrade nas-engine to read the run), or the file is damaged"
+        ) from None
 
 
 def read_outputs(conn: sqlite3.Connection, model_id: int | None = None) -> list[StoredOutput]:

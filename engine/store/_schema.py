@@ -29,11 +29,19 @@ __all__ = (
 
 # PRAGMA application_id: marks an SQLite file as a nas-engine run ("NASR").
 APPLICATION_ID = 0x4E415352
-# PRAGMA user_version: bump it (and add a migration) whenever the tables change or an
-# event kind is added (an older reader then refuses the file instead of misreading it).
+# PRAGMA user_version: bump it (and add a migration) whenever the tables change, an
+# event kind is added, or a column or an event field may hold a value of a new shape
+# (an older reader then refuses the file, naming the versions, instead of misreading it
+# or failing on a value it cannot decode).
 #   1: intermediates as a JSON array in each model row (rewritten per report: quadratic)
 #   2: intermediates read from the metric events after ``models.attempt_seq`` (a report
-#      writes its event row and nothing else); an ``outputs`` table
+#      writes its event row and nothing else); an ``outputs`` table. Later writers of
+#      version 2 (from the commit "Several metrics per model") may store a dict of named
+#      numbers as a final (its JSON text in the REAL ``models.final``) and as the value
+#      of a metric or trained event, without a bump: the readers of version 2 before
+#      them fail on such a file with a validation error. Every reader of version 3 reads
+#      those dicts, and every file a writer opens is brought to 3, so a file written now
+#      announces its dicts to those older readers, which refuse it by its version.
 #   3: pause and resume: event kinds ``paused`` and ``resumed``, status ``paused``,
 #      ``models.checkpoint`` (the step of a paused model's checkpoint); a training event
 #      may continue a curve (``resume_step``), so ``attempt_seq`` is where the model's
