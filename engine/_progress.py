@@ -178,6 +178,7 @@ class Progress:
         elif isinstance(event, ModelTrained | ModelFailed | ModelInvalid | ModelInterrupted):
             self._release(event.model_id)
             self._last.pop(event.model_id, None)
+            self._unrank(event.model_id)  # a paused model may end interrupted
             self._set(event.model_id, _ENDED[type(event)])
             if isinstance(event, ModelTrained):
                 self._rank(event.model_id, event.final, math.inf if event.stopped_at is None

@@ -159,3 +159,29 @@ async def test_progress_line_ranks_paused_models_live_and_after_a_resume(
         resumed.update(await stream.__anext__())  # its first event: engine_started
         assert resumed.best == (value(2, 3), best_id)
         assert "| 4 paused |" in resumed.line()
+
+
+async def test_a_paused_model_that_is_cancelled_leaves_the_progress_ranking() -> None:
+    async with Engine(InlinePool(1)) as engine:
+        log = engine.subscribe()
+
+        def pause(handle: e.ModelHandle, step: int, _: object) -> None:
+            if step == 2:
+                handle.pause()
+
+        engine.listen(pause)
+        handle = await engine.submit(space().freeze({"x": 3}))
+        progress = Progress()
+        async for event in log:
+            progress.update(event)
+            if isinstance(event, ev.ModelPaused):
+                break
+        assert progress.best == (value(3, 2), handle.model_id)
+        handle.cancel()
+        async for event in log:
+            progress.update(event)
+            if isinstance(event, ev.ModelInterrupted):
+                break
+    assert handle.status is ModelStatus.Interrupted
+    assert progress.best is None
+    assert engine.best() is None
