@@ -192,10 +192,17 @@ async def test_it_beats_random_search_on_a_small_table() -> None:
     ({"random_candidates": -1}, "random_candidates must be an int >= 0, got -1"),
     ({"beta": float("nan")}, "beta must be a finite number >= 0, got nan"),
     ({"bins": True}, "bins must be an int >= 1, got True"),
+    ({"restart_pool": 0}, "restart_pool must be an int >= 1, got 0"),
+    ({"tabu": -1}, "tabu must be an int >= 0, got -1"),
 ])
 def test_bad_arguments_say_what_to_pass(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ModelBased(**kwargs)
+
+
+def test_restart_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="restart must be True or False, got 1"):
+        ModelBased(restart=1)  # type: ignore[arg-type]
 
 
 def test_the_surrogate_encodes_absent_labels_and_log_bins() -> None:
@@ -216,3 +223,44 @@ def test_the_surrogate_encodes_absent_labels_and_log_bins() -> None:
         encoder.tokens({"kind": "a"}))[0]
     assert surrogate.predict(encoder.tokens({"kind": "c"}))[1] > surrogate.predict(
         encoder.tokens({"kind": "b"}))[1]  # never seen: more novel
+
+
+def hits(sample: dict[str, Any]) -> float:
+    """Labels equal to TARGET's: one optimum, TARGET, that every neighbour falls short of."""
+    return float(sum(sample[label] == TARGET[label] for label in LABELS))
+
+
+def distance(sample: dict[str, Any], other: dict[str, Any]) -> int:
+    return sum(sample[label] != other[label] for label in LABELS)
+
+
+async def test_a_local_optimum_is_left_for_good() -> None:
+    """TARGET, the only local optimum, is found; once its neighbourhood is searched out
+    the search restarts and stays more than ``tabu`` labels away from it (without the
+    restart, the surrogate would keep trying TARGET's two-label mutations)."""
+    async def score(model: Cell) -> float:
+        return hits(dict(zip(LABELS, model.ops, strict=True)))
+
+    space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(score))
+    strategy = ModelBased(seed=1, restart=True, tabu=2)
+    found = samples(await run(strategy, space, 120))
+    assert TARGET in found
+    assert strategy.optima[0] == TARGET
+    assert all(distance(sample, TARGET) > 2 for sample in found[-20:])
+
+
+async def test_a_resumed_search_rebuilds_its_restarts(tmp_path: Path) -> None:
+    journal = tmp_path / "run.nasrun"
+
+    async def score(model: Cell) -> float:
+        return hits(dict(zip(LABELS, model.ops, strict=True)))
+
+    space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(score))
+    first = ModelBased(seed=1, restart=True)
+    async with Engine(InlinePool(1), max_trials=120, journal=journal) as engine:
+        await first.run(engine, space)
+    assert first.optima
+    async with Engine(InlinePool(1), max_trials=121, journal=journal) as engine:
+        resumed = ModelBased(seed=1, restart=True)
+        await resumed.run(engine, space)
+    assert resumed.optima[:len(first.optima)] == first.optima
