@@ -202,6 +202,8 @@ class ModelBased(BaseStrategy):
             key = self._keys[index]
             total, count = self._running.get(key, (0.0, 0))
             self._running[key] = (total + self._results[index][1], count + 1)
+            if count and key not in self._epoch:  # a re-evaluation of an older sample
+                continue
             self._epoch.add(key)
             center = max(self._epoch, key=lambda k: self._running[k][0] / self._running[k][1])
             if center != self._center:

@@ -264,3 +264,18 @@ async def test_a_resumed_search_rebuilds_its_restarts(tmp_path: Path) -> None:
         resumed = ModelBased(seed=1, restart=True)
         await resumed.run(engine, space)
     assert resumed.optima[:len(first.optima)] == first.optima
+
+
+async def test_re_evaluating_a_left_optimum_does_not_restart_again() -> None:
+    """TARGET stays the best sample, so it is trained again after the search left it; that
+    result must not make it the centre again (which would end each new local search at
+    once and remember TARGET as an optimum once per re-evaluation)."""
+    async def score(model: Cell) -> float:
+        return hits(dict(zip(LABELS, model.ops, strict=True)))
+
+    space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(score))
+    strategy = ModelBased(seed=1, reevaluate=Reevaluation(share=0.05), restart=True)
+    found = samples(await run(strategy, space, 150))
+    assert found.count(TARGET) >= 3  # re-evaluated after the restart
+    assert strategy.optima[0] == TARGET
+    assert TARGET not in strategy.optima[1:]
