@@ -242,7 +242,7 @@ async def test_a_local_optimum_is_left_for_good() -> None:
         return hits(dict(zip(LABELS, model.ops, strict=True)))
 
     space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(score))
-    strategy = ModelBased(seed=1, restart=True, tabu=2)
+    strategy = ModelBased(seed=1, restart=True, tabu=2)  # wider than the default 1
     found = samples(await run(strategy, space, 120))
     assert TARGET in found
     assert strategy.optima[0] == TARGET
