@@ -174,7 +174,9 @@ class ModelBased(BaseStrategy):
         self._neighbourhood: int | None = None  # one-label neighbours of a sample
         self._advanced = 0  # results the epochs account for
         self._running: dict[bytes, tuple[float, int]] = {}  # sum and count, so far
-        self._epoch: set[bytes] = set()  # samples trained since the last restart
+        # samples trained since the last restart, in order (a set's order would change
+        # with the hash seed, and ties of means would pick another centre per process)
+        self._epoch: dict[bytes, None] = {}
         self._center: bytes | None = None  # the best of them: the local search's parent
         self._stall = 0  # results since the centre last changed
         self._optima: list[dict[str, Any]] = []  # the centres of the finished epochs
@@ -208,7 +210,7 @@ class ModelBased(BaseStrategy):
             self._running[key] = (total + self._results[index][1], count + 1)
             if count and key not in self._epoch:  # a re-evaluation of an older sample
                 continue
-            self._epoch.add(key)
+            self._epoch[key] = None
             center = max(self._epoch, key=lambda k: self._running[k][0] / self._running[k][1])
             if center != self._center:
                 self._center, self._stall = center, 0
@@ -217,7 +219,7 @@ class ModelBased(BaseStrategy):
             if self.restart and (self._stall >= 2 * size or (
                     self._stall > 0 and self._neighbours_known(center, index) >= size)):
                 self._optima.append(self._samples[center])
-                self._epoch, self._center, self._stall = set(), None, 0
+                self._epoch, self._center, self._stall = {}, None, 0
 
     def _neighbours_known(self, center: bytes, index: int) -> int:
         """How many one-label neighbours of ``center`` are among the first ``index + 1``
@@ -253,7 +255,7 @@ class ModelBased(BaseStrategy):
             min(len(leaf.values) - 1, MAX_NEIGHBOURS) if isinstance(leaf, Categorical)
             else len(NUMERICAL_STEPS) if isinstance(leaf, Numerical) else 1
             for leaf in leaves.values())
-        self._advanced, self._epoch, self._center, self._stall = 0, set(), None, 0
+        self._advanced, self._epoch, self._center, self._stall = 0, {}, None, 0
         self._running = {}
         self._optima = []
         self._advance()
