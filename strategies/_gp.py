@@ -49,25 +49,49 @@ class Points:
     def __init__(self, leaves: Mapping[str, LabeledMutable]) -> None:
         self.leaves = leaves
         self.numeric = [isinstance(leaf, Numerical) for leaf in leaves.values()]
+        self._positions = [_positions(leaf) for leaf in leaves.values()]
 
     def encode(self, samples: Sequence[Mapping[str, Any]]) -> Array:
-        rows = [[_number(leaf, sample, label) for label, leaf in self.leaves.items()]
+        rows = [[self._number(j, leaf, sample, label)
+                 for j, (label, leaf) in enumerate(self.leaves.items())]
                 for sample in samples]
         return np.array(rows, dtype=np.float64).reshape(len(samples), len(self.leaves))
 
-
-def _number(leaf: LabeledMutable, sample: Mapping[str, Any], label: str) -> float:
-    if label not in sample:
-        return math.nan
-    value = sample[label]
-    if isinstance(leaf, Numerical):
-        return quantile(leaf, float(value)) if isinstance(value, int | float) else math.nan
-    if isinstance(leaf, Categorical):
-        try:
-            return float(leaf.values.index(value))
-        except ValueError:  # a value of another version of the space
+    def _number(self, j: int, leaf: LabeledMutable, sample: Mapping[str, Any],
+                label: str) -> float:
+        value = sample.get(label, _ABSENT)
+        positions = self._positions[j]
+        if positions is not None:  # a Categorical of hashable values: one lookup
+            try:
+                return positions.get(value, math.nan)
+            except TypeError:  # an unhashable value: not one of these
+                return math.nan
+        if value is _ABSENT:
             return math.nan
-    return math.nan  # another kind of leaf: the kernel does not see it
+        if isinstance(leaf, Numerical):
+            return quantile(leaf, float(value)) if isinstance(value, int | float) else math.nan
+        if isinstance(leaf, Categorical):
+            try:
+                return float(leaf.values.index(value))
+            except ValueError:  # a value of another version of the space
+                return math.nan
+        return math.nan  # another kind of leaf: the kernel does not see it
+
+
+_ABSENT = object()
+
+
+def _positions(leaf: LabeledMutable) -> dict[Any, float] | None:
+    """Each value's position, for a Categorical whose values are all hashable."""
+    if not isinstance(leaf, Categorical):
+        return None
+    try:
+        positions: dict[Any, float] = {}
+        for index, value in enumerate(leaf.values):
+            positions.setdefault(value, float(index))
+        return positions
+    except TypeError:
+        return None
 
 
 def distances(a: Array, b: Array, numeric: Sequence[bool]) -> Array:
