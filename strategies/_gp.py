@@ -48,7 +48,9 @@ class Points:
 
     def __init__(self, leaves: Mapping[str, LabeledMutable]) -> None:
         self.leaves = leaves
-        self.numeric = [isinstance(leaf, Numerical) for leaf in leaves.values()]
+        self.kinds = [0 if isinstance(leaf, Numerical) else
+                      len(leaf.values) if isinstance(leaf, Categorical) else 1
+                      for leaf in leaves.values()]  # see distances()
         self._positions = [_positions(leaf) for leaf in leaves.values()]
 
     def encode(self, samples: Sequence[Mapping[str, Any]]) -> Array:
@@ -94,18 +96,29 @@ def _positions(leaf: LabeledMutable) -> dict[Any, float] | None:
         return None
 
 
-def distances(a: Array, b: Array, numeric: Sequence[bool]) -> Array:
-    """The ``(len(a), len(b))`` matrix of mean per-label distances, each in [0, 1]."""
+def distances(a: Array, b: Array, kinds: Sequence[int]) -> Array:
+    """The ``(len(a), len(b))`` matrix of mean per-label distances, each in [0, 1]:
+    ``kinds`` holds, per label, 0 for a Numerical, else how many values it has."""
     total = np.zeros((a.shape[0], b.shape[0]))
-    for j, is_numeric in enumerate(numeric):
+    choices = [j for j, kind in enumerate(kinds) if kind]
+    if choices:  # Hamming: labels minus matches, a product of one-hot codes
+        total += len(choices) - _one_hot(a, choices, kinds) @ _one_hot(b, choices, kinds).T
+    for j in (j for j, kind in enumerate(kinds) if not kind):
         x, y = a[:, j][:, None], b[:, j][None, :]
         missing_x, missing_y = np.isnan(x), np.isnan(y)
-        if is_numeric:
-            gap = np.abs(np.where(missing_x, 0.0, x) - np.where(missing_y, 0.0, y))
-        else:
-            gap = (x != y).astype(np.float64)
+        gap = np.abs(np.where(missing_x, 0.0, x) - np.where(missing_y, 0.0, y))
         total += np.where(missing_x | missing_y, (missing_x != missing_y) * 1.0, gap)
-    return total / max(len(numeric), 1)
+    return total / max(len(kinds), 1)
+
+
+def _one_hot(rows: Array, columns: list[int], kinds: Sequence[int]) -> Array:
+    """One column per value of each Categorical label, and one for "missing"."""
+    parts = []
+    for j in columns:
+        values = rows[:, j][:, None]
+        parts.append(values == np.arange(kinds[j])[None, :])
+        parts.append(np.isnan(values))
+    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 class Fit:
@@ -116,10 +129,9 @@ class Fit:
         self.theta, self.ratio, self.y, self.counts = theta, ratio, y, counts
         k = np.exp(-theta * d) + np.diag(ratio / counts + JITTER)
         self._factor = np.linalg.cholesky(k)
-        inverse_factor = np.linalg.inv(self._factor)
-        self._inverse = inverse_factor.T @ inverse_factor
-        self.alpha = self._inverse @ y
+        self.alpha = np.linalg.solve(k, y)
         self.s2 = max(float(y @ self.alpha) / max(len(y), 1), 1e-12)
+        self._inverse: Array | None = None  # L^-1, made on the first predict (not for a grid)
 
     @property
     def log_likelihood(self) -> float:
@@ -136,9 +148,12 @@ class Fit:
     def predict(self, cross: Array) -> tuple[Array, Array]:
         """(mean, standard deviation) at points whose distances to the fitted ones are
         the rows of ``cross``."""
+        if self._inverse is None:  # of the Cholesky factor: k K^-1 k' = |L^-1 k'|^2
+            self._inverse = np.linalg.inv(self._factor)
         k = np.exp(-self.theta * cross)
         mean = k @ self.alpha
-        variance = 1.0 - np.einsum("ij,ij->i", k @ self._inverse, k)
+        whitened = k @ self._inverse.T
+        variance = 1.0 - np.einsum("ij,ij->i", whitened, whitened)
         return mean, np.sqrt(np.maximum(variance, 1e-12) * self.s2)
 
 

@@ -127,6 +127,7 @@ class BayesOpt(BaseStrategy):
         self._failed: set[bytes] = set()
         self._points: Points | None = None
         self._rows: list[Array] = []  # the encoded row of each key of _metrics, in order
+        self._distances = np.zeros((0, 0))  # between the first rows, kept as they grow
         self._hyper: tuple[float, float] | None = None  # (theta, ratio) last chosen
         self._hyper_on = 0  # trained samples when it was chosen
         self._sampler: UnseenSampler | None = None
@@ -159,7 +160,7 @@ class BayesOpt(BaseStrategy):
             new = [self._samples[key] for key in keys[len(self._rows):]]
             self._rows.extend(self._points.encode(new))
         x = np.array(self._rows)
-        d = distances(x, x, self._points.numeric)
+        d = self._distances = _grown(self._distances, x, self._points.kinds)
         y = np.array(normal_scores([statistics.fmean(self._metrics[k]) for k in keys]))
         counts = np.array([float(len(self._metrics[k])) for k in keys])
         if self._hyper is None or len(keys) >= REGRID_GROWTH * self._hyper_on:
@@ -178,7 +179,7 @@ class BayesOpt(BaseStrategy):
         if again is not None:
             return again
         if self._sampler is None or self._sampler.leaves is not leaves:
-            self._points, self._rows = Points(leaves), []
+            self._points, self._rows, self._distances = Points(leaves), [], np.zeros((0, 0))
             self._sampler = UnseenSampler(leaves, self.rng)
         if len(self._metrics) + self.in_flight >= self.n_initial and len(self._metrics) >= 2:
             pick = self._pick(leaves)
@@ -202,7 +203,7 @@ class BayesOpt(BaseStrategy):
         x = np.array(self._rows)
         if flying:
             x = np.concatenate([x, self._points.encode(flying)])
-        mean, std = model.predict(distances(points, x, self._points.numeric))
+        mean, std = model.predict(distances(points, x, self._points.kinds))
         scores = expected_improvement(mean, std, float(fitted.max()))
         for index in map(int, np.argsort(-scores, kind="stable")):
             if self.is_new(candidates[index]):
@@ -223,9 +224,9 @@ class BayesOpt(BaseStrategy):
         """``model`` refitted (same hyper-parameters) with each of ``flying`` at its mean."""
         assert self._points is not None  # for mypy: propose set it up
         x, z = np.array(self._rows), self._points.encode(flying)
-        cross = distances(z, x, self._points.numeric)
+        cross = distances(z, x, self._points.kinds)
         believed = model.predict_mean(cross)
-        full = np.block([[d, cross.T], [cross, distances(z, z, self._points.numeric)]])
+        full = np.block([[d, cross.T], [cross, distances(z, z, self._points.kinds)]])
         y = np.concatenate([model.y, believed])
         counts = np.concatenate([model.counts, np.ones(len(flying))])
         return Fit(full, y, counts, model.theta, model.ratio)
@@ -295,6 +296,15 @@ class BayesOpt(BaseStrategy):
                 f"reevaluate={self.reevaluate!r}, seed={self.seed!r}, "
                 f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
                 f"deterministic={self.deterministic})")
+
+
+def _grown(d: Array, x: Array, kinds: list[int]) -> Array:
+    """``d``, the distances between the first rows of ``x``, extended to all of them."""
+    old = d.shape[0]
+    if old == len(x):
+        return d
+    new = distances(x[old:], x, kinds)
+    return np.block([[d, new[:, :old].T], [new]])
 
 
 def normal_scores(values: list[float]) -> list[float]:

@@ -238,7 +238,7 @@ def test_distances_are_hamming_on_choices_and_gaps_on_numbers() -> None:
     x = points.encode([{"kind": "a", "lr": 1e-5, "dropout": 0.0},
                        {"kind": "c", "lr": 1e-3, "dropout": 0.0},
                        {"kind": "a"}, {}])  # the last two: conditional samples
-    d = distances(x, x, points.numeric)
+    d = distances(x, x, points.kinds)
     assert d[0, 1] == pytest.approx((1 + 0.4 + 0) / 3)  # 1e-3: 40% of 1e-5..1 in log
     assert d[0, 2] == pytest.approx(2 / 3)  # a value against a missing one: 1
     assert d[2, 3] == pytest.approx(1 / 3)  # missing against missing: 0
@@ -251,7 +251,7 @@ def test_the_marginal_likelihood_picks_the_length_scale_of_the_data() -> None:
     white noise wants a short one or a large noise ratio."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 5, (80, 6)).astype(np.float64)
-    d = distances(x, x, [False] * 6)
+    d = distances(x, x, [5] * 6)
     counts = np.ones(80)
     smooth = fit(d, (x[:, 0] == 1) * 2.0 - 0.4, counts, [(1.0, 0.02), (16.0, 0.02)])
     assert smooth.theta == 1.0
@@ -267,12 +267,12 @@ def test_a_believed_point_keeps_the_mean_and_loses_its_uncertainty() -> None:
     x = rng.integers(0, 5, (30, 6)).astype(np.float64)
     y = rng.standard_normal(30)
     z = rng.integers(0, 5, (1, 6)).astype(np.float64)
-    model = Fit(distances(x, x, [False] * 6), y, np.ones(30), 4.0, 0.02)
-    before_mean, before_std = model.predict(distances(z, x, [False] * 6))
+    model = Fit(distances(x, x, [5] * 6), y, np.ones(30), 4.0, 0.02)
+    before_mean, before_std = model.predict(distances(z, x, [5] * 6))
     both = np.concatenate([x, z])
-    believed = Fit(distances(both, both, [False] * 6), np.concatenate([y, before_mean]),
+    believed = Fit(distances(both, both, [5] * 6), np.concatenate([y, before_mean]),
                    np.ones(31), 4.0, 0.02)
-    after_mean, after_std = believed.predict(distances(z, both, [False] * 6))
+    after_mean, after_std = believed.predict(distances(z, both, [5] * 6))
     assert after_mean[0] == pytest.approx(before_mean[0], abs=1e-6)
     assert after_std[0] < 0.3 * before_std[0]
 
