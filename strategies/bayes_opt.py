@@ -34,8 +34,10 @@ targets are normal scores of ranks, not the metrics: NAS metrics are skewed (a f
 architectures far below the rest) and a stationary GP on the raw values would spend its
 length scale on them. The hyper-parameters are chosen by marginal likelihood over a small
 grid (:data:`~strategies._gp.THETAS` x :data:`~strategies._gp.NOISES`), again only when
-the trained samples grew by a tenth since the last choice, so a proposal at 300 results
-costs one factorisation of a 300 x 300 matrix, tens of milliseconds at most with numpy
+the trained samples grew by a tenth since the last choice, one length scale per call of
+:meth:`~BayesOpt.propose`, which returns ``NOT_YET`` meanwhile (the loop lets other tasks
+run and asks again): so no call blocks the event loop for more than a few factorisations
+of a ``n x n`` matrix, and a proposal at 300 results costs one, with numpy
 (benchmarks/search_quality.py prints ``bayes_opt_proposal_ms_at_300``).
 
 Asynchrony. A proposal never repeats a sample submitted before, in flight included
@@ -76,7 +78,7 @@ from strategies._gp import (
     fit,
 )
 from strategies._surrogate import quantile, value_at
-from strategies.base import BaseStrategy, Leaves, NotYet, sample_key
+from strategies.base import NOT_YET, BaseStrategy, Leaves, NotYet, sample_key
 from strategies.evolution import Reevaluation
 from strategies.random_search import UnseenSampler, random_sample
 
@@ -130,6 +132,7 @@ class BayesOpt(BaseStrategy):
         self._distances = np.zeros((0, 0))  # between the first rows, kept as they grow
         self._hyper: tuple[float, float] | None = None  # (theta, ratio) last chosen
         self._hyper_on = 0  # trained samples when it was chosen
+        self._grid: list[Fit | None] = []  # the best fit of each length scale so far
         self._sampler: UnseenSampler | None = None
 
     # --- learning ----------------------------------------------------------------------
@@ -151,9 +154,10 @@ class BayesOpt(BaseStrategy):
         sign = 1.0 if self.mode == "max" else -1.0
         return [sign * y for y in self._metrics.get(sample_key(sample), ())]
 
-    def _model(self) -> tuple[Fit, Array, list[bytes]]:
+    def _model(self) -> tuple[Fit, Array, list[bytes]] | None:
         """The GP of the trained samples, their distance matrix and their keys (in the
-        order they were first trained)."""
+        order they were first trained); ``None`` after fitting one row of the grid
+        (:meth:`_grid_row`), so that no call blocks the event loop for the whole grid."""
         assert self._points is not None  # for mypy: propose set it up
         keys = list(self._metrics)
         if len(self._rows) < len(keys):
@@ -164,17 +168,35 @@ class BayesOpt(BaseStrategy):
         y = np.array(normal_scores([statistics.fmean(self._metrics[k]) for k in keys]))
         counts = np.array([float(len(self._metrics[k])) for k in keys])
         if self._hyper is None or len(keys) >= REGRID_GROWTH * self._hyper_on:
-            chosen = fit(d, y, counts, itertools.product(THETAS, NOISES))
-            self._hyper, self._hyper_on = (chosen.theta, chosen.ratio), len(keys)
-            return chosen, d, keys
+            self._grid_row(d, y, counts)
+            return None
         return fit(d, y, counts, [self._hyper]), d, keys
+
+    def _grid_row(self, d: Array, y: Array, counts: Array) -> None:
+        """Fit the next length scale of the grid at every noise level; after the last,
+        keep the best of the grid by marginal likelihood (the first on a tie)."""
+        theta = THETAS[len(self._grid)]
+        try:
+            self._grid.append(fit(d, y, counts, [(theta, ratio) for ratio in NOISES]))
+        except np.linalg.LinAlgError:  # none of this row factorised: leave it out
+            self._grid.append(None)
+        if len(self._grid) < len(THETAS):
+            return
+        fits = [row for row in self._grid if row is not None]
+        self._grid = []
+        if fits:
+            best = max(fits, key=lambda row: row.log_likelihood)
+            self._hyper, self._hyper_on = (best.theta, best.ratio), len(y)
+        elif self._hyper is None:
+            raise np.linalg.LinAlgError("no kernel of the grid could be factorised")
 
     # --- proposing ---------------------------------------------------------------------
 
     def propose(self, leaves: Leaves) -> Sample | NotYet | None:
         """Called when a worker is free: a re-evaluation, a random sample while fewer than
         ``n_initial`` are known, else the candidate with the best expected improvement
-        (a random unseen sample when none is new); ``None`` when nothing unseen is left."""
+        (a random unseen sample when none is new); ``None`` when nothing unseen is left;
+        ``NOT_YET`` after fitting one length scale of the hyper-parameter grid."""
         again = self._reevaluation()
         if again is not None:
             return again
@@ -187,11 +209,15 @@ class BayesOpt(BaseStrategy):
                 return pick
         return self._sampler.draw(self.is_new)
 
-    def _pick(self, leaves: Leaves) -> Sample | None:
+    def _pick(self, leaves: Leaves) -> Sample | NotYet | None:
         """The new candidate with the best expected improvement, the new samples in
-        flight counted at their posterior mean (kriging believer)."""
+        flight counted at their posterior mean (kriging believer); ``NOT_YET`` while
+        the hyper-parameters are being chosen."""
         assert self._points is not None  # for mypy: propose set it up
-        model, d, keys = self._model()
+        fitted_model = self._model()
+        if fitted_model is None:
+            return NOT_YET
+        model, d, keys = fitted_model
         fitted = model.predict_mean(d)
         flying = self._flying()
         if flying:

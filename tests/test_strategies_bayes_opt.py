@@ -21,9 +21,9 @@ import engine as e
 from engine import Engine, InlinePool, ModelStatus
 from engine.nn import LayerChoice, ModelSpace, Repeat
 from engine.testing import MockPool
-from strategies import BayesOpt, RandomSearch, StopReason, sample_key
-from strategies._gp import Fit, Points, distances, expected_improvement, fit
-from strategies.base import BaseStrategy
+from strategies import NOT_YET, BayesOpt, RandomSearch, StopReason, sample_key
+from strategies._gp import THETAS, Fit, Points, distances, expected_improvement, fit
+from strategies.base import BaseStrategy, Leaves
 from strategies.bayes_opt import normal_scores
 from strategies.evolution import Reevaluation
 
@@ -229,6 +229,26 @@ async def test_it_beats_random_search_on_a_small_table() -> None:
 def test_bad_arguments_say_what_to_pass(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         BayesOpt(**kwargs)
+
+
+async def test_the_hyper_parameter_grid_is_spread_over_calls() -> None:
+    """Each choice of hyper-parameters takes one call per length scale, each answered
+    NOT_YET, so no call fits the whole grid; a pick follows."""
+
+    answers: list[Any] = []
+
+    class Recording(BayesOpt):
+        def propose(self, leaves: Leaves) -> Any:
+            answers.append(super().propose(leaves))
+            return answers[-1]
+
+    handles = await run(Recording(n_initial=4, seed=0), cell(), 30)
+    assert len(handles) == 30
+    runs = [len(list(group)) for key, group in itertools.groupby(
+        answers, key=lambda answer: answer is NOT_YET) if key]
+    assert len(runs) > 1  # the grid was fitted again as the results grew
+    assert set(runs) == {len(THETAS)}
+    assert answers[4:4 + len(THETAS)] == [NOT_YET] * len(THETAS)
 
 
 def test_distances_are_hamming_on_choices_and_gaps_on_numbers() -> None:
