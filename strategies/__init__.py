@@ -16,6 +16,7 @@ from strategies.base import rank as rank
 from strategies.base import ranked_samples as ranked_samples
 from strategies.base import sample_key as sample_key
 from strategies.base import search as search
+from strategies.bayes_opt import BayesOpt as BayesOpt
 from strategies.evolution import Individual as Individual
 from strategies.evolution import Reevaluation as Reevaluation
 from strategies.evolution import RegularizedEvolution as RegularizedEvolution
@@ -35,6 +36,7 @@ from strategies.schedulers import Scheduler as Scheduler
 __all__ = (
     "ASHA",
     "BaseStrategy",
+    "BayesOpt",
     "GridSearch",
     "Hyperband",
     "Individual",
