@@ -23,6 +23,7 @@ All engine state lives on the event-loop thread; pools call back on it too.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -201,6 +202,7 @@ class Engine:
         self._profiler: Profiler | None = None  # see set_profiler
         self._violations = 0
         self._checkpoints: CheckpointRoot | None = None  # see engine._checkpoint
+        self._checkpoint_root = ""  # str(self._checkpoints.path)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -307,6 +309,7 @@ class Engine:
         that ended while the killed driver could not (only paused and unfinished
         models keep theirs)."""
         self._checkpoints = root = CheckpointRoot.for_run(self.journal_path)
+        self._checkpoint_root = str(root.path)
         if self._journal is not None and not root.temporary:
             keep = {m.id for m in self._journal.store.resume_state.models
                     if m.needs_training or m.status is ModelStatus.Paused}
@@ -589,6 +592,7 @@ class Engine:
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_submit(model)
         handle = ModelHandle(self, model, 0)
+        handle._may_have_checkpoints = False  # a new model id: no folder until it runs
         self._by_object[id(model)] = handle
         self._trials += 1  # the budget is held while this waits for a place
         try:
@@ -752,12 +756,18 @@ class Engine:
         step = 0
         if getattr(self.pool, "resumes_from_step", False):
             step = len(kept)
-        elif self._checkpoints is not None:
+        elif self._checkpoints is not None and handle._may_have_checkpoints:
             step = self._checkpoints.continue_from(handle.model_id, len(kept))
         handle.model.metrics = Metrics(intermediates=kept[:step])
         trial.resume_step = step
         if self._checkpoints is not None:
-            trial.checkpoint_dir = str(self._checkpoints.folder(handle.model_id))
+            trial.checkpoint_dir = self._checkpoint_folder(handle.model_id)
+            handle._may_have_checkpoints = True  # its worker may save from now on
+
+    def _checkpoint_folder(self, model_id: int) -> str:
+        """``str(self._checkpoints.folder(model_id))``, without a Path per call (a hot
+        path: every attempt and every finished model)."""
+        return os.path.join(self._checkpoint_root, str(model_id))
 
     def _ended_early(self, handle: ModelHandle, reason: InterruptReason) -> None:
         """A running model's trial was cancelled: ``trained`` at the fidelity it reached
@@ -933,8 +943,9 @@ class Engine:
         """``handle`` ends with ``status``: emit its final ``event`` and resolve it."""
         handle.model.status = status
         handle.ended_at = time.time()
-        if self._checkpoints is not None:  # it cannot be resumed: free its disk
-            self._checkpoints.remove(handle.model_id)
+        if (self._checkpoints is not None and handle._may_have_checkpoints
+                and os.path.lexists(self._checkpoint_folder(handle.model_id))):
+            self._checkpoints.remove(handle.model_id)  # it cannot be resumed: free its disk
         seq = self._emit(event)
         if self._journal is not None:
             self._journal.finished(handle, seq)

@@ -1,0 +1,77 @@
+"""What the parent does per trial (issue 13 item 5): work that does not depend on the
+trial is done once, and a trial that keeps no checkpoint touches no checkpoint folder.
+The figures themselves are in benchmarks/engine_overhead.py; these tests pin the
+behaviour that keeps them down, without timing anything."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine as e
+from engine import Engine, InlinePool, ModelStatus
+from tests._checkpoint_fixtures import climb_sync, space
+
+pytestmark = pytest.mark.anyio
+
+# The file-system calls seen while `_watching` is on: (audit event, path). An audit hook
+# cannot be removed, so one hook, installed once, records only while a test asks it to.
+_seen: list[tuple[str, str]] | None = None
+_hooked = False
+
+
+def _hook(event: str, args: tuple[Any, ...]) -> None:
+    if _seen is not None and event in ("os.scandir", "shutil.rmtree", "os.listdir"):
+        _seen.append((event, str(args[0])))
+
+
+@contextmanager
+def _watching() -> Iterator[list[tuple[str, str]]]:
+    global _seen, _hooked
+    if not _hooked:
+        sys.addaudithook(_hook)
+        _hooked = True
+    _seen = seen = []
+    try:
+        yield seen
+    finally:
+        _seen = None
+
+
+def _noop(model: Any) -> float:
+    return 0.0
+
+
+class _Space(e.BaseModelSpace):
+    def __init__(self) -> None:
+        self.x = e.ensure_frozen(e.Numerical(0.0, 1.0, label="x"))
+
+
+async def test_a_trial_that_keeps_no_checkpoint_touches_no_checkpoint_folder(
+        tmp_path: Path) -> None:
+    run = tmp_path / "run.nasrun"
+    root = str(run.with_name(run.name + ".checkpoints"))
+    frozen = e.SimplifiedModelSpace.from_model(_Space(), e.FunctionEvaluator(_noop))
+    async with Engine(InlinePool(2), journal=run) as engine:
+        with _watching() as seen:
+            handles = [await engine.submit(frozen.freeze({"x": i / 10})) for i in range(10)]
+            for handle in handles:
+                await handle
+    assert [h.status for h in handles] == [ModelStatus.Trained] * 10
+    assert [call for call in seen if call[1].startswith(root)] == []
+
+
+async def test_a_retried_model_still_finds_and_frees_its_checkpoints(tmp_path: Path) -> None:
+    run = tmp_path / "run.nasrun"
+    root = run.with_name(run.name + ".checkpoints")
+    async with Engine(InlinePool(1), journal=run, max_retries=1) as engine:
+        handle = await engine.submit(space(climb_sync, fail_at=2).freeze({"x": 1}))
+        model = await handle
+    assert model.status is ModelStatus.Trained
+    assert handle.attempts == 2
+    assert not (root / str(handle.model_id)).exists()
