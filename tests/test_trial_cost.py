@@ -75,3 +75,37 @@ async def test_a_retried_model_still_finds_and_frees_its_checkpoints(tmp_path: P
     assert model.status is ModelStatus.Trained
     assert handle.attempts == 2
     assert not (root / str(handle.model_id)).exists()
+
+
+class _CountingSpace(e.BaseModelSpace):
+    """Counts the walks of its mutables (each ``leaf_mutables`` call)."""
+
+    walks = 0
+
+    def __init__(self) -> None:
+        self.op = e.Categorical(["a", "b", "c"], label="op")
+        self.depth = e.Categorical([1, 2], label="depth")
+
+    def leaf_mutables(self) -> Iterator[e.LabeledMutable]:
+        type(self).walks += 1
+        yield from super().leaf_mutables()
+
+
+@pytest.mark.parametrize("kind", [e.RawFormatModelSpace, e.SimplifiedModelSpace])
+def test_freezing_reads_the_space_once_not_per_sample(kind: Any) -> None:
+    space = kind.from_model(_CountingSpace(), e.FunctionEvaluator(_noop, lr=e.Categorical(
+        [0.1, 0.01], label="lr")))
+    space.freeze({"op": "a", "depth": 1, "lr": 0.1})
+    walks = _CountingSpace.walks
+    models = [space.freeze({"op": op, "depth": 2, "lr": 0.01}) for op in "abc" * 10]
+    assert _CountingSpace.walks == walks
+    assert [m.sample for m in models[:3]] == [
+        {"op": op, "depth": 2, "lr": 0.01} for op in "abc"]
+    assert all(m.evaluator is not None and m.evaluator.kwargs == {"lr": 0.01} for m in models)
+    with pytest.raises(e.SampleValidationError) as caught:
+        space.freeze({"op": "z", "depth": 2, "lr": 0.01})
+    assert caught.value.paths == ["model", "op"]
+    with pytest.raises(e.SampleValidationError) as caught:
+        space.freeze({"op": "a", "depth": 2, "lr": 5.0})
+    assert caught.value.paths == ["evaluator", "lr"]
+    assert "_nas_init_call" not in vars(models[0])  # a frozen model records no init call
