@@ -104,6 +104,8 @@ IntermediateListener: TypeAlias = Callable[["ModelHandle", int, MetricValue], No
 #: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
 OUTPUT_TAIL = 64 * 1024
 
+_json_encode = msgspec.json.Encoder().encode
+
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
 _logger = logging.getLogger("engine")
@@ -767,7 +769,7 @@ class Engine:
     def _checkpoint_folder(self, model_id: int) -> str:
         """``str(self._checkpoints.folder(model_id))``, without a Path per call (a hot
         path: every attempt and every finished model)."""
-        return os.path.join(self._checkpoint_root, str(model_id))
+        return f"{self._checkpoint_root}{os.sep}{model_id}"  # the root never ends in sep
 
     def _ended_early(self, handle: ModelHandle, reason: InterruptReason) -> None:
         """A running model's trial was cancelled: ``trained`` at the fidelity it reached
@@ -989,9 +991,14 @@ def _tail(text: str) -> str:
 
 def _check_storable(sample: Mapping[str, Any]) -> None:
     """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
+    try:
+        _json_encode(sample)  # the whole sample at once: one call in the common case
+        return
+    except (TypeError, msgspec.EncodeError):
+        pass
     for label, value in sample.items():
         try:
-            msgspec.json.encode(value)
+            _json_encode(value)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(
                 f"the run journal cannot store the value of {label!r} "

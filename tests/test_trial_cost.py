@@ -109,3 +109,28 @@ def test_freezing_reads_the_space_once_not_per_sample(kind: Any) -> None:
         space.freeze({"op": "a", "depth": 2, "lr": 5.0})
     assert caught.value.paths == ["evaluator", "lr"]
     assert "_nas_init_call" not in vars(models[0])  # a frozen model records no init call
+
+
+class _Activation:
+    def __repr__(self) -> str:
+        return "<relu>"
+
+
+class _ObjectSpace(e.BaseModelSpace):
+    def __init__(self) -> None:
+        self.x = e.ensure_frozen(e.Numerical(0.0, 1.0, label="x"))
+        self.act = e.ensure_frozen(e.Categorical([_ACTIVATION, "tanh"], label="act"))
+
+
+_ACTIVATION = _Activation()
+
+
+async def test_a_sample_the_journal_cannot_store_is_refused_naming_its_label(
+        tmp_path: Path) -> None:
+    frozen = e.RawFormatModelSpace.from_model(_ObjectSpace(), e.FunctionEvaluator(_noop))
+    async with Engine(InlinePool(1), journal=tmp_path / "run.nasrun") as engine:
+        with pytest.raises(TypeError, match=r"the value of 'act' .*<relu>"):
+            await engine.submit(frozen.freeze({"x": 0.5, "act": _ACTIVATION}))
+        handle = await engine.submit(frozen.freeze({"x": 0.5, "act": "tanh"}))
+        assert (await handle).status is ModelStatus.Trained
+    assert [h.model_id for h in engine.handles()] == [1]  # the refused one took no id
