@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import engine as e
@@ -134,3 +135,29 @@ async def test_a_sample_the_journal_cannot_store_is_refused_naming_its_label(
         handle = await engine.submit(frozen.freeze({"x": 0.5, "act": "tanh"}))
         assert (await handle).status is ModelStatus.Trained
     assert [h.model_id for h in engine.handles()] == [1]  # the refused one took no id
+
+
+async def test_a_process_job_makes_its_over_event_only_for_a_waiter() -> None:
+    from engine.workers._base import TrialOutput
+    from engine.workers._child import Job
+
+    quick = Job(1, b"", trial=None)  # type: ignore[arg-type]
+    quick.settle(TrialOutput())
+    assert quick.over is True
+    assert quick._over is None
+    await quick.wait_over()  # over already: returns (after a checkpoint)
+
+    waited = Job(2, b"", trial=None)  # type: ignore[arg-type]
+    ended: list[bool] = []
+
+    async def waiter() -> None:
+        await waited.wait_over()
+        ended.append(True)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        assert ended == []
+        assert waited._over is not None
+        waited.settle(RuntimeError("worker lost"))
+    assert ended == [True]
