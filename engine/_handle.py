@@ -46,6 +46,10 @@ class ModelHandle:
         self._pausing = False  # pause() asked while it ran: its runner pauses it
         self._queued = False  # an entry of it waits in the engine's queue
         self._failures = 0  # failed attempts (max_retries counts these, not pauses)
+        # Its checkpoint folder may exist: an attempt of it began, or it comes from the
+        # run file. False only for a model submitted in this run that never ran (its id
+        # is new), so its first attempt and a model that never ran skip the disk.
+        self._may_have_checkpoints = True
 
     @property
     def status(self) -> ModelStatus:

@@ -23,6 +23,7 @@ All engine state lives on the event-loop thread; pools call back on it too.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -100,6 +101,8 @@ IntermediateListener: TypeAlias = Callable[["ModelHandle", int, MetricValue], No
 
 #: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
 OUTPUT_TAIL = 64 * 1024
+
+_json_encode = msgspec.json.Encoder().encode
 
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
@@ -199,6 +202,7 @@ class Engine:
         self._profiler: Profiler | None = None  # see set_profiler
         self._violations = 0
         self._checkpoints: CheckpointRoot | None = None  # see engine._checkpoint
+        self._checkpoint_root = ""  # str(self._checkpoints.path)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -305,6 +309,7 @@ class Engine:
         that ended while the killed driver could not (only paused and unfinished
         models keep theirs)."""
         self._checkpoints = root = CheckpointRoot.for_run(self.journal_path)
+        self._checkpoint_root = str(root.path)
         if self._journal is not None and not root.temporary:
             keep = {m.id for m in self._journal.store.resume_state.models
                     if m.needs_training or m.status is ModelStatus.Paused}
@@ -587,6 +592,7 @@ class Engine:
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_submit(model)
         handle = ModelHandle(self, model, 0)
+        handle._may_have_checkpoints = False  # a new model id: no folder until it runs
         self._by_object[id(model)] = handle
         self._trials += 1  # the budget is held while this waits for a place
         try:
@@ -750,12 +756,18 @@ class Engine:
         step = 0
         if getattr(self.pool, "resumes_from_step", False):
             step = len(kept)
-        elif self._checkpoints is not None:
+        elif self._checkpoints is not None and handle._may_have_checkpoints:
             step = self._checkpoints.continue_from(handle.model_id, len(kept))
         handle.model.metrics = Metrics(intermediates=kept[:step])
         trial.resume_step = step
         if self._checkpoints is not None:
-            trial.checkpoint_dir = str(self._checkpoints.folder(handle.model_id))
+            trial.checkpoint_dir = self._checkpoint_folder(handle.model_id)
+            handle._may_have_checkpoints = True  # its worker may save from now on
+
+    def _checkpoint_folder(self, model_id: int) -> str:
+        """``str(self._checkpoints.folder(model_id))``, without a Path per call (a hot
+        path: every attempt and every finished model)."""
+        return f"{self._checkpoint_root}{os.sep}{model_id}"  # the root never ends in sep
 
     def _ended_early(self, handle: ModelHandle, reason: InterruptReason) -> None:
         """A running model's trial was cancelled: ``trained`` at the fidelity it reached
@@ -931,8 +943,9 @@ class Engine:
         """``handle`` ends with ``status``: emit its final ``event`` and resolve it."""
         handle.model.status = status
         handle.ended_at = time.time()
-        if self._checkpoints is not None:  # it cannot be resumed: free its disk
-            self._checkpoints.remove(handle.model_id)
+        if (self._checkpoints is not None and handle._may_have_checkpoints
+                and os.path.lexists(self._checkpoint_folder(handle.model_id))):
+            self._checkpoints.remove(handle.model_id)  # it cannot be resumed: free its disk
         seq = self._emit(event)
         if self._journal is not None:
             self._journal.finished(handle, seq)
@@ -976,9 +989,14 @@ def _tail(text: str) -> str:
 
 def _check_storable(sample: Mapping[str, Any]) -> None:
     """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
+    try:
+        _json_encode(sample)  # the whole sample at once: one call in the common case
+        return
+    except (TypeError, msgspec.EncodeError):
+        pass
     for label, value in sample.items():
         try:
-            msgspec.json.encode(value)
+            _json_encode(value)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(
                 f"the run journal cannot store the value of {label!r} "

@@ -119,9 +119,13 @@ class BaseModelSpace(Mutable):
     """
 
 
+    #: Whether instances record their init call (an ExecutableModelSpace, which is
+    #: never rebuilt from one, does not: it would cost every frozen model a Call).
+    _records_init: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" in cls.__dict__:
+        if "__init__" in cls.__dict__ and cls._records_init:
             cls.__init__ = _recording(cls.__init__)  # type: ignore[method-assign]
 
     def leaf_mutables(self) -> Iterable[LabeledMutable]:
@@ -164,6 +168,7 @@ class ExecutableModelSpace(BaseModelSpace):
     evaluator: Evaluator | None
     sample: Sample | None
     error: TrialError | None = None  # set by the engine when the model failed
+    _records_init = False
 
     def __init__(self, status: ModelStatus = ModelStatus.Initialized) -> None:
         self.status = status
@@ -196,19 +201,34 @@ class ExecutableModelSpace(BaseModelSpace):
         """Why ``sample`` does not fit: paths are ``["model", label]`` or
         ``["evaluator", label]``, or ``[label]`` for a label the space does not have."""
         check_sample_type(sample)
-        known = self.simplify()  # DuplicateLabelError when model and evaluator clash
-        error = check_used(self._model_uses(), self._model_mutables().simplify(), sample)
+        plan = self._plan()  # DuplicateLabelError when model and evaluator clash
+        error = check_used(plan.model_uses, plan.model_leaves, sample)
         if error is not None:
             return error.prefixed("model")
         if self.evaluator is not None:
-            error = self.evaluator.check_contains(sample)
+            error = plan.check_evaluator(self.evaluator, sample)
             if error is not None:
                 return error.prefixed("evaluator")
+        known = plan.known
         for label in sample:
             if label not in known:
                 return SampleValidationError(
                     f"unknown label {label!r}: the space's labels are {sorted(known)}", [label])
         return None
+
+    def simplify(self) -> dict[str, LabeledMutable]:
+        """The leaves of the model and the evaluator, keyed by label (see
+        :meth:`engine.mutable.Mutable.simplify`), as read at the space's first use."""
+        return dict(self._plan().known)
+
+    def _plan(self) -> _Plan:
+        """What checking and freezing samples needs of this space whatever the sample,
+        taken once: a space's mutables are read at its first use (``from_model`` uses
+        it), so a space changed after that is not seen; make a new one instead."""
+        plan = self.__dict__.get("_nas_plan")
+        if plan is None or plan.evaluator is not self.evaluator:  # (a copy's, changed)
+            plan = self.__dict__["_nas_plan"] = _Plan(self)
+        return plan
 
     def leaf_mutables(self) -> Iterable[LabeledMutable]:
         yield from self._model_mutables().leaf_mutables()
@@ -241,12 +261,25 @@ class ExecutableModelSpace(BaseModelSpace):
                      ) -> None:
         """Mark ``model`` frozen from ``sample``: its :attr:`sample` is the canonical form,
         so two samples that build the same network give equal ``model.sample`` (unlike the
-        reference, which keeps the sample as given; it allows a subclass to differ)."""
-        canonical = self.canonical(sample)
-        model.sample = canonical
-        if len(canonical) != len(self.simplify()):
-            model.__dict__["_build_sample"] = self.completed(sample)
+        reference, which keeps the sample as given; it allows a subclass to differ).
+        Called after the sample was validated."""
+        plan = self._plan()
+        used = plan.used(sample)
+        model.sample = {label: value for label, value in sample.items() if label in used}
+        if len(used) != len(plan.known):
+            model.__dict__["_build_sample"] = plan.completed(sample, used)
         model.status = ModelStatus.Frozen
+
+    def _frozen_evaluator(self, sample: Mapping[str, Any]) -> Evaluator | None:
+        """The evaluator of the model frozen from ``sample`` (validated): a plain
+        FunctionEvaluator without mutables is copied as it is, without checking the
+        sample again."""
+        evaluator = self.evaluator
+        if evaluator is None:
+            return None
+        if type(evaluator) is FunctionEvaluator and not self._plan().evaluator_leaves:
+            return FunctionEvaluator(evaluator.function, **evaluator.kwargs)
+        return evaluator.freeze(sample)
 
     def _check_initialized(self) -> None:
         if self.status is not ModelStatus.Initialized:
@@ -260,6 +293,51 @@ class ExecutableModelSpace(BaseModelSpace):
             return repr(self)
         metrics = f", {self.metrics!r}" if self.metrics else ""
         return f"{type(self).__name__}({self.sample}{metrics}, {self.status.value!r})"
+
+
+class _Plan:
+    """What an :class:`ExecutableModelSpace` needs to check and freeze any sample, read
+    from its mutables once (see ``ExecutableModelSpace._plan``): its leaves by label
+    (``known``, model and evaluator), the model's leaves and what a sample uses of them,
+    the evaluator's, and what a sample uses of the whole space. Recomputing these took
+    most of a freeze (``simplify()`` about six times, each a walk of the mutables)."""
+
+    __slots__ = ("evaluator", "evaluator_leaves", "evaluator_uses", "known",
+                 "model_leaves", "model_uses", "uses")
+
+    def __init__(self, space: ExecutableModelSpace) -> None:
+        self.known = Mutable.simplify(space)  # DuplicateLabelError on a clash
+        self.model_uses = space._model_uses()
+        self.model_leaves = space._model_mutables().simplify()
+        self.uses = space.uses()
+        self.evaluator = evaluator = space.evaluator
+        self.evaluator_leaves = evaluator.simplify() if evaluator is not None else {}
+        # The evaluator's own check, when it keeps Mutable's: walked from here.
+        self.evaluator_uses = (
+            evaluator.uses() if evaluator is not None
+            and type(evaluator).check_contains is Mutable.check_contains else None)
+
+    def check_evaluator(self, evaluator: Evaluator, sample: Mapping[str, Any]
+                        ) -> SampleValidationError | None:
+        if self.evaluator_uses is None:
+            return evaluator.check_contains(sample)
+        return check_used(self.evaluator_uses, self.evaluator_leaves, sample)
+
+    def used(self, sample: Mapping[str, Any]) -> dict[str, LabeledMutable]:
+        """The leaves ``sample`` uses (see ``Mutable.used_labels``)."""
+        found: dict[str, LabeledMutable] = {}
+        error = self.uses.walk(sample, found)
+        if error is not None:
+            raise error
+        known = self.known
+        return {label: leaf for label, leaf in found.items() if label in known}
+
+    def completed(self, sample: Mapping[str, Any], used: Mapping[str, Any]) -> Sample:
+        """``Mutable.completed``: unused labels at their leaf's default."""
+        full = {label: leaf.default_value() for label, leaf in self.known.items()
+                if label not in used}
+        full.update((label, value) for label, value in sample.items() if label in used)
+        return full
 
 
 def _check_parts(model_space: Any, evaluator: Any) -> None:
@@ -308,8 +386,7 @@ class RawFormatModelSpace(ExecutableModelSpace):
     def freeze(self, sample: Mapping[str, Any]) -> RawFormatModelSpace:
         self._check_initialized()
         self.validate(sample)
-        evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
-        model = type(self)(self.model_space, evaluator)
+        model = type(self)(self.model_space, self._frozen_evaluator(sample))
         self._frozen_from(model, sample)
         return model
 
@@ -384,9 +461,9 @@ class SimplifiedModelSpace(ExecutableModelSpace):
     def freeze(self, sample: Mapping[str, Any]) -> SimplifiedModelSpace:
         self._check_initialized()
         self.validate(sample)
-        evaluator = self.evaluator.freeze(sample) if self.evaluator is not None else None
         # Mutables passed as init arguments take their chosen value in the frozen recipe.
-        model = type(self)(frozen_call(self.model, sample), self.mutables, evaluator)
+        model = type(self)(frozen_call(self.model, sample), self.mutables,
+                           self._frozen_evaluator(sample))
         self._frozen_from(model, sample)
         return model
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from engine.workers._base import Trial, TrialOutput
@@ -59,7 +60,10 @@ class Job:
         self.recalled: anyio.Event | None = None  # a Skip was sent; set once answered
         self.result: TrialOutput | BaseException | None = None
         self.settled = anyio.Event()
-        self.over = anyio.Event()  # its worker ended it or is gone (detached or not)
+        # Its worker ended it or is gone (detached or not). The Event is made only when
+        # someone waits (a stopped trial's run(), rarely): one Event less per trial.
+        self.over = False
+        self._over: anyio.Event | None = None
 
     @property
     def awaits_answer(self) -> bool:
@@ -72,9 +76,21 @@ class Job:
             self.recalled.set()
             self.recalled = None
 
+    async def wait_over(self) -> None:
+        """Return once the job is over (see :meth:`settle`). Cancelling the wait changes
+        nothing."""
+        if self.over:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._over is None:
+            self._over = anyio.Event()
+        await self._over.wait()
+
     def settle(self, result: TrialOutput | BaseException) -> None:
         """Hand ``run()`` its result (the first one wins); the job is over either way."""
-        self.over.set()
+        self.over = True
+        if self._over is not None:
+            self._over.set()
         if self.result is None and not self.detached:
             self.result = result
             self.settled.set()

@@ -435,7 +435,7 @@ class ProcessPool:
                 and getattr(job.trial, "ends_cooperatively", False)):
             worker.post(Halt(id=job.id))  # after its Run, should that still wait
             with anyio.move_on_after(HALT_GRACE):  # Done, Failed, or the worker's death
-                await job.over.wait()
+                await job.wait_over()
         if worker is not None and worker.running is job:
             worker.retire(f"its trial (model {job.trial.model_id}) was stopped",
                           graceful=False)
