@@ -41,7 +41,7 @@ from engine.workers._base import TrialOutput
 OPS = ("conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "skip")
 WIDTHS = (4, 8, 16, 32)
 MAX_DEPTH = 3
-DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "digits_curves.jsonl.gz"
+DEFAULT_TABLE = Path(__file__).resolve().parent / "data" / "digits_curves_10-40-50.jsonl.gz"
 
 
 def arch_key(sample: Mapping[str, Any]) -> str:

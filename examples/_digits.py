@@ -2,9 +2,10 @@
 
 The data is ``sklearn.datasets.load_digits()`` (1797 grey 8x8 images, 10 classes,
 shipped inside scikit-learn: no download), split once into train / validation / test
-(60 / 20 / 20 %, stratified, fixed seed) and saved as a small ``.npz`` file by
-:func:`ensure_split`. Worker processes read that file with numpy only: importing
-scikit-learn costs a few seconds per process, and every worker sees the same split.
+(60 / 20 / 20 %, stratified, fixed seed; :func:`ensure_split` takes other fractions)
+and saved as a small ``.npz`` file by :func:`ensure_split`. Worker processes read that
+file with numpy only: importing scikit-learn costs a few seconds per process, and every
+worker sees the same split.
 
 The space (:class:`DigitsNet`): a stem convolution of ``width`` channels, then ``depth``
 blocks (1 to 3, a ``Repeat``), block ``i`` being one operation chosen by the LayerChoice
@@ -41,10 +42,17 @@ DEFAULT_DATA = Path("runs") / "digits-split.npz"
 # --- the data ---------------------------------------------------------------------------
 
 
-def ensure_split(path: str | Path = DEFAULT_DATA) -> Path:
+def ensure_split(path: str | Path = DEFAULT_DATA, *, val: float = 0.2,
+                 test: float = 0.2) -> Path:
     """The split digits data at ``path`` (absolute), made from ``load_digits()`` when the
-    file is missing. Written to a temporary name and renamed, so concurrent callers never
-    see half a file."""
+    file is missing: a stratified ``test`` fraction of the images is held out, then a
+    ``val`` fraction (of all images) for validation, the rest for training (the defaults,
+    60 / 20 / 20 %, are the examples' split). An existing file is returned as it is,
+    whatever split it holds: give each split its own path. Written to a temporary name
+    and renamed, so concurrent callers never see half a file."""
+    if not (0 < val and 0 < test and val + test < 1):
+        raise ValueError(f"the validation and test fractions must be positive and leave "
+                         f"images to train on, got val={val}, test={test}")
     path = Path(path).resolve()
     if path.exists():
         return path
@@ -53,9 +61,10 @@ def ensure_split(path: str | Path = DEFAULT_DATA) -> Path:
 
     images, labels = load_digits(return_X_y=True)
     x_rest, x_test, y_rest, y_test = train_test_split(
-        images, labels, test_size=0.2, stratify=labels, random_state=SPLIT_SEED)
+        images, labels, test_size=test, stratify=labels, random_state=SPLIT_SEED)
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=SPLIT_SEED)
+        x_rest, y_rest, test_size=val / (1 - test), stratify=y_rest,
+        random_state=SPLIT_SEED)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     with os.fdopen(handle, "wb") as file:

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests._example_support import split_file
@@ -45,3 +46,37 @@ def test_rows_are_appended_once_and_replayable(tmp_path: Path) -> None:
         assert len(file.readlines()) == 2
     table = CurveTable.load(out)
     assert (len(table.curves), table.epochs) == (1, 2)
+
+
+def test_the_table_gets_a_split_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "curves.jsonl"
+    data = tmp_path / "split-10-40-50.npz"
+    lc.main(["--epochs", "1", "--seeds", "1", "--sample", "1", "--split", "10,40,50",
+             "--data", str(data), "--out", str(out)])
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["images"] == [179, 719, 899]  # of 1797, stratified
+    assert sum(row["images"]) == 1797
+    with np.load(data) as arrays:  # the file made for that split, stratified
+        assert len(arrays["y_val"]) == 719
+        assert set(np.bincount(arrays["y_train"])) <= {17, 18, 19}
+
+
+def test_the_examples_split_is_unchanged(tmp_path: Path) -> None:
+    with np.load(split_file(tmp_path)) as arrays:
+        sizes = [len(arrays[f"y_{part}"]) for part in ("train", "val", "test")]
+    assert sizes == [1077, 360, 360]
+
+
+@pytest.mark.parametrize("text", ["10,40", "0,50,50", "10,40,40", "a,b,c", "50,-10,60"])
+def test_a_bad_split_is_named(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        lc.main(["--split", text])
+    err = capsys.readouterr().err
+    assert "--split" in err
+    assert repr(text) in err
+
+
+def test_ensure_split_refuses_fractions_that_leave_nothing_to_train(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"val=0\.5, test=0\.5"):
+        lc.ensure_split(tmp_path / "x.npz", val=0.5, test=0.5)
+    assert not (tmp_path / "x.npz").exists()
