@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from engine.mutable import Categorical, LabeledMutable, Numerical
+from strategies.evolution import Reevaluation
 
 __all__ = ("MAX_PAIRED", "MISSING", "Encoder", "Surrogate", "quantile", "value_at")
 
@@ -161,3 +164,46 @@ class Surrogate:
             novelty += 1.0 / math.sqrt(1.0 + count)
         terms = len(self._main) + len(self._pairs)
         return value + self.pair_weight * interaction, novelty / max(terms, 1)
+
+
+#: Values of one Categorical label tried as neighbours of a parent (drawn when it has more).
+MAX_NEIGHBOURS = 16
+#: Gaussian steps (as a share of the range) a Numerical label moves by in a neighbour.
+NUMERICAL_STEPS = (0.05, 0.15, 0.3)
+
+
+def neighbour_values(leaf: LabeledMutable, current: Any, rng: random.Random) -> list[Any]:
+    """The values one label of a parent moves to in the surrogate strategies' local
+    moves: every other value of a Categorical (``MAX_NEIGHBOURS`` drawn when it has
+    more), a few Gaussian steps of a Numerical's range (on its log scale where it has
+    one, then quantized), one random value of any other leaf."""
+    if isinstance(leaf, Categorical):
+        others = [value for value in leaf.values if value != current]
+        if len(others) > MAX_NEIGHBOURS:
+            others = rng.sample(others, MAX_NEIGHBOURS)
+        return others
+    if isinstance(leaf, Numerical):
+        start = quantile(leaf, current) if isinstance(current, int | float) else 0.5
+        moved = (value_at(leaf, start + rng.gauss(0.0, step)) for step in NUMERICAL_STEPS)
+        return [value for value in dict.fromkeys(moved) if value != current]
+    return [leaf.random_value(rng)]
+
+
+def due_reevaluation(policy: Reevaluation | None, metrics: Mapping[bytes, list[float]],
+                     failed: set[bytes], flying: Mapping[bytes, int], repeats: int,
+                     models: int) -> bytes | None:
+    """The key of the sample ``policy`` trains again now, or ``None``: as evolution's
+    rule (one of the ``top_k`` best means with fewer than ``evaluations`` results, while
+    the ``repeats`` among the ``models`` stay within ``share``), except that a sample in
+    flight (``flying``) waits for its result, so the workers never train one sample
+    twice at once. ``metrics`` are signed: bigger is better."""
+    if policy is None or not metrics:
+        return None
+    if repeats + 1 > policy.share * (models + 1):
+        return None
+    best = sorted(metrics, key=lambda k: statistics.fmean(metrics[k]),
+                  reverse=True)[:policy.top_k]
+    for key in best:
+        if key not in failed and not flying[key] and len(metrics[key]) < policy.evaluations:
+            return key
+    return None

@@ -75,7 +75,7 @@ from typing import Any
 import numpy as np
 
 from engine._objective import is_score
-from engine.mutable import Categorical, LabeledMutable, Numerical, Sample
+from engine.mutable import LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
 from strategies._gp import (
     NOISES,
@@ -87,17 +87,13 @@ from strategies._gp import (
     expected_improvement,
     fit,
 )
-from strategies._surrogate import quantile, value_at
+from strategies._surrogate import due_reevaluation, neighbour_values
 from strategies.base import NOT_YET, BaseStrategy, Leaves, NotYet, sample_key
 from strategies.evolution import Reevaluation
 from strategies.random_search import UnseenSampler, random_sample
 
 __all__ = ("BayesOpt", "normal_scores")
 
-#: Values of one Categorical label tried as neighbours of a parent (drawn when it has more).
-MAX_NEIGHBOURS = 16
-#: Gaussian steps (as a share of the range) a Numerical label moves by in a neighbour.
-NUMERICAL_STEPS = (0.05, 0.15, 0.3)
 #: The hyper-parameters are chosen again once the trained samples grew by this factor.
 REGRID_GROWTH = 1.1
 
@@ -294,36 +290,15 @@ class BayesOpt(BaseStrategy):
 
     def _moves(self, leaf: LabeledMutable, current: Any) -> list[Any]:
         """The values one label of a parent moves to."""
-        if isinstance(leaf, Categorical):
-            others = [value for value in leaf.values if value != current]
-            if len(others) > MAX_NEIGHBOURS:
-                others = self.rng.sample(others, MAX_NEIGHBOURS)
-            return others
-        if isinstance(leaf, Numerical):
-            start = quantile(leaf, current) if isinstance(current, int | float) else 0.5
-            moved = (value_at(leaf, start + self.rng.gauss(0.0, step))
-                     for step in NUMERICAL_STEPS)
-            return [value for value in dict.fromkeys(moved) if value != current]
-        return [leaf.random_value(self.rng)]
+        return neighbour_values(leaf, current, self.rng)
 
     def _reevaluation(self) -> Sample | None:
-        """The sample :attr:`reevaluate` trains again now, or ``None``: as evolution's, but
-        a sample in flight waits for its result, so the workers never train one sample
-        twice at once."""
-        policy = self.reevaluate
-        if policy is None or not self._metrics:
-            return None
-        repeats = self.model_count - self.seen_count  # models of samples known before
-        if repeats + 1 > policy.share * (self.model_count + 1):
-            return None
-        flying = self.in_flight_counts()
-        best = sorted(self._metrics, key=lambda k: statistics.fmean(self._metrics[k]),
-                      reverse=True)[:policy.top_k]
-        for key in best:
-            if key not in self._failed and not flying[key] and (  # never twice in flight
-                    len(self._metrics[key]) < policy.evaluations):
-                return dict(self._samples[key])
-        return None
+        """The sample :attr:`reevaluate` trains again now, or ``None``
+        (:func:`strategies._surrogate.due_reevaluation`)."""
+        key = due_reevaluation(self.reevaluate, self._metrics, self._failed,
+                               self.in_flight_counts(), self.model_count - self.seen_count,
+                               self.model_count)
+        return None if key is None else dict(self._samples[key])
 
     def __repr__(self) -> str:
         return (f"BayesOpt(n_initial={self.n_initial}, parents={self.parents}, "
