@@ -188,7 +188,7 @@ def test_plot_writes_a_png(run: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     target = tmp_path / "best.png"
     assert main(["plot", str(run), "-o", str(target)]) == 0
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out == f"{target}: best-so-far of 5 trained models\n"
+    assert capsys.readouterr().out == f"{target}: best-so-far of 5 ranked models\n"
 
 
 def test_plot_without_matplotlib_says_what_to_install(

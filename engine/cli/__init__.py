@@ -171,9 +171,10 @@ def _plot(reader: RunReader, args: argparse.Namespace) -> int:
         shown = plot_run(reader, args.output, mode=args.mode)
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror}", 2)
-    what = "Pareto front" if len(objectives_of(reader)) > 1 and args.mode is None else (
-        "best-so-far")
-    sys.stdout.write(f"{args.output}: {what} of {shown} trained models\n")
+    # The front is of trained models; best-so-far ranks paused ones too, at their step.
+    what = ("Pareto front of {} trained" if len(objectives_of(reader)) > 1
+            and args.mode is None else "best-so-far of {} ranked")
+    sys.stdout.write(f"{args.output}: {what.format(shown)} models\n")
     return 0
 
 

@@ -89,8 +89,8 @@ def run_points(reader: RunReader, mode: str | None = None) -> tuple[Objective, l
 
 def plot_run(reader: RunReader, path: Path, *, mode: str | None = None) -> int:
     """Write the two plots to ``path`` (the Pareto front for a run with several
-    objectives, unless ``mode`` asks for one direction); returns how many trained models
-    they show."""
+    objectives, unless ``mode`` asks for one direction); returns how many ranked models
+    (trained, and paused at the step they reached) they show."""
     figure_type = _figure_type()
     objectives = objectives_of(reader)
     if len(objectives) > 1 and mode is None:
