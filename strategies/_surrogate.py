@@ -14,6 +14,11 @@ removing one result updates the sums in ``O(d^2)`` for ``d`` labels, and a predi
 reads ``O(d^2)`` sums, so neither depends on the number of results: a proposal at 300
 results costs what it costs at 30. Interactions are kept for up to :data:`MAX_PAIRED`
 labels (beyond, the pairs would cost more than they tell).
+
+It also holds what both surrogate strategies (:class:`~strategies.model_based.ModelBased`
+and :class:`~strategies.bayes_opt.BayesOpt`) share: :class:`SurrogateStrategy`, their
+book of results, local moves and re-evaluation rule, and :func:`normal_scores`, the
+targets both models are fitted on.
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from engine.mutable import Categorical, LabeledMutable, Numerical
+from engine._objective import is_score
+from engine.mutable import Categorical, LabeledMutable, Numerical, Sample
+from engine.space import ExecutableModelSpace, ModelStatus
+from strategies.base import BaseStrategy, sample_key
 from strategies.evolution import Reevaluation
 
 __all__ = ("MAX_PAIRED", "MISSING", "Encoder", "Surrogate", "quantile", "value_at")
@@ -189,21 +197,79 @@ def neighbour_values(leaf: LabeledMutable, current: Any, rng: random.Random) -> 
     return [leaf.random_value(rng)]
 
 
-def due_reevaluation(policy: Reevaluation | None, metrics: Mapping[bytes, list[float]],
-                     failed: set[bytes], flying: Mapping[bytes, int], repeats: int,
-                     models: int) -> bytes | None:
-    """The key of the sample ``policy`` trains again now, or ``None``: as evolution's
-    rule (one of the ``top_k`` best means with fewer than ``evaluations`` results, while
-    the ``repeats`` among the ``models`` stay within ``share``), except that a sample in
-    flight (``flying``) waits for its result, so the workers never train one sample
-    twice at once. ``metrics`` are signed: bigger is better."""
-    if policy is None or not metrics:
+def normal_scores(values: list[float]) -> list[float]:
+    """Each value's rank as a standard normal quantile (ties share their mean rank)."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2
+        start = end + 1
+    normal = statistics.NormalDist()
+    return [normal.inv_cdf((rank + 0.5) / len(values)) for rank in ranks]
+
+
+class SurrogateStrategy(BaseStrategy):
+    """What the surrogate strategies share: the mean metric of each sample (signed, so
+    bigger is better), the samples that failed, the local moves of one label, and the
+    re-evaluation rule. Subclasses fit their model and pick among candidates."""
+
+    def __init__(self, *, reevaluate: Reevaluation | None, seed: int | None,
+                 max_trials: int | None, mode: str, deterministic: bool) -> None:
+        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
+                         deterministic=deterministic)
+        if reevaluate is not None and not isinstance(reevaluate, Reevaluation):
+            raise TypeError(f"reevaluate must be a Reevaluation or None, got "
+                            f"{type(reevaluate).__name__}")
+        self.reevaluate = reevaluate
+        self._metrics: dict[bytes, list[float]] = {}  # signed: bigger is better
+        self._samples: dict[bytes, dict[str, Any]] = {}
+        self._failed: set[bytes] = set()
+
+    def _record(self, model: ExecutableModelSpace) -> tuple[bytes, Sample, float] | None:
+        """Book one finished model: a trained one adds its signed metric to its
+        sample's results and returns ``(key, sample, signed metric)``; any other marks
+        its sample failed (never re-evaluated) and returns ``None``."""
+        metric, key = model.metric, sample_key(model.sample or {})
+        if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
+            self._failed.add(key)
+            return None
+        sample = dict(model.sample or {})
+        y = float(metric) if self.mode == "max" else -float(metric)
+        self._metrics.setdefault(key, []).append(y)
+        self._samples.setdefault(key, sample)
+        return key, sample, y
+
+    def metrics_of(self, sample: Sample) -> list[float]:
+        """The metric of each trained model of ``sample``, in the order they finished."""
+        sign = 1.0 if self.mode == "max" else -1.0
+        return [sign * y for y in self._metrics.get(sample_key(sample), ())]
+
+    def _moves(self, leaf: LabeledMutable, current: Any) -> list[Any]:
+        """The values one label of a parent moves to (:func:`neighbour_values`)."""
+        return neighbour_values(leaf, current, self.rng)
+
+    def _reevaluation(self) -> Sample | None:
+        """The sample :attr:`reevaluate` trains again now, or ``None``: as evolution's
+        rule (one of the ``top_k`` best means with fewer than ``evaluations`` results,
+        while the repeated models stay within ``share`` of all), except that a sample in
+        flight waits for its result, so the workers never train one sample twice at
+        once."""
+        policy, metrics = self.reevaluate, self._metrics
+        if policy is None or not metrics:
+            return None
+        repeats = self.model_count - self.seen_count  # models of samples known before
+        if repeats + 1 > policy.share * (self.model_count + 1):
+            return None
+        flying = self.in_flight_counts()
+        best = sorted(metrics, key=lambda k: statistics.fmean(metrics[k]),
+                      reverse=True)[:policy.top_k]
+        for key in best:
+            if (key not in self._failed and not flying[key]  # never twice in flight
+                    and len(metrics[key]) < policy.evaluations):
+                return dict(self._samples[key])
         return None
-    if repeats + 1 > policy.share * (models + 1):
-        return None
-    best = sorted(metrics, key=lambda k: statistics.fmean(metrics[k]),
-                  reverse=True)[:policy.top_k]
-    for key in best:
-        if key not in failed and not flying[key] and len(metrics[key]) < policy.evaluations:
-            return key
-    return None

@@ -70,13 +70,11 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
-from engine._objective import is_score
-from engine.mutable import LabeledMutable, Sample
-from engine.space import ExecutableModelSpace, ModelStatus
+from engine.mutable import Sample
+from engine.space import ExecutableModelSpace
 from strategies._gp import (
     NOISES,
     THETAS,
@@ -87,8 +85,8 @@ from strategies._gp import (
     expected_improvement,
     fit,
 )
-from strategies._surrogate import due_reevaluation, neighbour_values
-from strategies.base import NOT_YET, BaseStrategy, Leaves, NotYet, sample_key
+from strategies._surrogate import SurrogateStrategy, normal_scores
+from strategies.base import NOT_YET, Leaves, NotYet, sample_key
 from strategies.evolution import Reevaluation
 from strategies.random_search import UnseenSampler, random_sample
 
@@ -98,7 +96,7 @@ __all__ = ("BayesOpt", "normal_scores")
 REGRID_GROWTH = 1.1
 
 
-class BayesOpt(BaseStrategy):
+class BayesOpt(SurrogateStrategy):
     """GP-based Bayesian optimisation (see the module docstring).
 
     ``n_initial`` random samples come first. Then the candidates are the one-label
@@ -117,22 +115,15 @@ class BayesOpt(BaseStrategy):
         seed: int | None = None, max_trials: int | None = None, mode: str = "max",
         deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
-                         deterministic=deterministic)
+        super().__init__(reevaluate=reevaluate, seed=seed, max_trials=max_trials,
+                         mode=mode, deterministic=deterministic)
         for name, value, least in (("n_initial", n_initial, 2), ("parents", parents, 1),
                                    ("double_mutations", double_mutations, 0),
                                    ("random_candidates", random_candidates, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-        if reevaluate is not None and not isinstance(reevaluate, Reevaluation):
-            raise TypeError(f"reevaluate must be a Reevaluation or None, got "
-                            f"{type(reevaluate).__name__}")
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
-        self.reevaluate = reevaluate
-        self._metrics: dict[bytes, list[float]] = {}  # signed: bigger is better
-        self._samples: dict[bytes, dict[str, Any]] = {}
-        self._failed: set[bytes] = set()
         self._points: Points | None = None
         self._rows: list[Array] = []  # the encoded row of each key of _metrics, in order
         self._distances = np.zeros((0, 0))  # between the first rows, kept as they grow
@@ -147,18 +138,7 @@ class BayesOpt(BaseStrategy):
         """Called once per finished model (the journal's at resume, then in completion
         order). A trained one adds its metric to its sample's mean; any other marks its
         sample failed (never re-evaluated)."""
-        metric, key = model.metric, sample_key(model.sample or {})
-        if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
-            self._failed.add(key)
-            return
-        y = float(metric) if self.mode == "max" else -float(metric)
-        self._metrics.setdefault(key, []).append(y)
-        self._samples.setdefault(key, dict(model.sample or {}))
-
-    def metrics_of(self, sample: Sample) -> list[float]:
-        """The metric of each trained model of ``sample``, in the order they finished."""
-        sign = 1.0 if self.mode == "max" else -1.0
-        return [sign * y for y in self._metrics.get(sample_key(sample), ())]
+        self._record(model)
 
     def _model(self) -> tuple[Fit, Array, list[bytes]] | None:
         """The GP of the trained samples, their distance matrix and their keys (in the
@@ -288,18 +268,6 @@ class BayesOpt(BaseStrategy):
             a, b = self.rng.choice(pairs)
             yield {**parent, a: self.rng.choice(moves[a]), b: self.rng.choice(moves[b])}
 
-    def _moves(self, leaf: LabeledMutable, current: Any) -> list[Any]:
-        """The values one label of a parent moves to."""
-        return neighbour_values(leaf, current, self.rng)
-
-    def _reevaluation(self) -> Sample | None:
-        """The sample :attr:`reevaluate` trains again now, or ``None``
-        (:func:`strategies._surrogate.due_reevaluation`)."""
-        key = due_reevaluation(self.reevaluate, self._metrics, self._failed,
-                               self.in_flight_counts(), self.model_count - self.seen_count,
-                               self.model_count)
-        return None if key is None else dict(self._samples[key])
-
     def __repr__(self) -> str:
         return (f"BayesOpt(n_initial={self.n_initial}, parents={self.parents}, "
                 f"double_mutations={self.double_mutations}, "
@@ -316,20 +284,4 @@ def _grown(d: Array, x: Array, kinds: list[int]) -> Array:
         return d
     new = distances(x[old:], x, kinds)
     return np.block([[d, new[:, :old].T], [new]])
-
-
-def normal_scores(values: list[float]) -> list[float]:
-    """Each value's rank as a standard normal quantile (ties share their mean rank)."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2
-        start = end + 1
-    normal = statistics.NormalDist()
-    return [normal.inv_cdf((rank + 0.5) / len(values)) for rank in ranks]
 

@@ -96,18 +96,17 @@ import statistics
 from collections.abc import Iterator
 from typing import Any
 
-from engine._objective import is_score
-from engine.mutable import Categorical, LabeledMutable, Numerical, Sample
-from engine.space import ExecutableModelSpace, ModelStatus
+from engine.mutable import Categorical, Numerical, Sample
+from engine.space import ExecutableModelSpace
 from strategies._surrogate import (
     MAX_NEIGHBOURS,
     NUMERICAL_STEPS,
     Encoder,
     Surrogate,
-    due_reevaluation,
-    neighbour_values,
+    SurrogateStrategy,
+    normal_scores,
 )
-from strategies.base import BaseStrategy, Leaves, NotYet, sample_key
+from strategies.base import Leaves, NotYet, sample_key
 from strategies.evolution import Reevaluation
 from strategies.random_search import UnseenSampler, random_sample
 
@@ -119,7 +118,7 @@ REFIT_GROWTH = 1.25
 REFIT_MIN = 40
 
 
-class ModelBased(BaseStrategy):
+class ModelBased(SurrogateStrategy):
     """Surrogate-guided local search (see the module docstring).
 
     ``n_initial`` random samples come first. Then ``parents`` best samples are each
@@ -142,8 +141,8 @@ class ModelBased(BaseStrategy):
         seed: int | None = None, max_trials: int | None = None, mode: str = "max",
         deterministic: bool = False,
     ) -> None:
-        super().__init__(seed=seed, max_trials=max_trials, mode=mode,
-                         deterministic=deterministic)
+        super().__init__(reevaluate=reevaluate, seed=seed, max_trials=max_trials,
+                         mode=mode, deterministic=deterministic)
         for name, value, least in (("n_initial", n_initial, 1), ("parents", parents, 1),
                                    ("double_mutations", double_mutations, 0),
                                    ("random_candidates", random_candidates, 0),
@@ -156,16 +155,10 @@ class ModelBased(BaseStrategy):
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         if not isinstance(restart, bool):
             raise TypeError(f"restart must be True or False, got {restart!r}")
-        if reevaluate is not None and not isinstance(reevaluate, Reevaluation):
-            raise TypeError(f"reevaluate must be a Reevaluation or None, got "
-                            f"{type(reevaluate).__name__}")
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
-        self.beta, self.bins, self.reevaluate = float(beta), bins, reevaluate
-        self._metrics: dict[bytes, list[float]] = {}  # signed: bigger is better
-        self._samples: dict[bytes, dict[str, Any]] = {}
+        self.beta, self.bins = float(beta), bins
         self._results: list[tuple[dict[str, Any], float]] = []  # every trained model
-        self._failed: set[bytes] = set()
         self._encoder: Encoder | None = None
         self._tokens: list[tuple[int, ...]] = []  # of each result, for _encoder
         self._ranked: list[float] = []  # the results' values, sorted
@@ -190,14 +183,10 @@ class ModelBased(BaseStrategy):
         """Called once per finished model (the journal's at resume, then in completion
         order). A trained one adds its metric to its sample's mean and to the surrogate;
         any other marks its sample failed (never re-evaluated)."""
-        metric, key = model.metric, sample_key(model.sample or {})
-        if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
-            self._failed.add(key)
+        booked = self._record(model)
+        if booked is None:
             return
-        sample = dict(model.sample or {})
-        y = float(metric) if self.mode == "max" else -float(metric)
-        self._metrics.setdefault(key, []).append(y)
-        self._samples.setdefault(key, sample)
+        key, sample, y = booked
         self._results.append((sample, y))
         self._keys.append(key)
         self._advance()
@@ -241,11 +230,6 @@ class ModelBased(BaseStrategy):
         """The centres of the local searches the strategy restarted from, oldest first:
         samples none of whose one-label neighbours did better (copies)."""
         return [dict(sample) for sample in self._optima]
-
-    def metrics_of(self, sample: Sample) -> list[float]:
-        """The metric of each trained model of ``sample``, in the order they finished."""
-        sign = 1.0 if self.mode == "max" else -1.0
-        return [sign * y for y in self._metrics.get(sample_key(sample), ())]
 
     def _setup(self, leaves: Leaves) -> None:
         """The encoder and sampler for ``leaves``; the surrogate is fitted on first need."""
@@ -381,18 +365,6 @@ class ModelBased(BaseStrategy):
                 child[label] = self.rng.choice(moves)
         return child
 
-    def _moves(self, leaf: LabeledMutable, current: Any) -> list[Any]:
-        """The values one label of a parent moves to."""
-        return neighbour_values(leaf, current, self.rng)
-
-    def _reevaluation(self) -> Sample | None:
-        """The sample :attr:`reevaluate` trains again now, or ``None``
-        (:func:`strategies._surrogate.due_reevaluation`)."""
-        key = due_reevaluation(self.reevaluate, self._metrics, self._failed,
-                               self.in_flight_counts(), self.model_count - self.seen_count,
-                               self.model_count)
-        return None if key is None else dict(self._samples[key])
-
     def __repr__(self) -> str:
         return (f"ModelBased(n_initial={self.n_initial}, parents={self.parents}, "
                 f"double_mutations={self.double_mutations}, "
@@ -402,20 +374,3 @@ class ModelBased(BaseStrategy):
                 f"seed={self.seed!r}, "
                 f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
                 f"deterministic={self.deterministic})")
-
-
-
-def normal_scores(values: list[float]) -> list[float]:
-    """Each value's rank as a standard normal quantile (ties share their mean rank)."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2
-        start = end + 1
-    normal = statistics.NormalDist()
-    return [normal.inv_cdf((rank + 0.5) / len(values)) for rank in ranks]
