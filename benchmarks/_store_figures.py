@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 
+import engine as e
 from engine.events import (
     EngineStarted,
     EngineStopped,
@@ -28,6 +29,26 @@ from engine.events import (
 from engine.store import RunStore
 
 METRICS_PER_MODEL = 7  # 10 events per model: queued, training, 7 metrics, trained
+
+
+class SyntheticSpace(e.BaseModelSpace):
+    """The space of the synthetic run's models, so that a resumed engine can rebuild
+    (and train again) the one model the run leaves unfinished."""
+
+    def __init__(self) -> None:
+        self.width = e.ensure_frozen(e.Categorical([16 * i for i in range(8)], label="width"))
+        self.act = e.ensure_frozen(e.Categorical(["relu", "tanh"], label="act"))
+        self.lr = e.ensure_frozen(e.Categorical([0.1, 0.01], label="lr"))
+
+
+def noop(model: SyntheticSpace) -> float:
+    return 0.0
+
+
+def model_blob() -> bytes:
+    """A real dump of one frozen model of :class:`SyntheticSpace` (about 200 bytes)."""
+    space = e.SimplifiedModelSpace.from_model(SyntheticSpace(), e.FunctionEvaluator(noop))
+    return space.freeze({"width": 16, "act": "relu", "lr": 0.1}).dump()
 
 
 def synthetic_events(count: int) -> list[Event]:
@@ -54,7 +75,7 @@ def synthetic_events(count: int) -> list[Event]:
 async def write_run(path: Path, events: list[Event]) -> float:
     """Append ``events`` to a new run at ``path``; returns seconds until all committed."""
     store = await RunStore.open(path)
-    blob = b"\x85" + b"x" * 200  # about the size of a small SimplifiedModelSpace dump
+    blob = model_blob()
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         await tg.start(store.serve)
