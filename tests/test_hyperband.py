@@ -29,6 +29,20 @@ def test_the_brackets_of_synchronous_hyperband() -> None:
     assert ASHA(max_resource=12).brackets.rungs == ((1, 3, 9),)
 
 
+def test_the_repr_names_the_brackets_only_where_they_are_an_argument() -> None:
+    from strategies import PromotionASHA, PromotionHyperband
+
+    tail = "min_resource=2, max_resource=12, reduction_factor=3, "
+    for kind in (ASHA, PromotionASHA):
+        text = repr(kind(RandomSearch(0), min_resource=2, max_resource=12, max_trials=5))
+        assert text.startswith(f"{kind.__name__}(RandomSearch(")
+        assert text.endswith(tail + "max_trials=5)")
+    for many in (Hyperband, PromotionHyperband):
+        text = repr(many(RandomSearch(0), min_resource=2, max_resource=12, brackets=2))
+        assert text.startswith(f"{many.__name__}(RandomSearch(")
+        assert text.endswith(tail + "brackets=2, max_trials=None)")
+
+
 @pytest.mark.parametrize("bad", [0, 5, 1.5, True])
 def test_hyperband_refuses_bad_brackets(bad: object) -> None:
     with pytest.raises(ValueError, match=r"brackets must be an int from 1 to 4"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import ClassVar
 
 from engine._objective import Objective, is_score, score
 from engine.mutable import Sample
@@ -22,7 +23,8 @@ from engine.space import ExecutableModelSpace
 from strategies.base import BaseStrategy, EngineLike, HandleLike, Leaves, NotYet
 from strategies.random_search import RandomSearch
 
-__all__ = ("Brackets", "Scheduler", "bracket_weights", "quantile", "rung_levels")
+__all__ = ("BracketScheduler", "Brackets", "Scheduler", "bracket_weights", "quantile",
+           "rung_levels")
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -167,6 +169,32 @@ class Scheduler(BaseStrategy):
         if math.isnan(a):
             return True
         return not math.isnan(b) and self.better(b, a)
+
+
+class BracketScheduler(Scheduler):
+    """What both variants of Hyperband (and so of ASHA, one bracket) share: the
+    resources of a rung, ``reduction_factor`` (eta) and the :class:`Brackets` each new
+    model is drawn into."""
+
+    #: True for the one-bracket classes (ASHA), which take no ``brackets`` argument.
+    one_bracket: ClassVar[bool] = False
+
+    def __init__(self, proposer: BaseStrategy | None, *, min_resource: int,
+                 max_resource: int, reduction_factor: float, brackets: int | None,
+                 max_trials: int | None, seed: int | None) -> None:
+        super().__init__(proposer, max_trials=max_trials, seed=seed)
+        check_resources(min_resource, max_resource, reduction_factor)
+        self.min_resource, self.max_resource = min_resource, max_resource
+        self.reduction_factor = reduction_factor
+        self.brackets = Brackets(min_resource, max_resource, reduction_factor, brackets,
+                                 salt=self.rng.getrandbits(64))
+
+    def __repr__(self) -> str:
+        brackets = "" if self.one_bracket else f"brackets={len(self.brackets)}, "
+        return (f"{type(self).__name__}({self.proposer!r}, min_resource={self.min_resource}, "
+                f"max_resource={self.max_resource}, "
+                f"reduction_factor={self.reduction_factor!r}, {brackets}"
+                f"max_trials={self.max_trials!r})")
 
 
 def curve_of(handle: HandleLike, objective: Objective | None = None) -> list[float]:

@@ -37,7 +37,7 @@ from typing import Protocol
 from engine.errors import BudgetExhausted
 from engine.space import ExecutableModelSpace, Metrics, ModelStatus
 from strategies.base import BaseStrategy, EngineLike, HandleLike
-from strategies.schedulers._base import Brackets, Scheduler, check_resources
+from strategies.schedulers._base import BracketScheduler
 from strategies.schedulers._ladder import Ladder
 
 __all__ = ("PausableHandle", "PromotionASHA", "PromotionHyperband")
@@ -62,7 +62,7 @@ def trained_to(model: ExecutableModelSpace, step: int) -> ExecutableModelSpace:
     return seen
 
 
-class PromotionHyperband(Scheduler):
+class PromotionHyperband(BracketScheduler):
     """Asynchronous Hyperband, promotion variant (see the module docstring).
 
     The arguments are :class:`~strategies.schedulers.Hyperband`'s: ``min_resource``
@@ -77,12 +77,9 @@ class PromotionHyperband(Scheduler):
                  max_resource: int, reduction_factor: float = 3,
                  brackets: int | None = None, max_trials: int | None = None,
                  seed: int | None = None) -> None:
-        super().__init__(proposer, max_trials=max_trials, seed=seed)
-        check_resources(min_resource, max_resource, reduction_factor)
-        self.min_resource, self.max_resource = min_resource, max_resource
-        self.reduction_factor = reduction_factor
-        self.brackets = Brackets(min_resource, max_resource, reduction_factor, brackets,
-                                 salt=self.rng.getrandbits(64))
+        super().__init__(proposer, min_resource=min_resource, max_resource=max_resource,
+                         reduction_factor=reduction_factor, brackets=brackets,
+                         max_trials=max_trials, seed=seed)
         self.ladders = tuple(Ladder(rungs, reduction_factor, self.mode)
                              for rungs in self.brackets.rungs)
         self._level: dict[int, int] = {}  # model id -> the rung (index) it trains to
@@ -220,17 +217,13 @@ class PromotionHyperband(Scheduler):
                 level = index
         self._level[handle.model_id] = level
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.proposer!r}, min_resource={self.min_resource}, "
-                f"max_resource={self.max_resource}, "
-                f"reduction_factor={self.reduction_factor!r}, "
-                f"brackets={len(self.brackets)}, max_trials={self.max_trials!r})")
-
 
 class PromotionASHA(PromotionHyperband):
     """Asynchronous successive halving, promotion variant: :class:`PromotionHyperband`
     with one bracket, rungs at ``min_resource * eta**k`` below ``max_resource`` (see
     the module docstring). ``proposer`` defaults to ``RandomSearch(seed)``."""
+
+    one_bracket = True
 
     def __init__(self, proposer: BaseStrategy | None = None, *, min_resource: int = 1,
                  max_resource: int, reduction_factor: float = 3,
@@ -249,10 +242,6 @@ class PromotionASHA(PromotionHyperband):
         """The rungs' records."""
         return self.ladders[0]
 
-    def __repr__(self) -> str:
-        return (f"PromotionASHA({self.proposer!r}, min_resource={self.min_resource}, "
-                f"max_resource={self.max_resource}, "
-                f"reduction_factor={self.reduction_factor!r}, max_trials={self.max_trials!r})")
 
 
 def _pausable(handle: HandleLike) -> PausableHandle:

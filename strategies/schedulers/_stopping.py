@@ -21,12 +21,12 @@ import math
 from collections.abc import Sequence
 
 from strategies.base import BaseStrategy, HandleLike
-from strategies.schedulers._base import Brackets, Scheduler, check_resources, quantile
+from strategies.schedulers._base import BracketScheduler, quantile
 
 __all__ = ("ASHA", "Hyperband")
 
 
-class Hyperband(Scheduler):
+class Hyperband(BracketScheduler):
     """Asynchronous Hyperband, stopping variant (see the module docstring).
 
     ``min_resource`` is the first rung of the most aggressive bracket (in steps),
@@ -44,12 +44,9 @@ class Hyperband(Scheduler):
                  max_resource: int, reduction_factor: float = 3,
                  brackets: int | None = None, max_trials: int | None = None,
                  seed: int | None = None) -> None:
-        super().__init__(proposer, max_trials=max_trials, seed=seed)
-        check_resources(min_resource, max_resource, reduction_factor)
-        self.min_resource, self.max_resource = min_resource, max_resource
-        self.reduction_factor = reduction_factor
-        self.brackets = Brackets(min_resource, max_resource, reduction_factor, brackets,
-                                 salt=self.rng.getrandbits(64))
+        super().__init__(proposer, min_resource=min_resource, max_resource=max_resource,
+                         reduction_factor=reduction_factor, brackets=brackets,
+                         max_trials=max_trials, seed=seed)
         #: Per bracket, the values recorded at each of its rungs, in arrival order.
         self.records: tuple[dict[int, list[float]], ...] = tuple(
             {rung: [] for rung in rungs} for rungs in self.brackets.rungs)
@@ -81,12 +78,6 @@ class Hyperband(Scheduler):
         cutoff = quantile(finite, 1 - keep if self.mode == "max" else keep)
         return not self._worse(value, cutoff)
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.proposer!r}, min_resource={self.min_resource}, "
-                f"max_resource={self.max_resource}, "
-                f"reduction_factor={self.reduction_factor!r}, "
-                f"brackets={len(self.brackets)}, max_trials={self.max_trials!r})")
-
 
 class ASHA(Hyperband):
     """Asynchronous successive halving, stopping variant: :class:`Hyperband` with one
@@ -94,6 +85,8 @@ class ASHA(Hyperband):
     that reached it before, so the first models to arrive mostly go on; over a run about
     ``1 / eta`` of the models pass each rung. ``proposer`` defaults to
     ``RandomSearch(seed)``."""
+
+    one_bracket = True
 
     def __init__(self, proposer: BaseStrategy | None = None, *, min_resource: int = 1,
                  max_resource: int, reduction_factor: float = 3,
@@ -112,7 +105,3 @@ class ASHA(Hyperband):
         """The values recorded at each rung, in arrival order."""
         return self.records[0]
 
-    def __repr__(self) -> str:
-        return (f"ASHA({self.proposer!r}, min_resource={self.min_resource}, "
-                f"max_resource={self.max_resource}, "
-                f"reduction_factor={self.reduction_factor!r}, max_trials={self.max_trials!r})")
