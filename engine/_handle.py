@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from engine._checkpoint import prune_reported
 from engine._objective import MetricValue
 from engine.errors import TrialError
 from engine.events import InterruptReason, MetricReported, WorkerDied, WorkerStarted
@@ -189,6 +190,8 @@ class Trial:
             engine, step = self._engine, len(metrics.intermediates)
             engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id, value=value,
                                         step=step))
+            if self.checkpoint_dir is not None:  # the engine prunes: see engine._checkpoint
+                prune_reported(self.checkpoint_dir, step)
             engine._heard(self._handle, step, value)
 
     def final(self, value: MetricValue) -> None:
