@@ -22,14 +22,16 @@ only the engine knows which steps it accepted: a worker trains on past the step 
 strategy paused or stopped it at until the halt reaches it, and a worker that pruned
 to its own newest saves would delete the checkpoint of the paused step (the model
 would then silently resume from scratch). So a save deletes nothing, and each report
-the engine accepts (:func:`prune_reported`) deletes all but the two newest checkpoints
-at or below its step: those after it are the worker's lead, which the next reports
-prune in turn, so a running model keeps two checkpoints plus the few its worker saved
-ahead of the reports the engine has handled. A new attempt continues from the newest
-checkpoint at or below the last step the run keeps (:meth:`CheckpointRoot.continue_from`:
-the paused step, the last report before a worker died, the last journaled report after
-the driver was killed), and the one before it covers a journal that had not committed
-the last report when the driver was killed. A paused model keeps only those two
+the engine accepts deletes all but the two newest checkpoints at or below its step
+(:class:`Pruner`, :func:`prune_reported`): those after it are the worker's lead, which
+the next reports prune in turn, so a running model keeps two checkpoints plus the few
+its worker saved ahead of the reports the engine has handled (and, for a model whose
+first save comes late, the saves before its folder is seen: see :class:`Pruner`). A
+new attempt continues from the newest checkpoint at or below the last step the run
+keeps (:meth:`CheckpointRoot.continue_from`: the paused step, the last report before a
+worker died, the last journaled report after the driver was killed), and the one
+before it covers a journal that had not committed the last report when the driver was
+killed. A paused model keeps only those two
 (:meth:`CheckpointRoot.paused`); an ended model's folder is deleted.
 """
 
@@ -51,6 +53,7 @@ from typing import Any
 __all__ = (
     "CheckpointRoot",
     "CheckpointSpot",
+    "Pruner",
     "checkpoint_spot",
     "latest_checkpoint",
     "load_checkpoint",
@@ -192,6 +195,37 @@ def latest_checkpoint(folder: Path, at_most: int | None = None) -> int | None:
     """The step of the newest checkpoint in ``folder`` not after step ``at_most``."""
     steps = [s for s in _steps(folder) if at_most is None or s <= at_most]
     return max(steps, default=None)
+
+
+#: Reports between two looks for the folder of an attempt that has saved nothing so far.
+LOOK_EVERY = 64
+
+
+class Pruner:
+    """Prunes one attempt's checkpoint folder as the engine accepts its reports
+    (:func:`prune_reported`). Most models save no checkpoint, and a look at a folder
+    costs a system call, about as much as the rest of a report: until the folder is
+    seen, it is looked for at the attempt's reports 1, 2, 4, 8... and then every
+    ``LOOK_EVERY`` reports, so a model that saves from its first epoch is pruned from
+    its first report, and one that starts later keeps at most about ``LOOK_EVERY``
+    extra checkpoints until it is seen. Once seen, every report prunes. ``seen``: the
+    folder exists (an attempt continued from a checkpoint)."""
+
+    def __init__(self, folder: str, *, seen: bool = False) -> None:
+        self.folder, self._seen = folder, seen
+        self._reports, self._look = 0, 1
+
+    def reported(self, step: int) -> None:
+        """The engine accepted this attempt's report of ``step``."""
+        if not self._seen:
+            self._reports += 1
+            if self._reports < self._look:
+                return
+            self._look = min(2 * self._look, self._look + LOOK_EVERY)
+            if not os.path.isdir(self.folder):
+                return
+            self._seen = True
+        prune_reported(self.folder, step)
 
 
 def prune_reported(folder: str, step: int) -> None:

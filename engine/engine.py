@@ -36,7 +36,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine._checkpoint import CheckpointRoot
+from engine._checkpoint import CheckpointRoot, Pruner
 from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
@@ -759,7 +759,8 @@ class Engine:
         elif self._checkpoints is not None:
             if handle._may_have_checkpoints:
                 step = self._checkpoints.continue_from(handle.model_id, len(kept))
-            trial.checkpoint_dir = self._checkpoint_folder(handle.model_id)
+            trial.checkpoint_dir = folder = self._checkpoint_folder(handle.model_id)
+            trial.pruner = Pruner(folder, seen=step > 0)
             handle._may_have_checkpoints = True  # its worker may save from now on
         handle.model.metrics = Metrics(intermediates=kept[:step])
         trial.resume_step = step

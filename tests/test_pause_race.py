@@ -13,7 +13,7 @@ import pytest
 
 from engine import Engine, ModelHandle, ModelStatus, ProcessPool
 from engine import events as ev
-from engine._checkpoint import CheckpointRoot, prune_reported
+from engine._checkpoint import CheckpointRoot, Pruner, prune_reported
 from tests._checkpoint_fixtures import climb_sync, space, value
 from tests._pause_race_fixtures import open_fifo, outrun, wait_for_worker
 
@@ -122,3 +122,27 @@ def test_a_pause_keeps_the_two_newest_checkpoints_at_its_step(tmp_path: Path) ->
     (root.folder(8) / "step-00000004.pkl").write_bytes(b"state")
     assert root.paused(8, 2) is None  # nothing to continue from: it starts afresh
     assert steps_in(root.folder(8)) == []
+
+
+def test_the_pruner_finds_a_folder_that_appears_late(tmp_path: Path) -> None:
+    """An attempt that saved nothing yet costs no look at each report: the folder is
+    looked for at reports 1, 2, 4, 8..., then every LOOK_EVERY; once seen, every report
+    prunes."""
+    folder = tmp_path / "3"
+    pruner = Pruner(str(folder))
+    pruner.reported(1)  # looked: no folder
+    pruner.reported(2)  # looked: no folder
+    folder.mkdir()  # the model's first save is of step 3; its worker is ahead
+    for step in range(3, 9):
+        (folder / f"step-{step:08d}.pkl").write_bytes(b"state")
+    pruner.reported(3)  # not looked
+    assert steps_in(folder) == [3, 4, 5, 6, 7, 8]
+    pruner.reported(4)  # looked: seen, pruned (the lead stays)
+    assert steps_in(folder) == [3, 4, 5, 6, 7, 8]
+    pruner.reported(5)  # once seen, every report prunes
+    assert steps_in(folder) == [4, 5, 6, 7, 8]
+    pruner.reported(6)
+    assert steps_in(folder) == [5, 6, 7, 8]
+    resumed = Pruner(str(folder), seen=True)  # an attempt continued from a checkpoint
+    resumed.reported(8)
+    assert steps_in(folder) == [7, 8]
