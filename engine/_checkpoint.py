@@ -16,10 +16,23 @@ of step ``k`` already on disk. A model continued from a checkpoint of step ``k``
 its first ``k`` intermediate results; its next report is step ``k + 1``.
 
 Engine side. :class:`CheckpointRoot` is the run's folder (``<run file>.checkpoints``,
-or a temporary folder for a run without a file), one sub-folder per model id. A folder
-holds at most the two newest checkpoints of its model (``step-00000012.pt``): the
-engine continues from the newest one whose step the run has seen reported, and the one
-before covers a save whose report was lost when the driver was killed.
+or a temporary folder for a run without a file), one sub-folder per model id
+(``step-00000012.pt``). The engine, not the worker, prunes a model's folder, because
+only the engine knows which steps it accepted: a worker trains on past the step its
+strategy paused or stopped it at until the halt reaches it, and a worker that pruned
+to its own newest saves would delete the checkpoint of the paused step (the model
+would then silently resume from scratch). So a save deletes nothing, and each report
+the engine accepts deletes all but the two newest checkpoints at or below its step
+(:class:`Pruner`, :func:`prune_reported`): those after it are the worker's lead, which
+the next reports prune in turn, so a running model keeps two checkpoints plus the few
+its worker saved ahead of the reports the engine has handled (and, for a model whose
+first save comes late, the saves before its folder is seen: see :class:`Pruner`). A
+new attempt continues from the newest checkpoint at or below the last step the run
+keeps (:meth:`CheckpointRoot.continue_from`: the paused step, the last report before a
+worker died, the last journaled report after the driver was killed), and the one
+before it covers a journal that had not committed the last report when the driver was
+killed. A paused model keeps only those two
+(:meth:`CheckpointRoot.paused`); an ended model's folder is deleted.
 """
 
 from __future__ import annotations
@@ -40,15 +53,17 @@ from typing import Any
 __all__ = (
     "CheckpointRoot",
     "CheckpointSpot",
+    "Pruner",
     "checkpoint_spot",
     "latest_checkpoint",
     "load_checkpoint",
+    "prune_reported",
     "save_checkpoint",
     "spot_for",
     "use_checkpoints",
 )
 
-#: Checkpoints kept per model folder (the newest ones).
+#: Checkpoints kept per model folder at or below the last step the engine accepted.
 KEEP = 2
 _NAME = re.compile(r"^step-(\d{8})\.(pt|pkl)$")
 
@@ -110,8 +125,9 @@ def save_checkpoint(state: Any) -> None:
     """Save ``state`` (a dict of state dicts, the optimizer's state, the epoch...) as the
     checkpoint of the intermediate result reported next: call it after training an
     epoch and before ``report_intermediate`` of that epoch. Atomic: either the new
-    checkpoint is complete on disk, or the previous one stays the latest. Keeps the two
-    newest checkpoints of the model. Uses ``torch.save`` when torch is imported, else
+    checkpoint is complete on disk, or the previous one stays the latest. Deletes
+    nothing: the engine prunes the folder as it accepts reports (see the module's
+    docstring). Uses ``torch.save`` when torch is imported, else
     ``pickle``; a state that cannot be serialised raises (TypeError or
     pickle.PicklingError) and changes nothing."""
     spot = _spot_or_raise("save_checkpoint")
@@ -136,7 +152,6 @@ def save_checkpoint(state: Any) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _prune(folder)
 
 
 def load_checkpoint() -> Any:
@@ -162,7 +177,7 @@ def load_checkpoint() -> Any:
         return pickle.load(file)
 
 
-def _steps(folder: Path) -> dict[int, Path]:
+def _steps(folder: str | Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.scandir(folder):
@@ -182,9 +197,45 @@ def latest_checkpoint(folder: Path, at_most: int | None = None) -> int | None:
     return max(steps, default=None)
 
 
-def _prune(folder: Path) -> None:
-    """Keep the ``KEEP`` newest checkpoints."""
-    for _, path in sorted(_steps(folder).items())[:-KEEP]:
+#: Reports between two looks for the folder of an attempt that has saved nothing so far.
+LOOK_EVERY = 64
+
+
+class Pruner:
+    """Prunes one attempt's checkpoint folder as the engine accepts its reports
+    (:func:`prune_reported`). Most models save no checkpoint, and a look at a folder
+    costs a system call, about as much as the rest of a report: until the folder is
+    seen, it is looked for at the attempt's reports 1, 2, 4, 8... and then every
+    ``LOOK_EVERY`` reports, so a model that saves from its first epoch is pruned from
+    its first report, and one that starts later keeps at most about ``LOOK_EVERY``
+    extra checkpoints until it is seen. Once seen, every report prunes. ``seen``: the
+    folder exists (an attempt continued from a checkpoint)."""
+
+    def __init__(self, folder: str, *, seen: bool = False) -> None:
+        self.folder, self._seen = folder, seen
+        self._reports, self._look = 0, 1
+
+    def reported(self, step: int) -> None:
+        """The engine accepted this attempt's report of ``step``."""
+        if not self._seen:
+            self._reports += 1
+            if self._reports < self._look:
+                return
+            self._look = min(2 * self._look, self._look + LOOK_EVERY)
+            if not os.path.isdir(self.folder):
+                return
+            self._seen = True
+        prune_reported(self.folder, step)
+
+
+def prune_reported(folder: str, step: int) -> None:
+    """The engine accepted the report of ``step``: delete all but the ``KEEP`` newest
+    checkpoints in ``folder`` at or below it. Those after it (saved by a worker that is
+    ahead of the reports the engine has handled) stay: the engine may yet stop taking
+    reports before them (a pause), and then needs the checkpoint of ``step``. One
+    ``scandir`` when the folder exists (a model that saves no checkpoint has none)."""
+    below = sorted((s, p) for s, p in _steps(folder).items() if s <= step)
+    for _, path in below[:-KEEP]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
 
@@ -225,6 +276,18 @@ class CheckpointRoot:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         return chosen
+
+    def paused(self, model_id: int, step: int) -> int | None:
+        """``model_id`` paused at ``step`` (its worker ended the attempt): delete its
+        checkpoints after ``step`` (a resume continues from ``step``, never after it)
+        and all but the ``KEEP`` newest before; the newest left, or None."""
+        steps = _steps(self.folder(model_id))
+        kept = sorted(s for s in steps if s <= step)[-KEEP:]
+        for found, path in steps.items():
+            if found not in kept:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return kept[-1] if kept else None
 
     def remove(self, model_id: int) -> None:
         """Delete ``model_id``'s checkpoints (it can no longer be resumed)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
+from engine._checkpoint import Pruner
 from engine._objective import MetricValue
 from engine.errors import TrialError
 from engine.events import InterruptReason, MetricReported, WorkerDied, WorkerStarted
@@ -156,6 +157,7 @@ class Trial:
         #: The folder the model's checkpoints live in (see engine._checkpoint); a pool
         #: hands it to the trial it runs. None when the engine keeps no checkpoints.
         self.checkpoint_dir: str | None = None
+        self.pruner: Pruner | None = None  # prunes checkpoint_dir as reports arrive
         self.final_value: MetricValue | None = None
         self.open = True
         self._started = False
@@ -189,6 +191,8 @@ class Trial:
             engine, step = self._engine, len(metrics.intermediates)
             engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id, value=value,
                                         step=step))
+            if self.pruner is not None:  # the engine prunes: see engine._checkpoint
+                self.pruner.reported(step)
             engine._heard(self._handle, step, value)
 
     def final(self, value: MetricValue) -> None:

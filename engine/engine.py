@@ -36,7 +36,7 @@ import anyio.lowlevel
 import msgspec
 from anyio.abc import TaskGroup
 
-from engine._checkpoint import CheckpointRoot
+from engine._checkpoint import CheckpointRoot, Pruner
 from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
@@ -755,14 +755,15 @@ class Engine:
         kept = handle.model.metrics.intermediates
         step = 0
         if getattr(self.pool, "resumes_from_step", False):
-            step = len(kept)
-        elif self._checkpoints is not None and handle._may_have_checkpoints:
-            step = self._checkpoints.continue_from(handle.model_id, len(kept))
+            step = len(kept)  # and no checkpoint folder: it saves none
+        elif self._checkpoints is not None:
+            if handle._may_have_checkpoints:
+                step = self._checkpoints.continue_from(handle.model_id, len(kept))
+            trial.checkpoint_dir = folder = self._checkpoint_folder(handle.model_id)
+            trial.pruner = Pruner(folder, seen=step > 0)
+            handle._may_have_checkpoints = True  # its worker may save from now on
         handle.model.metrics = Metrics(intermediates=kept[:step])
         trial.resume_step = step
-        if self._checkpoints is not None:
-            trial.checkpoint_dir = self._checkpoint_folder(handle.model_id)
-            handle._may_have_checkpoints = True  # its worker may save from now on
 
     def _checkpoint_folder(self, model_id: int) -> str:
         """``str(self._checkpoints.folder(model_id))``, without a Path per call (a hot
@@ -882,8 +883,9 @@ class Engine:
         """``handle`` (not running any more) is paused: its event, and out of flight."""
         handle._pausing = False
         step = len(handle.model.metrics.intermediates)
-        checkpoint = (self._checkpoints.latest(handle.model_id, step)
-                      if self._checkpoints is not None else None)
+        checkpoint = (self._checkpoints.paused(handle.model_id, step)
+                      if self._checkpoints is not None and handle._may_have_checkpoints
+                      else None)
         handle.model.status = ModelStatus.Paused
         self._in_flight -= 1
         self._emit(ModelPaused(**self._stamp(), model_id=handle.model_id, step=step,

@@ -93,6 +93,7 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     ended_at: float | None = None
     duration: float | None = None  # training time of the trained attempt
     stopped_at: int | None = None  # the step its strategy stopped it at (final: that step's)
+    paused_at: float | None = None  # when it paused (None unless it is paused)
     reason: str | None = None  # why it failed / is retrying / was interrupted or invalid
     error_type: str | None = None  # of the latest failure
     message: str | None = None
@@ -299,8 +300,9 @@ def _fold(model: ModelRecord, event: ModelEvent) -> None:
         model.curve.append((event.step, event.value))
     elif isinstance(event, ModelPaused):
         model.status, model.reason = ModelStatus.Paused, f"paused at step {event.step}"
+        model.paused_at = event.time
     elif isinstance(event, ModelResumed):
-        model.status, model.reason = ModelStatus.Frozen, None
+        model.status, model.reason, model.paused_at = ModelStatus.Frozen, None, None
     elif isinstance(event, ModelTrained):
         model.status, model.final, model.duration = ModelStatus.Trained, event.final, event.duration
         model.ended_at, model.stopped_at = event.time, event.stopped_at

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,16 @@ from _digits import DEFAULT_DATA, describe, describe_split, digits_space, ensure
 
 import engine as e
 from engine import show_progress
-from strategies import ASHA, RandomSearch, RegularizedEvolution, Strategy, rank, search
+from strategies import (
+    ASHA,
+    RandomSearch,
+    RegularizedEvolution,
+    Strategy,
+    fidelity,
+    rank,
+    ranked_samples,
+    search,
+)
 
 STRATEGIES = ("random", "evolution", "asha")
 
@@ -132,23 +142,43 @@ def report(engine: e.Engine, args: argparse.Namespace, data: Path, seconds: floa
     if not ranked:
         print("no model trained: see `nas-engine show` for the errors")
         return
-    print("rank  val acc  architecture (the models that trained it)")
-    for place, (architecture, models) in enumerate(_distinct(ranked)[:5], start=1):
-        trained_by = " ".join(f"#{ids[id(m)]}" for m in models)
-        print(f"{place:>4}  {models[0].metric:.3f}    {architecture}  ({trained_by})"
-              f"{_stopped(models[0])}")
+    print_ranking(ranked, ids)
     for name, model in (("best", ranked[0]), ("worst", ranked[-1])):
         val, test = held_out(model.sample or {}, data, args.epochs, args.seed)
         print(f"{name:<5} model #{ids[id(model)]}: {describe(model.sample or {})}")
-        print(f"      validation {model.metric:.3f} in the search{_stopped(model)}; "
+        print(f"      validation {ranked_score(model)} in the search{_early(model)}; "
               f"trained again: validation {val:.3f}, test {test:.3f}")
     print(f"look into the run: nas-engine show {engine.journal_path}")
 
 
-def _stopped(model: e.ExecutableModelSpace) -> str:
-    """`` (stopped at epoch 1)`` for a model its strategy stopped early, else nothing."""
-    step = model.metrics.stopped_at
-    return "" if step is None else f" (stopped at epoch {step})"
+def print_ranking(ranked: list[e.ExecutableModelSpace], ids: dict[int, int],
+                  top: int = 5) -> None:
+    """The ``top`` distinct architectures of ``ranked`` (``rank()``'s order), each with
+    the validation accuracy it ranks by and, when it did not train to its end, the step
+    it reached (``ids``: model id by ``id(model)``)."""
+    print("rank  val acc  architecture (the models that trained it)")
+    for place, (architecture, models) in enumerate(_distinct(ranked)[:top], start=1):
+        trained_by = " ".join(f"#{ids[id(m)]}" for m in models)
+        print(f"{place:>4}  {ranked_score(models[0])}    {architecture}  ({trained_by})"
+              f"{_early(models[0])}")
+
+
+def ranked_score(model: e.ExecutableModelSpace) -> str:
+    """What ``model`` ranks by, and at which fidelity: ``0.953`` for a model trained to
+    its end, ``0.953 at step 3`` for one stopped or paused at step 3 (a paused model has
+    no ``metric``: it ranks by its last intermediate). The value is the one
+    ``ranked_samples`` ranks it by (alone: not averaged with its sample's repeats)."""
+    (entry,) = ranked_samples([model])
+    reached = fidelity(model)
+    at = "" if reached == math.inf else f" at step {reached:.0f}"
+    return f"{entry.mean:.3f}{at}"
+
+
+def _early(model: e.ExecutableModelSpace) -> str:
+    """`` (stopped early)`` or `` (paused)`` for a model that did not train to its end."""
+    if model.metrics.stopped_at is not None:
+        return " (stopped early)"
+    return " (paused)" if model.status is e.ModelStatus.Paused else ""
 
 
 def _distinct(ranked: list[e.ExecutableModelSpace]) -> list[tuple[str, list[Any]]]:

@@ -10,7 +10,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from anyio.abc import TaskStatus
 
 import engine as e
 from engine.web import dashboard_app
+from tests._fidelity_runs import mixed_run
 from tests._results_fixtures import Grid, grid_space
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -194,6 +195,40 @@ def check_page(page: Any, url: str, portal: Any, gates: dict[int, anyio.Event],
     wait_rows(page, "trained", 7)
     assert errors == []
     assert all(r.startswith(url) for r in requests), requests  # nothing from elsewhere
+
+
+def test_best_so_far_ranks_stopped_and_paused_models_at_their_step(
+        browser: Any, tmp_path: Path) -> None:
+    """Like ``nas-engine plot``: a model stopped at step 1 (0.95) or paused at step 2
+    (0.99) never stands above one trained to its end (0.7); without one, the best is
+    the best at the highest step reached, and the page says which step."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(30_000)
+    for name, full, note, best in (
+            ("mixed", True, "best 0.7000 (model 1); \u00d7 ranked at the step it reached",
+             [0.7, 0.7, 0.7]),
+            ("short", False, "best 0.9900 at step 2 (model 4, paused); \u00d7 ranked at "
+             "the step it reached", [0.95, 0.99])):
+        # Written in a thread: Playwright's own event loop runs in this one.
+        with ThreadPoolExecutor(1) as pool:
+            path = pool.submit(mixed_run, tmp_path / f"{name}.nasrun", full=full).result()
+        dashboard = Dashboard(path)
+        try:
+            page.goto(dashboard.url)
+            page.wait_for_selector("#live:has-text('stopped (finished)')")
+            page.wait_for_function("() => document.getElementById('best-note').textContent")
+            assert page.locator("#best-note").inner_text() == note
+            points = page.evaluate("() => bestSoFar([...state.models.values()])"
+                                   ".map((p) => [p.trial, p.value, p.best.value])")
+            # Every ended or paused model is a trial (the failed one too: no point).
+            trials = [1, 2, 4] if full else [1, 3]
+            assert [p[0] for p in points] == trials
+            assert [p[2] for p in points] == best
+        finally:
+            dashboard.close()
+    assert errors == []
 
 
 def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(

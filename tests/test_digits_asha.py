@@ -45,7 +45,7 @@ def test_asha_stops_models_at_its_rung_and_ranks_full_trainings_first(
     # The worst ranks last for its fidelity: a model stopped at the rung, and it says so
     # (the top five may all be full trainings, so they need not show one).
     worst = next(line for line in lines if line.startswith("worst model #"))
-    assert "in the search (stopped at epoch 1);" in lines[lines.index(worst) + 1]
+    assert " at step 1 in the search (stopped early);" in lines[lines.index(worst) + 1]
 
 
 def test_a_wall_time_budget_ends_the_search(tmp_path: Path) -> None:

@@ -3,12 +3,20 @@
 A run whose models report several metrics (a dict) is shown by its first objective:
 ``final``, ``latest`` and the curves carry that number, ``metrics`` the whole final dict.
 
+Ranking knows fidelity, as everywhere (``engine._objective.ranked``): each row carries
+``ranked``, the value the model ranks by (a trained model's final, a paused one's last
+intermediate; None when it is not ranked), ``fidelity``, the step it ranks at (where its
+strategy stopped or paused it; None when it trained to its end), and ``ranked_at``, when
+it was ranked (ended or paused). The page's best-so-far compares models at the highest
+fidelity reached so far, like ``nas-engine plot`` (engine.cli._plot.best_so_far).
+
 One :class:`Feed` serves every page of an app. Its methods block (SQLite reads) and run
 in worker threads; a lock makes them take turns on the shared :class:`RunResults`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -16,8 +24,9 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from engine._objective import MetricValue, Objective, score
+from engine._objective import MetricValue, Objective, ranked_value, score
 from engine.results import ModelRecord, open_run
+from engine.space import ModelStatus
 
 __all__ = ("Cursor", "Feed", "downsample")
 
@@ -149,9 +158,21 @@ def _row(model: ModelRecord, first: Objective | None) -> dict[str, Any]:
            "queued_at": model.queued_at, "started_at": model.started_at,
            "ended_at": model.ended_at, "reason": model.reason,
            "failed": model.traceback is not None}
+    row.update(_ranking(model, first))
     if isinstance(model.final, dict):
         row["metrics"] = model.final
     return row
+
+
+def _ranking(model: ModelRecord, first: Objective | None) -> dict[str, Any]:
+    """``ranked``, ``fidelity`` and ``ranked_at`` of ``model`` (see the module docstring):
+    JSON has no infinity, so a model trained to its end has fidelity None."""
+    value = score(ranked_value(model), first)
+    reached = model.fidelity
+    return {"ranked": value,
+            "fidelity": None if value is None or reached == math.inf else int(reached),
+            "ranked_at": (model.paused_at if model.status is ModelStatus.Paused
+                         else model.ended_at)}
 
 
 def _curve(model: ModelRecord, first: Objective | None,

@@ -251,26 +251,63 @@ function dots(plot, points, style, radius = 2) {
   for (const [a, b] of points) ctx.fillRect(x(a) - radius / 2, y(b) - radius / 2, radius, radius);
 }
 
-function renderBest() {
-  const trained = [...state.models.values()]
-    .filter((m) => m.status === "trained" && Number.isFinite(m.final))
-    .sort((a, b) => a.ended_at - b.ended_at || a.id - b.id);
-  const t0 = state.run.first_time || 0;
-  const byTrial = [], byTime = [], finals = [], finalsTime = [];
+// Best so far as `nas-engine plot` draws it (engine.cli._plot.best_so_far): the models
+// that ended or paused, in that order (each is a trial, failed ones too), each ranked by
+// the value it ranks by (a trained model's final, a paused one's last intermediate) at
+// its fidelity (the step it was stopped or paused at; Infinity: trained to its end). The
+// best so far is the best at the highest fidelity reached so far, so a model stopped or
+// paused after 2 steps never stands above one trained to its end.
+function bestSoFar(models) {
+  const done = models
+    .filter((m) => (FINISHED.has(m.status) || m.status === "paused") && Number.isFinite(m.ranked_at))
+    .sort((a, b) => a.ranked_at - b.ranked_at || a.id - b.id);
+  const points = [];
   let best = null;
-  trained.forEach((m, i) => {
-    if (best === null || better(m.final, best)) best = m.final;
-    byTrial.push([i + 1, best]);
-    byTime.push([m.ended_at - t0, best]);
-    finals.push([i + 1, m.final]);
-    finalsTime.push([m.ended_at - t0, m.final]);
+  done.forEach((m, i) => {
+    if (!Number.isFinite(m.ranked)) return;
+    const fidelity = m.fidelity === null || m.fidelity === undefined ? Infinity : m.fidelity;
+    if (best === null || fidelity > best.fidelity
+        || (fidelity === best.fidelity && better(m.ranked, best.value))) {
+      best = { id: m.id, value: m.ranked, fidelity, status: m.status };
+    }
+    points.push({ trial: i + 1, time: m.ranked_at, value: m.ranked, fidelity, best });
   });
-  for (const [id, series, all] of [["best-trials", byTrial, finals], ["best-time", byTime, finalsTime]]) {
-    const plot = axes($(id), all.map((p) => p[0]), all.map((p) => p[1]), all.length ? null : "no trained model yet");
+  return points;
+}
+
+function atStep(fidelity) {        // "" for a model trained to its end, else " at step N"
+  return fidelity === Infinity ? "" : ` at step ${fidelity}`;
+}
+
+function renderBest() {
+  const points = bestSoFar([...state.models.values()]);
+  const t0 = state.run.first_time || 0;
+  const best = points.length ? points[points.length - 1].best : null;
+  const short = points.filter((p) => p.fidelity !== Infinity);
+  const note = $("best-note");
+  note.textContent = best === null ? "" : `best ${fmt(best.value)}${atStep(best.fidelity)} (model ${best.id}`
+    + `${best.fidelity === Infinity ? "" : best.status === "paused" ? ", paused" : ", stopped early"})`
+    + `${short.length ? "; \u00d7 ranked at the step it reached" : ""}`;
+  note.dataset.fidelity = best === null || best.fidelity === Infinity ? "" : String(best.fidelity);
+  for (const [id, at] of [["best-trials", (p) => p.trial], ["best-time", (p) => p.time - t0]]) {
+    const plot = axes($(id), points.map(at), points.map((p) => p.value), points.length ? null : "no ranked model yet");
     if (!plot) continue;
-    dots(plot, all, "#8a94a6");
-    line(plot, stairs(series), "#1f9d55", 2);
+    dots(plot, points.filter((p) => p.fidelity === Infinity).map((p) => [at(p), p.value]), "#8a94a6");
+    crosses(plot, short.map((p) => [at(p), p.value]), "#d9822b");
+    line(plot, stairs(points.map((p) => [at(p), p.best.value])), "#1f9d55", 2);
   }
+}
+
+function crosses(plot, points, style, radius = 3) {  // a model ranked below its end
+  const { ctx, x, y } = plot;
+  ctx.strokeStyle = style;
+  ctx.lineWidth = 1.2;
+  ctx.beginPath();
+  for (const [a, b] of points) {
+    ctx.moveTo(x(a) - radius, y(b) - radius); ctx.lineTo(x(a) + radius, y(b) + radius);
+    ctx.moveTo(x(a) - radius, y(b) + radius); ctx.lineTo(x(a) + radius, y(b) - radius);
+  }
+  ctx.stroke();
 }
 
 function stairs(points) {          // best-so-far holds until the next improvement
