@@ -596,27 +596,30 @@ class Engine:
         self._by_object[id(model)] = handle
         self._trials += 1  # the budget is held while this waits for a place
         try:
-            handle = self._admit(handle, await self._place_for(handle))
+            placed, waited = await self._place_for(handle)
+            handle = self._admit(handle, placed)
         except BaseException:
             self._trials -= 1
             del self._by_object[id(model)]
             raise
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if not waited:  # else the wait for a place was this call's checkpoint
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         return handle
 
-    async def _place_for(self, handle: ModelHandle) -> bool:
-        """Hold a queue place for ``handle`` (True), or say it is a duplicate (False)."""
+    async def _place_for(self, handle: ModelHandle) -> tuple[bool, bool]:
+        """Hold a queue place for ``handle`` (True), or say it is a duplicate (False);
+        and whether this waited for the place (a checkpoint)."""
         if self._duplicate_of(handle.model) is not None:
-            return False
+            return False, False
         try:
-            await self._queue.reserve()
+            waited = await self._queue.reserve()
         except anyio.ClosedResourceError:
             raise EngineClosed("the engine stopped while this model waited for the "
                                "queue") from None
         if not self._accepting:  # the wall-time budget ran out while this waited
             self._queue.release()
             raise BudgetExhausted(self._exhausted_reason())
-        return True
+        return True, waited
 
     def _admit(self, handle: ModelHandle, placed: bool) -> ModelHandle:
         """Account for ``handle`` and queue it; no checkpoint from here to the put."""

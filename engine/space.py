@@ -474,7 +474,23 @@ class SimplifiedModelSpace(ExecutableModelSpace):
             return self.model.build()
 
     def dump(self) -> bytes:
-        """This frozen model as a msgpack message; TypeError says what cannot be sent."""
+        """This frozen model as a msgpack message; TypeError says what cannot be sent.
+
+        A model that is frozen and has no metrics yet is dumped once: a submit dumps it
+        for the pool's check and for the run file, and the second gets the first's
+        bytes while its sample, recipe, evaluator and built sample are the same objects
+        (replace one, rather than change it in place, to dump it afresh)."""
+        parts = (self.sample, self.model, self.evaluator, self.__dict__.get("_build_sample"))
+        kept = self.__dict__.get("_nas_dumped")
+        fresh = self.status is ModelStatus.Frozen and not self.metrics
+        if fresh and kept is not None and all(
+                a is b for a, b in zip(kept[0], parts, strict=True)):
+            return kept[1]  # type: ignore[no-any-return]
+        data = self._dump()
+        self.__dict__["_nas_dumped"] = (parts, data) if fresh else None
+        return data
+
+    def _dump(self) -> bytes:
         if self.sample is None:
             raise TypeError("only a frozen SimplifiedModelSpace can be dumped: freeze it first")
         try:
