@@ -480,14 +480,15 @@ class SimplifiedModelSpace(ExecutableModelSpace):
         for the pool's check and for the run file, and the second gets the first's
         bytes while its sample, recipe, evaluator and built sample are the same objects
         (replace one, rather than change it in place, to dump it afresh)."""
-        parts = (self.sample, self.model, self.evaluator, self.__dict__.get("_build_sample"))
+        built = self.__dict__.get("_build_sample")
         kept = self.__dict__.get("_nas_dumped")
         fresh = self.status is ModelStatus.Frozen and not self.metrics
-        if fresh and kept is not None and all(
-                a is b for a, b in zip(kept[0], parts, strict=True)):
-            return kept[1]  # type: ignore[no-any-return]
+        if (fresh and kept is not None and kept[0] is self.sample and kept[1] is self.model
+                and kept[2] is self.evaluator and kept[3] is built):
+            return kept[4]  # type: ignore[no-any-return]
         data = self._dump()
-        self.__dict__["_nas_dumped"] = (parts, data) if fresh else None
+        self.__dict__["_nas_dumped"] = (
+            (self.sample, self.model, self.evaluator, built, data) if fresh else None)
         return data
 
     def _dump(self) -> bytes:

@@ -135,6 +135,7 @@ class RunStore:
             [] if stored is None else _fingerprints_decoder.decode(stored))
         self._checking = bool(self.fingerprints)  # a resumed run: new spaces must match
         self._admitted: list[object] = []  # the spaces already compared with it
+        self._last_admitted: object | None = None
         self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
         # Read-backs for subscribers, from worker threads: one at a time on one connection,
@@ -186,13 +187,16 @@ class RunStore:
 
     def append(self, event: Event) -> None:
         """Queue ``event`` for the writer. Events must come in seq order, without gaps."""
-        self._check_open()
+        if self._closed or self._error is not None:
+            self._check_open()
         if event.seq != self._next_seq:
             raise ValueError(f"event seq {event.seq} is out of order: the run store expects "
                              f"seq {self._next_seq} next")
         self._next_seq += 1
-        self._pending.append(event)
-        self._wake.set()
+        pending = self._pending
+        pending.append(event)
+        if len(pending) == 1:  # else the writer was woken for the first, and takes all
+            self._wake.set()
 
     def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
         """Check that ``model`` is made like the run's models (its space, evaluator and
@@ -202,7 +206,9 @@ class RunStore:
         matches none of its spaces, unless ``force`` (then it is recorded)."""
         self._check_open()
         key = space_key(model)
-        if key is not None and any(key is seen for seen in self._admitted):
+        if key is not None and (key is self._last_admitted
+                                or any(key is seen for seen in self._admitted)):
+            self._last_admitted = key  # the common case: one space, checked once
             return
         new = fingerprint(model)
         changes = [differences(old, new) for old in self.fingerprints]
