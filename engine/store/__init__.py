@@ -257,10 +257,12 @@ class RunStore:
             while not self._closed:
                 await self._wake.wait()
                 # Let a batch gather: one transaction per few events would cost the
-                # trials more CPU (and GIL) than the writes themselves.
+                # trials more CPU (and GIL) than the writes themselves. One batch per
+                # window, also when events came during the write: writing those at once
+                # would write a small batch per thread round trip while trials run.
                 await anyio.sleep(_BATCH_WINDOW)
                 self._wake = anyio.Event()
-                await self._flush()
+                await self._flush(drain=False)
         finally:
             await self.aclose()
 
@@ -314,7 +316,8 @@ class RunStore:
             finally:
                 conn.close()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, drain: bool = True) -> None:
+        """Write what is pending: one batch, or (``drain``) until nothing is left."""
         async with self._write_lock:
             while (self._pending or self._outputs or self._meta) and not self._closed:
                 batch, self._pending = self._pending, []
@@ -331,6 +334,8 @@ class RunStore:
                 finally:
                     self._inflight = []
                     self._notify()
+                if not drain:
+                    break
 
     def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
                outputs: list[Output], meta: dict[str, str]) -> None:
