@@ -62,10 +62,15 @@ def _events() -> list[Event]:
 
 def _models_after(path: Path, batches: Iterator[list[Event]]) -> list[tuple[Any, ...]]:
     _, conn, lock, _, _ = open_run(path, False, default_run_path)
+    recorded: set[int] = set()  # a model queued again (a resumed run) records no blob
     try:
         for batch in batches:
-            blobs = {e.model_id: f"blob-{e.model_id}".encode() for e in batch
-                     if isinstance(e, ModelQueued)}
+            blobs: dict[int, bytes | None] = {}
+            for e in batch:
+                if isinstance(e, ModelQueued):
+                    blobs[e.model_id] = (None if e.model_id in recorded
+                                         else f"blob-{e.model_id}".encode())
+                    recorded.add(e.model_id)
             write_batch(conn, batch, blobs)
         return conn.execute("SELECT * FROM models ORDER BY id").fetchall()
     finally:
@@ -81,6 +86,46 @@ def test_one_batch_changes_the_rows_as_its_events_one_by_one(tmp_path: Path) -> 
     assert [row[:3] for row in at_once] == [
         (1, '{"x":1}', "trained"), (2, '{"x":2}', "failed"), (3, '{"x":3}', "interrupted"),
         (7, "{}", "training"), (9, "{}", "trained")]
+
+
+def _lives() -> tuple[list[Event], list[Event]]:
+    """Two batches: whole trial lives in one batch (one stopped early, one whose
+    metric comes between), a model trained again after a resume in the second batch
+    (its row exists: blob and columns of the first life), one caught training by a
+    kill that continues its curve from a checkpoint (its curve's start stays)."""
+    seq = iter(range(1, 1000))
+
+    def at(kind: type[Any], **fields: Any) -> Event:
+        event: Event = kind(seq=next(seq), time=2000.0 + len(fields), **fields)
+        return event
+
+    def life(model_id: int, **trained: Any) -> list[Event]:
+        return [at(ModelQueued, model_id=model_id, sample={"x": model_id}),
+                at(TrainingStarted, model_id=model_id, worker="w0", attempt=1),
+                at(MetricReported, model_id=model_id, value=0.5, step=1),
+                at(ModelTrained, model_id=model_id, final=0.5, duration=1.0, **trained)]
+
+    first = [*life(1), *life(2, stopped_at=1),
+             at(ModelQueued, model_id=3, sample={"x": 3}),
+             at(TrainingStarted, model_id=3, worker="w1", attempt=1),
+             at(ModelInterrupted, model_id=3, reason=InterruptReason.shutdown),
+             at(ModelQueued, model_id=4, sample={"x": 4}),  # the run is killed here
+             at(TrainingStarted, model_id=4, worker="w0", attempt=1)]
+    second = [*life(3), at(ModelQueued, model_id=4, sample={"x": 4}),
+              at(TrainingStarted, model_id=4, worker="w0", attempt=2, resume_step=3),
+              at(ModelTrained, model_id=4, final={"a": 1.0, "b": 2.0}, duration=2.0)]
+    return first, second
+
+
+def test_a_trials_whole_life_in_one_batch_is_one_row_as_its_events_leave_it(
+        tmp_path: Path) -> None:
+    first, second = _lives()
+    one_by_one = _models_after(tmp_path / "a.nasrun", ([e] for e in [*first, *second]))
+    batched = _models_after(tmp_path / "b.nasrun", iter([first, second]))
+    assert batched == one_by_one
+    assert [(row[0], row[2], row[10], row[11]) for row in batched] == [
+        (1, "trained", None, b"blob-1"), (2, "trained", "stopped at step 1", b"blob-2"),
+        (3, "trained", None, b"blob-3"), (4, "trained", None, b"blob-4")]
 
 
 def test_a_failed_batch_keeps_nothing(tmp_path: Path) -> None:
