@@ -42,6 +42,10 @@ class ModelQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def has_room(self) -> bool:
+        """Whether :meth:`reserve` would hold a place now without waiting."""
+        return not self.closed and not self._waiting and self._room()
+
     def _room(self) -> bool:
         return len(self._items) + self._held < self._size
 

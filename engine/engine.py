@@ -589,7 +589,14 @@ class Engine:
         ValueError (a bad model, or a sample the journal cannot store) without queueing
         anything. Cancelled while it waits: nothing was queued. Always a checkpoint.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        # This call's checkpoint: first, a plain one, when there is room (the common
+        # case: no cancel scope for a shielded one after the put); else the wait for a
+        # place is the checkpoint. The checks come after it, on the state it left.
+        yielded = self._queue.has_room()
+        if yielded:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_submit(model)
         handle = ModelHandle(self, model, 0)
         handle._may_have_checkpoints = False  # a new model id: no folder until it runs
@@ -602,7 +609,7 @@ class Engine:
             self._trials -= 1
             del self._by_object[id(model)]
             raise
-        if not waited:  # else the wait for a place was this call's checkpoint
+        if not (yielded or waited):  # a duplicate: it never waited for a place
             await anyio.lowlevel.cancel_shielded_checkpoint()
         return handle
 
