@@ -129,15 +129,14 @@ class _Slot:
             self._theirs.send(b"\0")
 
     async def ended(self) -> None:
-        """Return once the job given last sent its byte (a schedule point whether or
-        not it had ended already). Cancelled: the byte, if it comes, stays unread."""
+        """Return once the job given last sent its byte (at once, without a checkpoint,
+        if it has). Cancelled: the byte, if it comes, stays unread."""
         while True:
             try:
                 self._ours.recv(1)
             except BlockingIOError:
                 await anyio.wait_readable(self._ours)
                 continue
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
 
     def drain(self) -> None:
@@ -262,6 +261,7 @@ class InlinePool:
         slot.waiting = True
         try:
             slot.jobs.put(job)
+            await anyio.lowlevel.checkpoint()  # the thread runs it meanwhile, often wholly
             await slot.ended()
         except anyio.get_cancelled_exc_class():
             stop.set()
