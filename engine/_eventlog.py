@@ -119,6 +119,18 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
+        # The common case, without the loop below: the next event is in memory and the
+        # budget allows taking it without a checkpoint (about a third of the cost).
+        seq, log = self._next, self._log
+        if seq is not None and self._budget > 0 and not self._backlog and not self._closed:
+            index = seq - log._base
+            if 0 <= index < len(log._events):
+                self._next = seq + 1
+                self._budget -= 1
+                return log._events[index]  # the log holds contiguous seqs
+        return await self._next_event()
+
+    async def _next_event(self) -> Event:
         while not self._closed:
             if self._next is None:
                 if self._log.next_seq == self._log.origin and not self._log.closed:

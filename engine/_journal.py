@@ -152,7 +152,8 @@ class Journal:
         self._unresolved.append((seq, handle))
         if self.failed:
             self._release(None)
-        self._wake.set()
+        elif len(self._unresolved) == 1:  # else the resolver is busy and takes this too
+            self._wake.set()
 
     def _fail(self) -> None:
         self.failed = True

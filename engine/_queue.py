@@ -42,19 +42,23 @@ class ModelQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def has_room(self) -> bool:
+        """Whether :meth:`reserve` would hold a place now without waiting."""
+        return not self.closed and not self._waiting and self._room()
+
     def _room(self) -> bool:
         return len(self._items) + self._held < self._size
 
-    async def reserve(self) -> None:
+    async def reserve(self) -> bool:
         """Hold one place for the caller, waiting while the queue is full (no checkpoint
-        when there is room). The caller then must :meth:`put` or :meth:`release` before
-        its next checkpoint. Cancelled: no place is held. ``anyio.ClosedResourceError``
-        once the queue is closed (nothing held)."""
+        when there is room); True when it waited. The caller then must :meth:`put` or
+        :meth:`release` before its next checkpoint. Cancelled: no place is held.
+        ``anyio.ClosedResourceError`` once the queue is closed (nothing held)."""
         if self.closed:
             raise anyio.ClosedResourceError
         if not self._waiting and self._room():
             self._held += 1
-            return
+            return False
         ticket = _Ticket()
         self._waiting.append(ticket)
         try:
@@ -67,6 +71,7 @@ class ModelQueue(Generic[T]):
             raise
         if not ticket.granted:  # woken by close()
             raise anyio.ClosedResourceError
+        return True
 
     def release(self) -> None:
         """Give back a place held by :meth:`reserve` without putting anything."""

@@ -589,34 +589,44 @@ class Engine:
         ValueError (a bad model, or a sample the journal cannot store) without queueing
         anything. Cancelled while it waits: nothing was queued. Always a checkpoint.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        # This call's checkpoint: first, a plain one, when there is room (the common
+        # case: no cancel scope for a shielded one after the put); else the wait for a
+        # place is the checkpoint. The checks come after it, on the state it left.
+        yielded = self._queue.has_room()
+        if yielded:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
         self._check_submit(model)
         handle = ModelHandle(self, model, 0)
         handle._may_have_checkpoints = False  # a new model id: no folder until it runs
         self._by_object[id(model)] = handle
         self._trials += 1  # the budget is held while this waits for a place
         try:
-            handle = self._admit(handle, await self._place_for(handle))
+            placed, waited = await self._place_for(handle)
+            handle = self._admit(handle, placed)
         except BaseException:
             self._trials -= 1
             del self._by_object[id(model)]
             raise
-        await anyio.lowlevel.cancel_shielded_checkpoint()
+        if not (yielded or waited):  # a duplicate: it never waited for a place
+            await anyio.lowlevel.cancel_shielded_checkpoint()
         return handle
 
-    async def _place_for(self, handle: ModelHandle) -> bool:
-        """Hold a queue place for ``handle`` (True), or say it is a duplicate (False)."""
+    async def _place_for(self, handle: ModelHandle) -> tuple[bool, bool]:
+        """Hold a queue place for ``handle`` (True), or say it is a duplicate (False);
+        and whether this waited for the place (a checkpoint)."""
         if self._duplicate_of(handle.model) is not None:
-            return False
+            return False, False
         try:
-            await self._queue.reserve()
+            waited = await self._queue.reserve()
         except anyio.ClosedResourceError:
             raise EngineClosed("the engine stopped while this model waited for the "
                                "queue") from None
         if not self._accepting:  # the wall-time budget ran out while this waited
             self._queue.release()
             raise BudgetExhausted(self._exhausted_reason())
-        return True
+        return True, waited
 
     def _admit(self, handle: ModelHandle, placed: bool) -> ModelHandle:
         """Account for ``handle`` and queue it; no checkpoint from here to the put."""

@@ -474,7 +474,24 @@ class SimplifiedModelSpace(ExecutableModelSpace):
             return self.model.build()
 
     def dump(self) -> bytes:
-        """This frozen model as a msgpack message; TypeError says what cannot be sent."""
+        """This frozen model as a msgpack message; TypeError says what cannot be sent.
+
+        A model that is frozen and has no metrics yet is dumped once: a submit dumps it
+        for the pool's check and for the run file, and the second gets the first's
+        bytes while its sample, recipe, evaluator and built sample are the same objects
+        (replace one, rather than change it in place, to dump it afresh)."""
+        built = self.__dict__.get("_build_sample")
+        kept = self.__dict__.get("_nas_dumped")
+        fresh = self.status is ModelStatus.Frozen and not self.metrics
+        if (fresh and kept is not None and kept[0] is self.sample and kept[1] is self.model
+                and kept[2] is self.evaluator and kept[3] is built):
+            return kept[4]  # type: ignore[no-any-return]
+        data = self._dump()
+        self.__dict__["_nas_dumped"] = (
+            (self.sample, self.model, self.evaluator, built, data) if fresh else None)
+        return data
+
+    def _dump(self) -> bytes:
         if self.sample is None:
             raise TypeError("only a frozen SimplifiedModelSpace can be dumped: freeze it first")
         try:

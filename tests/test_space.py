@@ -383,6 +383,25 @@ def test_every_status_survives_dump_and_load() -> None:
         assert SimplifiedModelSpace.load(model.dump()).status is status
 
 
+def test_a_frozen_model_is_dumped_once_until_it_changes() -> None:
+    model = _simplified().freeze(SAMPLE)
+    first = model.dump()
+    assert model.dump() is first  # the pool's check and the run file share one dump
+    model.sample = {**SAMPLE}  # replaced: dumped afresh, same content
+    second = model.dump()
+    assert second is not first
+    assert second == first
+    model.metrics.intermediates.append(0.5)  # no longer fresh: what it is now
+    third = model.dump()
+    assert SimplifiedModelSpace.load(third).metrics.intermediates == [0.5]
+    assert SimplifiedModelSpace.load(model.dump()).metrics.intermediates == [0.5]
+    model.metrics.intermediates.clear()
+    model.status = ModelStatus.Retrying
+    assert SimplifiedModelSpace.load(model.dump()).status is ModelStatus.Retrying
+    model.status = ModelStatus.Frozen
+    assert SimplifiedModelSpace.load(model.dump()).status is ModelStatus.Frozen
+
+
 def test_only_a_frozen_model_can_be_dumped() -> None:
     with pytest.raises(TypeError, match="only a frozen SimplifiedModelSpace can be dumped"):
         _simplified().dump()

@@ -201,3 +201,27 @@ def test_bad_preload_is_refused(preload: object, error: type[Exception], words: 
 def test_echo_must_be_a_bool_or_none() -> None:
     with pytest.raises(TypeError, match="echo must be True, False or None"):
         ProcessPool(1, echo="yes")  # type: ignore[arg-type]
+
+
+def _score(model: object) -> float:
+    return 1.0
+
+
+def _other_score(model: object) -> float:
+    return 2.0
+
+
+def test_each_recipe_and_evaluator_is_preloaded_once_per_pair() -> None:
+    # The pool looks a model's modules up once per (factory, function) pair: a model
+    # with a known pair adds nothing, a new evaluator function is still added.
+    from engine._recipe import Symbol
+    from tests._spaces import Net
+
+    pool = ProcessPool(1)
+    first = SimplifiedModelSpace.from_model(Net(), FunctionEvaluator(_score))
+    second = SimplifiedModelSpace.from_model(Net(), FunctionEvaluator(_other_score))
+    sample = {"width": 16, "dropout": 0.2, "k1": 3, "k2": 7}
+    for model in (first.freeze(sample), first.freeze({**sample, "width": 8}),
+                  second.freeze(sample)):
+        pool.check(model)
+    assert list(pool._modules) == [Symbol.of(Net), Symbol.of(_score), Symbol.of(_other_score)]

@@ -135,6 +135,7 @@ class RunStore:
             [] if stored is None else _fingerprints_decoder.decode(stored))
         self._checking = bool(self.fingerprints)  # a resumed run: new spaces must match
         self._admitted: list[object] = []  # the spaces already compared with it
+        self._last_admitted: object | None = None
         self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
         # Read-backs for subscribers, from worker threads: one at a time on one connection,
@@ -186,13 +187,16 @@ class RunStore:
 
     def append(self, event: Event) -> None:
         """Queue ``event`` for the writer. Events must come in seq order, without gaps."""
-        self._check_open()
+        if self._closed or self._error is not None:
+            self._check_open()
         if event.seq != self._next_seq:
             raise ValueError(f"event seq {event.seq} is out of order: the run store expects "
                              f"seq {self._next_seq} next")
         self._next_seq += 1
-        self._pending.append(event)
-        self._wake.set()
+        pending = self._pending
+        pending.append(event)
+        if len(pending) == 1:  # else the writer was woken for the first, and takes all
+            self._wake.set()
 
     def admit(self, model: ExecutableModelSpace, *, force: bool = False) -> None:
         """Check that ``model`` is made like the run's models (its space, evaluator and
@@ -202,7 +206,9 @@ class RunStore:
         matches none of its spaces, unless ``force`` (then it is recorded)."""
         self._check_open()
         key = space_key(model)
-        if key is not None and any(key is seen for seen in self._admitted):
+        if key is not None and (key is self._last_admitted
+                                or any(key is seen for seen in self._admitted)):
+            self._last_admitted = key  # the common case: one space, checked once
             return
         new = fingerprint(model)
         changes = [differences(old, new) for old in self.fingerprints]
@@ -251,10 +257,12 @@ class RunStore:
             while not self._closed:
                 await self._wake.wait()
                 # Let a batch gather: one transaction per few events would cost the
-                # trials more CPU (and GIL) than the writes themselves.
+                # trials more CPU (and GIL) than the writes themselves. One batch per
+                # window, also when events came during the write: writing those at once
+                # would write a small batch per thread round trip while trials run.
                 await anyio.sleep(_BATCH_WINDOW)
                 self._wake = anyio.Event()
-                await self._flush()
+                await self._flush(drain=False)
         finally:
             await self.aclose()
 
@@ -308,7 +316,8 @@ class RunStore:
             finally:
                 conn.close()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, drain: bool = True) -> None:
+        """Write what is pending: one batch, or (``drain``) until nothing is left."""
         async with self._write_lock:
             while (self._pending or self._outputs or self._meta) and not self._closed:
                 batch, self._pending = self._pending, []
@@ -325,6 +334,8 @@ class RunStore:
                 finally:
                     self._inflight = []
                     self._notify()
+                if not drain:
+                    break
 
     def _write(self, batch: list[Event], blobs: dict[int, bytes | None],
                outputs: list[Output], meta: dict[str, str]) -> None:

@@ -37,6 +37,12 @@ from engine.workers.trial_runner import result_of
 
 __all__ = ("REBALANCE_AFTER", "Dispatcher")
 
+# The kinds of message, as tuples (a ``A | B`` union is built anew at each call).
+_ANSWERS = (Started, Skipped)
+_TRIAL_MESSAGES = (Began, Intermediate, Final, Done, Failed)
+_ENDS = (Done, Failed)
+_REPORTS = (Intermediate, Final)
+
 #: Seconds a worker stays idle before it takes a job queued behind another's trial:
 #: short trials free their workers sooner than a Skip's round trip would move the job.
 REBALANCE_AFTER = 0.05
@@ -67,15 +73,27 @@ class Dispatcher:
     # -- handing out jobs -----------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Send waiting jobs to workers with room, the best-ranked first."""
+        """Send waiting jobs to workers with room, the best-ranked first. (Called after
+        every submit and every trial: one pass over the workers, no lists.)"""
         while self.waiting and not self.stopped:
-            room = [w for w in self.ready if w.usable() and self._has_room(w)]
-            if not room:
+            best, best_rank = None, (2, 0.0)
+            for worker in self.ready:
+                if worker.usable() and self._has_room(worker):
+                    rank = worker.rank()
+                    if rank < best_rank:  # the first of the best, as min() would
+                        best, best_rank = worker, rank
+            if best is None:
                 return
-            self._assign(min(room, key=Worker.rank), self.waiting.popleft())
-        if (not self.stopped and any(w.idle for w in self.ready if w.usable())
-                and any(w.queued for w in self.ready)):
-            self.unbalanced.set()  # see rebalance()
+            self._assign(best, self.waiting.popleft())
+        if not self.stopped:
+            idle = queued = False
+            for worker in self.ready:
+                if worker.queued:
+                    queued = True
+                elif worker.running is None and worker.usable():
+                    idle = True
+            if idle and queued:
+                self.unbalanced.set()  # see rebalance()
 
     def _has_room(self, worker: Worker) -> bool:
         if not worker.idle and len(worker.queued) >= self.prefetch:
@@ -163,13 +181,13 @@ class Dispatcher:
     # -- what workers say -----------------------------------------------------------------
 
     def on_message(self, worker: Worker, message: FromWorker) -> None:
-        if isinstance(message, Started | Skipped):
+        if isinstance(message, _ANSWERS):
             self._answered(worker, message)
             return
-        if not isinstance(message, Began | Intermediate | Final | Done | Failed):
+        if not isinstance(message, _TRIAL_MESSAGES):
             raise ProtocolBroken(f"it sent {type(message).__name__} out of turn")
         if worker.running is None and not self._began(
-                worker, ended=isinstance(message, Done | Failed)):
+                worker, ended=isinstance(message, _ENDS)):
             return
         job = worker.running
         assert job is not None  # set by _began
@@ -177,7 +195,7 @@ class Dispatcher:
             if not job.detached:
                 job.trial.started(worker.name, worker.gpus, message.setup)
             return
-        if isinstance(message, Intermediate | Final):
+        if isinstance(message, _REPORTS):
             if not job.detached:
                 _forward(message, job.trial)
             return
@@ -209,7 +227,7 @@ class Dispatcher:
             raise ProtocolBroken("it reported a trial while it had none")
         job = worker.queued[0]
         job.answered()
-        if worker.retired.is_set() and not ended:
+        if worker.retiring and not ended:
             return False
         worker.running = worker.queued.popleft()
         if not job.detached:
@@ -224,7 +242,7 @@ class Dispatcher:
         that one waits for an answer to a Skip, or the worker is being stopped (then the
         next one waits for another worker)."""
         if (worker.running is None and worker.queued and not worker.queued[0].awaits_answer
-                and not worker.retired.is_set()):
+                and not worker.retiring):
             worker.running = worker.queued.popleft()
             self._start(worker, worker.running)
         if worker.idle:

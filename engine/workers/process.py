@@ -170,6 +170,8 @@ class ProcessPool:
                             f"got {echo!r}")
         self._echo = echo
         self._modules: dict[Symbol, None] = {}  # recipes and evaluators seen, in order
+        # (factory, function) pairs whose symbols are in _modules (see _maker_of)
+        self._makers: set[tuple[object, object]] = set()
         self._serving: _Serving | None = None
         self._dumped: weakref.WeakKeyDictionary[ExecutableModelSpace, bytes] = (
             weakref.WeakKeyDictionary())
@@ -191,7 +193,12 @@ class ProcessPool:
         """TypeError now when ``model`` cannot be sent to a worker process. The first
         model of a recipe or evaluator has every worker import their modules now."""
         self._dumped[model] = dump_model(model)  # kept for run(), while the model lives
+        key = _maker_of(model)
+        if key is not None and key in self._makers:  # its modules are known: the usual
+            return
         new = tuple(s for s in _symbols_of(model) if s not in self._modules)
+        if key is not None:
+            self._makers.add(key)
         if new:
             self._modules.update(dict.fromkeys(new))
             if self._serving is not None:
@@ -495,6 +502,22 @@ def _symbols_of(model: ExecutableModelSpace) -> tuple[Symbol, ...]:
     if isinstance(model.evaluator, FunctionEvaluator):
         symbols.append(Symbol.of(model.evaluator.function))
     return tuple(symbols)
+
+
+def _maker_of(model: ExecutableModelSpace) -> tuple[object, object] | None:
+    """What makes ``model`` (its recipe's factory, its evaluator's function), hashable,
+    so that a pool looks up its symbols once per maker, not per model; None when it
+    has none or cannot be a key."""
+    if not isinstance(model, SimplifiedModelSpace):
+        return None
+    function = (model.evaluator.function if isinstance(model.evaluator, FunctionEvaluator)
+                else None)
+    key = (model.model.factory, function)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _pipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
