@@ -90,8 +90,10 @@ from engine import Engine, ModelStatus
 from strategies import (
     ASHA,
     BaseStrategy,
+    BayesOpt,
     Hyperband,
     MedianStopping,
+    ModelBased,
     PromotionASHA,
     PromotionHyperband,
     RandomSearch,
@@ -164,6 +166,16 @@ def evolution(setup: Setup, seed: int) -> RegularizedEvolution:
     return RegularizedEvolution(setup.population, reevaluate=reevaluate, seed=seed)
 
 
+def bayes_opt(setup: Setup, seed: int) -> BayesOpt:
+    """BayesOpt, fitted at the highest fidelity with n_initial results (BOHB's rule)."""
+    return BayesOpt(seed=seed)
+
+
+def model_based(setup: Setup, seed: int) -> ModelBased:
+    """ModelBased, fitted at the highest fidelity with n_initial results."""
+    return ModelBased(seed=seed)
+
+
 def asha(setup: Setup, proposer: BaseStrategy) -> ASHA:
     """ASHA, stopping variant, rungs at min_resource * eta**k epochs."""
     return ASHA(proposer, min_resource=setup.min_resource, max_resource=setup.epochs,
@@ -192,6 +204,13 @@ METHODS: dict[str, Method] = {
         lambda setup, seed: promotion(setup, RandomSearch(seed))),
     "asha-promotion-evolution": engine_method(
         lambda setup, seed: promotion(setup, evolution(setup, seed))),
+    "asha-bayes-opt": engine_method(lambda setup, seed: asha(setup, bayes_opt(setup, seed))),
+    "asha-promotion-bayes-opt": engine_method(
+        lambda setup, seed: promotion(setup, bayes_opt(setup, seed))),
+    "asha-model-based": engine_method(
+        lambda setup, seed: asha(setup, model_based(setup, seed))),
+    "asha-promotion-model-based": engine_method(
+        lambda setup, seed: promotion(setup, model_based(setup, seed))),
     "hyperband": engine_method(lambda setup, seed: Hyperband(
         RandomSearch(seed), min_resource=setup.min_resource, max_resource=setup.epochs,
         reduction_factor=setup.eta, seed=seed)),
