@@ -109,6 +109,9 @@ ETA = 3  # ASHA's and Hyperband's reduction factor
 MIN_RESOURCE = 1  # their first rung (epochs)
 GRACE_STEPS, MIN_SAMPLES = 2, 4  # the median stopping rule
 EVALUATIONS = 0  # evolution's Reevaluation(evaluations=...) of its leader; 0: none
+# BayesOpt's and ModelBased's Reevaluation(top_k=..., evaluations=...); evaluations 0: none
+SURROGATE_TOP_K, SURROGATE_EVALUATIONS = 1, 0
+N_INITIAL = 0  # their n_initial (random samples first, and BOHB's threshold); 0: default
 TUNING = ("tried on seeds 1000-1019 only: eta 2 (ASHA) and Reevaluation(evaluations=4) "
           "(evolution proposers) against these defaults, neither better where it "
           "counts, so the defaults are kept; Optuna's pruners at their documented "
@@ -133,6 +136,19 @@ class Setup:
     grace_steps: int = GRACE_STEPS
     min_samples: int = MIN_SAMPLES
     evaluations: int = EVALUATIONS
+    surrogate_top_k: int = SURROGATE_TOP_K
+    surrogate_evaluations: int = SURROGATE_EVALUATIONS
+    n_initial: int = N_INITIAL
+
+    def surrogate(self) -> dict[str, Any]:
+        """The keyword arguments of BayesOpt and ModelBased."""
+        options: dict[str, Any] = {}
+        if self.surrogate_evaluations:
+            options["reevaluate"] = Reevaluation(top_k=self.surrogate_top_k,
+                                                 evaluations=self.surrogate_evaluations)
+        if self.n_initial:
+            options["n_initial"] = self.n_initial
+        return options
 
     @property
     def epochs(self) -> int:
@@ -168,12 +184,12 @@ def evolution(setup: Setup, seed: int) -> RegularizedEvolution:
 
 def bayes_opt(setup: Setup, seed: int) -> BayesOpt:
     """BayesOpt, fitted at the highest fidelity with n_initial results (BOHB's rule)."""
-    return BayesOpt(seed=seed)
+    return BayesOpt(seed=seed, **setup.surrogate())
 
 
 def model_based(setup: Setup, seed: int) -> ModelBased:
     """ModelBased, fitted at the highest fidelity with n_initial results."""
-    return ModelBased(seed=seed)
+    return ModelBased(seed=seed, **setup.surrogate())
 
 
 def asha(setup: Setup, proposer: BaseStrategy) -> ASHA:
@@ -375,6 +391,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--evaluations", type=int, default=EVALUATIONS,
                         help="evolution trains its leader again until it has this many "
                         "results (strategies.Reevaluation; 0: never)")
+    parser.add_argument("--surrogate-evaluations", type=int, default=SURROGATE_EVALUATIONS,
+                        help="BayesOpt and ModelBased train their top samples again until "
+                        "each has this many full trainings (Reevaluation; 0: never)")
+    parser.add_argument("--surrogate-top-k", type=int, default=SURROGATE_TOP_K,
+                        help="Reevaluation.top_k of BayesOpt and ModelBased")
+    parser.add_argument("--n-initial", type=int, default=N_INITIAL,
+                        help="BayesOpt's and ModelBased's n_initial (0: their default)")
     parser.add_argument("--min-resource", type=int, default=MIN_RESOURCE,
                         help="ASHA's and Hyperband's first rung (epochs)")
     parser.add_argument("--grace-steps", type=int, default=GRACE_STEPS,
@@ -390,6 +413,10 @@ def main(argv: list[str]) -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, "
                          f"got {getattr(args, name)}")
+    if min(args.evaluations, args.surrogate_evaluations, args.n_initial) < 0 \
+            or args.surrogate_top_k < 1:
+        parser.error("--evaluations, --surrogate-evaluations and --n-initial must be 0 or "
+                     "more, --surrogate-top-k 1 or more")
     if args.evaluations < 0:
         parser.error(f"--evaluations must be 0 or more, got {args.evaluations}")
     if not args.eta > 1:
@@ -410,7 +437,8 @@ def main(argv: list[str]) -> None:
     table = table.restricted(depth)
     setup = Setup(table, args.workers, max(BUDGETS) * table.full_seconds / args.workers,
                   args.population, args.eta, args.min_resource, args.grace_steps,
-                  args.min_samples, args.evaluations)
+                  args.min_samples, args.evaluations, args.surrogate_top_k,
+                  args.surrogate_evaluations, args.n_initial)
     simulated = real = 0.0
     print(json.dumps({"figure": "table", "architectures": len(table.curves),
                       "curves": sum(len(runs) for runs in table.curves.values()),
@@ -423,7 +451,10 @@ def main(argv: list[str]) -> None:
                                    "min_resource": setup.min_resource,
                                    "grace_steps": setup.grace_steps,
                                    "min_samples": setup.min_samples,
-                                   "evaluations": setup.evaluations},
+                                   "evaluations": setup.evaluations,
+                                   "surrogate_top_k": setup.surrogate_top_k,
+                                   "surrogate_evaluations": setup.surrogate_evaluations,
+                                   "n_initial": setup.n_initial},
                       "tuning": TUNING}), flush=True)
     for name in wanted:
         method = METHODS[name]

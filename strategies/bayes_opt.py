@@ -40,6 +40,18 @@ run and asks again): so no call blocks the event loop for more than a few factor
 of a ``n x n`` matrix, and a proposal at 300 results costs one, with numpy
 (benchmarks/search_quality.py prints it as ``proposal_ms_at_300``).
 
+Fidelity. Under a scheduler (``ASHA(proposer=BayesOpt(...))``) the proposer observes
+models stopped or paused early; each is booked at the step it reached
+(:meth:`~strategies._surrogate.SurrogateStrategy._record`), and the GP is fitted on the
+results of the highest fidelity with at least ``n_initial`` samples (a model counts at
+every fidelity up to the one it reached, with its value at that step), else of the
+fidelity with the most: BOHB's rule (Falkner, Klein, Hutter, "BOHB: robust and
+efficient hyperparameter optimization at scale", ICML 2018). So epoch-1 values of
+stopped models never mix with final ones, and a model trained to its end is booked
+exactly as without a scheduler. Beyond ``max_points`` samples at that fidelity the fit
+takes the best half and the latest others, so a proposal costs the same at 1500 models
+as at 500.
+
 Asynchrony. A proposal never repeats a sample submitted before, in flight included
 (:meth:`~strategies.base.BaseStrategy.is_new`). The new samples in flight enter the GP by
 the kriging believer (Ginsbourger, Le Riche, Carraro, "Kriging is well-suited to
@@ -104,7 +116,9 @@ class BayesOpt(SurrogateStrategy):
     neighbours of the ``parents`` best samples (by posterior mean), the two-label
     mutations of the best one (at most ``double_mutations``, drawn when there are more)
     and ``random_candidates`` random samples; the one with the highest expected
-    improvement is proposed. ``reevaluate``, a
+    improvement is proposed. The GP is fitted at the highest fidelity with
+    ``n_initial`` results, on at most ``max_points`` of them (see the module
+    docstring). ``reevaluate``, a
     :class:`~strategies.evolution.Reevaluation`, trains the best samples again: pass one
     when training the same sample twice can give different metrics. ``deterministic``
     and ``mode`` are as for :class:`~strategies.base.BaseStrategy`.

@@ -58,6 +58,12 @@ choices a shrunk main-effect plus pairwise model is what those models mostly lea
 it models the choices jointly where TPE (Bergstra, Bardenet, Bengio, Kegl, "Algorithms
 for hyper-parameter optimization", NeurIPS 2011) models each label on its own.
 
+Fidelity. Under a scheduler the proposer observes models stopped or paused early; as
+:class:`~strategies.bayes_opt.BayesOpt` does (BOHB's rule), the surrogate and the local
+searches run on the results of the highest fidelity with at least ``n_initial``
+samples, each model counted at every fidelity up to the one it reached with its value
+there; when that fidelity moves up, they are rebuilt from its results.
+
 Asynchrony. A proposal never repeats a sample submitted before, in flight included
 (:meth:`~strategies.base.BaseStrategy.is_new`), and the models in flight enter the
 surrogate with a constant liar (Ginsbourger, Le Riche, Carraro, "Kriging is
