@@ -33,8 +33,7 @@ def test_the_registry_holds_the_issue_methods_and_one_line_adds_one(tmp_path: Pa
     assert simulated <= setup.horizon
 
 
-SURROGATE_METHODS = ("asha-bayes-opt", "asha-promotion-bayes-opt", "asha-model-based",
-                     "asha-promotion-model-based")
+SURROGATE_METHODS = ("asha-bayes-opt", "asha-model-based", "asha-promotion-model-based")
 
 
 @pytest.mark.parametrize("name", ISSUE_METHODS + SURROGATE_METHODS)
