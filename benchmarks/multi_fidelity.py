@@ -53,6 +53,14 @@ Seeds 0-19 are reported. The settings (:data:`POPULATION` 20, :data:`ETA` 3,
 ``--eta 2`` (the ASHA variants: no better, worse at 300 for ``asha-evolution``) and
 ``--evaluations 4`` (evolution's Reevaluation: ``evolution`` better at 100, worse at
 300; ``asha-evolution`` worse at every budget) were tried, so the defaults stayed.
+The surrogate proposers run at their defaults (``BayesOpt()``, ``ModelBased()``;
+:data:`SURROGATE_EVALUATIONS` 0, :data:`N_INITIAL` 0): on seeds 1000-1019,
+``asha-promotion-model-based`` had 0.00396 / 0.00337 / 0.00316 at eta 3 against
+0.00595 / 0.00261 / 0.00275 at ``--eta 2`` and 0.00480 / 0.00282 / 0.00396 at
+``--eta 4``; ``asha-model-based`` 0.00612 / 0.00549 / 0.00271 against 0.00636 /
+0.00522 / 0.00515 with ``--surrogate-evaluations 3 --surrogate-top-k 3`` and 0.00657 /
+0.00511 / 0.00598 with ``--surrogate-evaluations 4`` (a re-evaluated leader's mean
+falls and a lucky single training overtakes it); none better at every budget.
 The first line prints the settings and says so. Optuna's pruners run with their
 documented defaults (SuccessiveHalvingPruner: ``min_resource="auto"``, reduction factor
 4; HyperbandPruner: rungs from 1 step, ``max_resource="auto"``, reduction factor 3)
