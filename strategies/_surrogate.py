@@ -33,7 +33,7 @@ from typing import Any
 from engine._objective import is_score
 from engine.mutable import Categorical, LabeledMutable, Numerical, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
-from strategies.base import BaseStrategy, sample_key
+from strategies.base import BaseStrategy, fidelity, sample_key
 from strategies.evolution import Reevaluation
 
 __all__ = ("MAX_PAIRED", "MISSING", "Encoder", "Surrogate", "quantile", "value_at")
@@ -213,6 +213,18 @@ def normal_scores(values: list[float]) -> list[float]:
     return [normal.inv_cdf((rank + 0.5) / len(values)) for rank in ranks]
 
 
+def fidelity_value(reached: float, curve: tuple[float, ...], level: float) -> float | None:
+    """The signed value at fidelity ``level`` of a model that reached ``reached`` with
+    ``curve`` (its intermediates; at full fidelity, its metric last): None when it did
+    not reach it or reported nothing usable there."""
+    if reached < level:
+        return None
+    step = len(curve) if level == math.inf else int(level)
+    if not 1 <= step <= len(curve) or math.isnan(curve[step - 1]):
+        return None
+    return curve[step - 1]
+
+
 class SurrogateStrategy(BaseStrategy):
     """What the surrogate strategies share: the mean metric of each sample (signed, so
     bigger is better), the samples that failed, the local moves of one label, and the
@@ -229,23 +241,86 @@ class SurrogateStrategy(BaseStrategy):
         self._metrics: dict[bytes, list[float]] = {}  # signed: bigger is better
         self._samples: dict[bytes, dict[str, Any]] = {}
         self._failed: set[bytes] = set()
+        # The results at each fidelity (see _record): full fidelity is _metrics itself.
+        self._books: dict[float, dict[bytes, list[float]]] = {math.inf: self._metrics}
+        self._curves: list[tuple[bytes, float, tuple[float, ...]]] = []  # signed
 
     def _record(self, model: ExecutableModelSpace) -> tuple[bytes, Sample, float] | None:
         """Book one finished model: a trained one adds its signed metric to its
-        sample's results and returns ``(key, sample, signed metric)``; any other marks
-        its sample failed (never re-evaluated) and returns ``None``."""
+        sample's results at its fidelity and returns ``(key, sample, signed metric)``;
+        any other marks its sample failed (never re-evaluated) and returns ``None``.
+
+        Fidelity (:func:`~strategies.base.fidelity`, as BOHB keeps one data set per
+        budget): a model trained to its end counts in :attr:`_metrics`, the
+        full-fidelity results, and nowhere else at full fidelity. One stopped or paused
+        at step ``f`` (a scheduler's proposer hears such models) counts only at the
+        lower fidelities: at each step ``s <= f`` that some model stopped at, with its
+        value at step ``s``; so does a model trained to its end."""
         metric, key = model.metric, sample_key(model.sample or {})
         if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
             self._failed.add(key)
             return None
         sample = dict(model.sample or {})
-        y = float(metric) if self.mode == "max" else -float(metric)
-        self._metrics.setdefault(key, []).append(y)
+        sign = 1.0 if self.mode == "max" else -1.0
+        y = sign * float(metric)
+        reached = fidelity(model)
+        if reached == math.inf:
+            self._metrics.setdefault(key, []).append(y)
         self._samples.setdefault(key, sample)
+        curve = tuple(sign * float(v) if is_score(v) else math.nan
+                      for v in model.metrics.intermediates)
+        steps = len(curve) if reached == math.inf else int(reached)
+        head = curve[:steps - 1]
+        head += (math.nan,) * (steps - 1 - len(head))
+        curve = (*head, y)  # its metric is its value at the step it reached (the last)
+        if reached not in self._books:
+            self._add_fidelity(reached)
+        self._curves.append((key, reached, curve))
+        for level, book in self._books.items():
+            value = fidelity_value(reached, curve, level) if level != math.inf else None
+            if value is not None:
+                book.setdefault(key, []).append(value)
         return key, sample, y
 
+    def _add_fidelity(self, level: float) -> None:
+        """Start the book of fidelity ``level`` with the values at that step of every
+        model booked so far that reached it."""
+        book: dict[bytes, list[float]] = {}
+        for key, reached, curve in self._curves:
+            value = fidelity_value(reached, curve, level)
+            if value is not None:
+                book.setdefault(key, []).append(value)
+        self._books[level] = book
+
+    def _results_in_order(self, level: float) -> list[tuple[bytes, float]]:
+        """``(key, signed value)`` of each model booked at fidelity ``level``, in the
+        order they were booked."""
+        results = []
+        for key, reached, curve in self._curves:
+            value = fidelity_value(reached, curve, level)
+            if value is not None:
+                results.append((key, value))
+        return results
+
+    def _fit_fidelity(self, enough: int) -> float:
+        """The fidelity a model of the results is fitted at: the highest one with at
+        least ``enough`` samples (BOHB's rule), else the one with the most (the highest
+        on a tie). Full fidelity when no model stopped early."""
+        levels = sorted(self._books, reverse=True)
+        for level in levels:
+            if len(self._books[level]) >= enough:
+                return level
+        return max(levels, key=lambda level: len(self._books[level]))
+
+    def results_at(self, level: float) -> dict[bytes, list[float]]:
+        """The results booked at fidelity ``level`` (``math.inf``: trained to the end),
+        by :func:`sample_key`, signed (bigger is better), in the order the samples
+        first reached it; empty at a fidelity no model stopped at (copies)."""
+        return {key: list(values) for key, values in self._books.get(level, {}).items()}
+
     def metrics_of(self, sample: Sample) -> list[float]:
-        """The metric of each trained model of ``sample``, in the order they finished."""
+        """The metric of each model of ``sample`` trained to its end, in the order they
+        finished (models stopped early: :meth:`results_at`)."""
         sign = 1.0 if self.mode == "max" else -1.0
         return [sign * y for y in self._metrics.get(sample_key(sample), ())]
 

@@ -40,6 +40,18 @@ run and asks again): so no call blocks the event loop for more than a few factor
 of a ``n x n`` matrix, and a proposal at 300 results costs one, with numpy
 (benchmarks/search_quality.py prints it as ``proposal_ms_at_300``).
 
+Fidelity. Under a scheduler (``ASHA(proposer=BayesOpt(...))``) the proposer observes
+models stopped or paused early; each is booked at the step it reached
+(:meth:`~strategies._surrogate.SurrogateStrategy._record`), and the GP is fitted on the
+results of the highest fidelity with at least ``n_initial`` samples (a model counts at
+every fidelity up to the one it reached, with its value at that step), else of the
+fidelity with the most: BOHB's rule (Falkner, Klein, Hutter, "BOHB: robust and
+efficient hyperparameter optimization at scale", ICML 2018). So epoch-1 values of
+stopped models never mix with final ones, and a model trained to its end is booked
+exactly as without a scheduler. Beyond ``max_points`` samples at that fidelity the fit
+takes the best half and the latest others, so a proposal costs the same at 1500 models
+as at 500.
+
 Asynchrony. A proposal never repeats a sample submitted before, in flight included
 (:meth:`~strategies.base.BaseStrategy.is_new`). The new samples in flight enter the GP by
 the kriging believer (Ginsbourger, Le Riche, Carraro, "Kriging is well-suited to
@@ -68,6 +80,7 @@ the only one below Optuna TPE in every cell there.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections.abc import Iterator
 
@@ -103,7 +116,9 @@ class BayesOpt(SurrogateStrategy):
     neighbours of the ``parents`` best samples (by posterior mean), the two-label
     mutations of the best one (at most ``double_mutations``, drawn when there are more)
     and ``random_candidates`` random samples; the one with the highest expected
-    improvement is proposed. ``reevaluate``, a
+    improvement is proposed. The GP is fitted at the highest fidelity with
+    ``n_initial`` results, on at most ``max_points`` of them (see the module
+    docstring). ``reevaluate``, a
     :class:`~strategies.evolution.Reevaluation`, trains the best samples again: pass one
     when training the same sample twice can give different metrics. ``deterministic``
     and ``mode`` are as for :class:`~strategies.base.BaseStrategy`.
@@ -111,21 +126,25 @@ class BayesOpt(SurrogateStrategy):
 
     def __init__(
         self, *, n_initial: int = 10, parents: int = 3, double_mutations: int = 256,
-        random_candidates: int = 200, reevaluate: Reevaluation | None = None,
-        seed: int | None = None, max_trials: int | None = None, mode: str = "max",
-        deterministic: bool = False,
+        random_candidates: int = 200, max_points: int = 512,
+        reevaluate: Reevaluation | None = None, seed: int | None = None,
+        max_trials: int | None = None, mode: str = "max", deterministic: bool = False,
     ) -> None:
         super().__init__(reevaluate=reevaluate, seed=seed, max_trials=max_trials,
                          mode=mode, deterministic=deterministic)
         for name, value, least in (("n_initial", n_initial, 2), ("parents", parents, 1),
                                    ("double_mutations", double_mutations, 0),
-                                   ("random_candidates", random_candidates, 0)):
+                                   ("random_candidates", random_candidates, 0),
+                                   ("max_points", max_points, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
+        self.max_points = max_points
         self._points: Points | None = None
-        self._rows: list[Array] = []  # the encoded row of each key of _metrics, in order
+        self._level = math.inf  # the fidelity the GP is fitted at (see _fit_fidelity)
+        self._keys: list[bytes] = []  # the samples the GP is fitted on, in order
+        self._rows: list[Array] = []  # the encoded row of each of _keys
         self._distances = np.zeros((0, 0))  # between the first rows, kept as they grow
         self._hyper: tuple[float, float] | None = None  # (theta, ratio) last chosen
         self._hyper_on = 0  # trained samples when it was chosen
@@ -141,26 +160,49 @@ class BayesOpt(SurrogateStrategy):
         self._record(model)
 
     def _model(self) -> tuple[Fit, Array, list[bytes]] | None:
-        """The GP of the trained samples, their distance matrix and their keys (in the
-        order they were first trained); ``None`` after fitting one row of the grid
-        (:meth:`_grid_row`), so that no call blocks the event loop for the whole grid."""
+        """The GP of the trained samples at the fitted fidelity, their distance matrix
+        and their keys (in the order they first reached it); ``None`` after fitting one
+        row of the grid (:meth:`_grid_row`), so that no call blocks the event loop for
+        the whole grid. The hyper-parameters are chosen again when the fidelity moves
+        up: its results are another function."""
         assert self._points is not None  # for mypy: propose set it up
-        keys = list(self._metrics)
-        if len(self._rows) < len(keys):
-            new = [self._samples[key] for key in keys[len(self._rows):]]
-            self._rows.extend(self._points.encode(new))
+        level = self._fit_fidelity(self.n_initial)
+        book = self._books[level]
+        if level != self._level:
+            self._level, self._hyper, self._hyper_on, self._grid = level, None, 0, []
+        keys = self._window(book)
+        if keys[:len(self._keys)] != self._keys:  # the window moved: encode it again
+            self._keys, self._rows, self._distances = [], [], np.zeros((0, 0))
+        if len(self._keys) < len(keys):
+            self._rows.extend(self._points.encode(
+                [self._samples[key] for key in keys[len(self._keys):]]))
+            self._keys = keys
         x = np.array(self._rows)
         d = self._distances = _grown(self._distances, x, self._points.kinds)
-        y = np.array(normal_scores([statistics.fmean(self._metrics[k]) for k in keys]))
-        counts = np.array([float(len(self._metrics[k])) for k in keys])
-        if self._hyper is None or len(keys) >= REGRID_GROWTH * self._hyper_on:
-            self._grid_row(d, y, counts)
+        y = np.array(normal_scores([statistics.fmean(book[k]) for k in keys]))
+        counts = np.array([float(len(book[k])) for k in keys])
+        if self._hyper is None or len(book) >= REGRID_GROWTH * self._hyper_on:
+            self._grid_row(d, y, counts, len(book))
             return None
         return fit(d, y, counts, [self._hyper]), d, keys
 
-    def _grid_row(self, d: Array, y: Array, counts: Array) -> None:
+    def _window(self, book: dict[bytes, list[float]]) -> list[bytes]:
+        """The keys of ``book`` the GP is fitted on: all of them, or, beyond
+        ``max_points``, the best half by mean and the latest others (in book order), so
+        a fit costs the same however many models a scheduler's rungs stopped."""
+        keys = list(book)
+        if len(keys) <= self.max_points:
+            return keys
+        best = set(sorted(keys, key=lambda k: statistics.fmean(book[k]),
+                          reverse=True)[:self.max_points // 2])
+        rest = [key for key in keys if key not in best][-(self.max_points - len(best)):]
+        chosen = best.union(rest)
+        return [key for key in keys if key in chosen]
+
+    def _grid_row(self, d: Array, y: Array, counts: Array, size: int) -> None:
         """Fit the next length scale of the grid at every noise level; after the last,
-        keep the best of the grid by marginal likelihood (the first on a tie)."""
+        keep the best of the grid by marginal likelihood (the first on a tie), chosen
+        on ``size`` results."""
         theta = THETAS[len(self._grid)]
         try:
             self._grid.append(fit(d, y, counts, [(theta, ratio) for ratio in NOISES]))
@@ -172,7 +214,7 @@ class BayesOpt(SurrogateStrategy):
         self._grid = []
         if fits:
             best = max(fits, key=lambda row: row.log_likelihood)
-            self._hyper, self._hyper_on = (best.theta, best.ratio), len(y)
+            self._hyper, self._hyper_on = (best.theta, best.ratio), size
         elif self._hyper is None:
             raise np.linalg.LinAlgError("no kernel of the grid could be factorised")
 
@@ -188,8 +230,10 @@ class BayesOpt(SurrogateStrategy):
             return again
         if self._sampler is None or self._sampler.leaves is not leaves:
             self._points, self._rows, self._distances = Points(leaves), [], np.zeros((0, 0))
+            self._keys = []
             self._sampler = UnseenSampler(leaves, self.rng)
-        if len(self._metrics) + self.in_flight >= self.n_initial and len(self._metrics) >= 2:
+        known = len(self._books[self._fit_fidelity(self.n_initial)])
+        if known + self.in_flight >= self.n_initial and known >= 2:
             pick = self._pick(leaves)
             if pick is not None:
                 return pick
@@ -205,7 +249,7 @@ class BayesOpt(SurrogateStrategy):
             return NOT_YET
         model, d, keys = fitted_model
         fitted = model.predict_mean(d)
-        flying = self._flying()
+        flying = self._flying(set(keys))
         if flying:
             model = self._believe(model, d, flying)
         order = np.argsort(-fitted, kind="stable")
@@ -222,13 +266,14 @@ class BayesOpt(SurrogateStrategy):
                 return candidates[index]
         return None
 
-    def _flying(self) -> list[Sample]:
-        """The samples in flight that were never trained (re-evaluations are known)."""
+    def _flying(self, known: set[bytes]) -> list[Sample]:
+        """The samples in flight that are not among ``known``, the GP's (re-evaluations
+        are)."""
         flying: dict[bytes, Sample] = {}
         for handle in self._pending:
             sample = handle.model.sample or {}
             key = sample_key(sample)
-            if key not in self._metrics:
+            if key not in known:
                 flying.setdefault(key, dict(sample))
         return list(flying.values())
 
@@ -272,7 +317,8 @@ class BayesOpt(SurrogateStrategy):
         return (f"BayesOpt(n_initial={self.n_initial}, parents={self.parents}, "
                 f"double_mutations={self.double_mutations}, "
                 f"random_candidates={self.random_candidates}, "
-                f"reevaluate={self.reevaluate!r}, seed={self.seed!r}, "
+                f"max_points={self.max_points}, reevaluate={self.reevaluate!r}, "
+                f"seed={self.seed!r}, "
                 f"max_trials={self.max_trials!r}, mode={self.mode!r}, "
                 f"deterministic={self.deterministic})")
 

@@ -58,6 +58,12 @@ choices a shrunk main-effect plus pairwise model is what those models mostly lea
 it models the choices jointly where TPE (Bergstra, Bardenet, Bengio, Kegl, "Algorithms
 for hyper-parameter optimization", NeurIPS 2011) models each label on its own.
 
+Fidelity. Under a scheduler the proposer observes models stopped or paused early; as
+:class:`~strategies.bayes_opt.BayesOpt` does (BOHB's rule), the surrogate and the local
+searches run on the results of the highest fidelity with at least ``n_initial``
+samples, each model counted at every fidelity up to the one it reached with its value
+there; when that fidelity moves up, they are rebuilt from its results.
+
 Asynchrony. A proposal never repeats a sample submitted before, in flight included
 (:meth:`~strategies.base.BaseStrategy.is_new`), and the models in flight enter the
 surrogate with a constant liar (Ginsbourger, Le Riche, Carraro, "Kriging is
@@ -104,6 +110,7 @@ from strategies._surrogate import (
     Encoder,
     Surrogate,
     SurrogateStrategy,
+    fidelity_value,
     normal_scores,
 )
 from strategies.base import Leaves, NotYet, sample_key
@@ -158,7 +165,9 @@ class ModelBased(SurrogateStrategy):
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
         self.beta, self.bins = float(beta), bins
-        self._results: list[tuple[dict[str, Any], float]] = []  # every trained model
+        # every model booked at the fitted fidelity (see _fit_fidelity)
+        self._results: list[tuple[dict[str, Any], float]] = []
+        self._level = math.inf
         self._encoder: Encoder | None = None
         self._tokens: list[tuple[int, ...]] = []  # of each result, for _encoder
         self._ranked: list[float] = []  # the results' values, sorted
@@ -186,9 +195,26 @@ class ModelBased(SurrogateStrategy):
         booked = self._record(model)
         if booked is None:
             return
-        key, sample, y = booked
-        self._results.append((sample, y))
-        self._keys.append(key)
+        level = self._fit_fidelity(self.n_initial)
+        if level != self._level:  # the surrogate moves up a fidelity: its results anew
+            self._level = level
+            self._rebook()
+            return
+        key, reached, curve = self._curves[-1]
+        value = fidelity_value(reached, curve, level)
+        if value is not None:
+            self._results.append((self._samples[key], value))
+            self._keys.append(key)
+            self._advance()
+
+    def _rebook(self) -> None:
+        """The results at the fitted fidelity, their surrogate and local searches anew."""
+        ordered = self._results_in_order(self._level)
+        self._results = [(self._samples[key], value) for key, value in ordered]
+        self._keys = [key for key, _ in ordered]
+        self._tokens, self._surrogate, self._fitted_on = [], None, 0
+        self._advanced, self._epoch, self._center, self._stall = 0, {}, None, 0
+        self._running, self._optima = {}, []
         self._advance()
 
     def _advance(self) -> None:
@@ -290,7 +316,8 @@ class ModelBased(SurrogateStrategy):
         if self._sampler is None or self._sampler.leaves is not leaves:
             self._setup(leaves)
         assert self._sampler is not None  # for mypy: _setup made it
-        if len(self._metrics) + self.in_flight >= self.n_initial and self._metrics:
+        book = self._books[self._level]
+        if len(book) + self.in_flight >= self.n_initial and book:
             pick = self._pick(leaves)
             if pick is not None:
                 return pick
@@ -334,8 +361,8 @@ class ModelBased(SurrogateStrategy):
 
     def _candidates(self, leaves: Leaves) -> Iterator[Sample]:
         """Neighbours and two-label mutations of the best samples, then random samples."""
-        ranked = sorted(self._metrics, key=lambda k: statistics.fmean(self._metrics[k]),
-                        reverse=True)
+        book = self._books[self._level]
+        ranked = sorted(book, key=lambda k: statistics.fmean(book[k]), reverse=True)
         if self.restart:
             if self._center is None:  # a restart: the surrogate's pick of many
                 for _ in range(self.restart_pool):
