@@ -335,7 +335,11 @@ def run_optuna(pruner_name: str, setup: Setup, seed: int) -> Result:
         pruner = optuna.pruners.HyperbandPruner()
     else:
         raise ValueError(f"unknown Optuna pruner {pruner_name!r}: sha or hyperband")
+    # A fixed study name per seed: HyperbandPruner draws each trial's bracket from a
+    # hash of the study's name and the trial's number, and an unnamed study gets a
+    # random name, which made optuna-hyperband's lines differ from run to run.
     study = optuna.create_study(direction="maximize", pruner=pruner,
+                                study_name=f"multi-fidelity-seed-{seed}",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     noise = random.Random(f"noise-{seed}")
     heap: list[tuple[float, int, list[Any]]] = []
