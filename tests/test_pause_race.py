@@ -66,7 +66,10 @@ async def test_a_paused_model_continues_from_its_step_after_its_worker_ran_ahead
     assert handshakes == [True]
     assert handle.status is ModelStatus.Trained
     assert handle.model.metric == float(AT)  # it loaded the checkpoint of step AT
-    assert seen == [list(range(1, AT + ahead + 1))]  # the lead is on disk, step AT too
+    # The lead is on disk, step AT too (the worker, told nothing yet, may have saved
+    # its next epoch too by the time the driver looks).
+    assert len(seen) == 1
+    assert seen[0][:AT + ahead] == list(range(1, AT + ahead + 1))
     events = [event async for event in log]
     paused = next(e for e in events if isinstance(e, ev.ModelPaused))
     assert (paused.step, paused.checkpoint) == (AT, AT)
