@@ -263,6 +263,10 @@ class InlinePool:
             slot.jobs.put(job)
             await anyio.lowlevel.checkpoint()  # the thread runs it meanwhile, often wholly
             await slot.ended()
+            # The end may have been read with no checkpoint after a cancellation or a
+            # deadline came (trio can wake a wait on a socket that became readable as
+            # its deadline passed): such a run ends cancelled, as with any other pool.
+            await anyio.lowlevel.checkpoint_if_cancelled()
         except anyio.get_cancelled_exc_class():
             stop.set()
             with anyio.CancelScope(shield=True):
