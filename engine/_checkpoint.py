@@ -46,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -209,14 +210,31 @@ class Pruner:
     ``LOOK_EVERY`` reports, so a model that saves from its first epoch is pruned from
     its first report, and one that starts later keeps at most about ``LOOK_EVERY``
     extra checkpoints until it is seen. Once seen, every report prunes. ``seen``: the
-    folder exists (an attempt continued from a checkpoint)."""
+    folder exists (an attempt continued from a checkpoint).
 
-    def __init__(self, folder: str, *, seen: bool = False) -> None:
-        self.folder, self._seen = folder, seen
+    ``committed`` (a run with a run file): the seq of the run file's last committed
+    event. A report counts for pruning only once its event is committed: the run file
+    lags the engine by up to a batch, and a run resumed after its driver was killed
+    continues a model from its newest checkpoint at or below the steps the file holds,
+    so those survive; the checkpoints of the reports not yet committed stay too."""
+
+    def __init__(self, folder: str, *, seen: bool = False,
+                 committed: Callable[[], int] | None = None) -> None:
+        self.folder, self._seen, self._committed = folder, seen, committed
         self._reports, self._look = 0, 1
+        self._waiting: deque[tuple[int, int]] = deque()  # (seq, step) not committed
+        self._safe = 0  # the newest reported step whose event is committed
 
-    def reported(self, step: int) -> None:
-        """The engine accepted this attempt's report of ``step``."""
+    def reported(self, step: int, seq: int = 0) -> None:
+        """The engine accepted this attempt's report of ``step``, as event ``seq``."""
+        if self._committed is None:
+            self._safe = step
+        else:
+            waiting = self._waiting
+            waiting.append((seq, step))
+            committed = self._committed()
+            while waiting and waiting[0][0] <= committed:
+                self._safe = waiting.popleft()[1]
         if not self._seen:
             self._reports += 1
             if self._reports < self._look:
@@ -225,7 +243,8 @@ class Pruner:
             if not os.path.isdir(self.folder):
                 return
             self._seen = True
-        prune_reported(self.folder, step)
+        if self._safe:
+            prune_reported(self.folder, self._safe)
 
 
 def prune_reported(folder: str, step: int) -> None:

@@ -189,10 +189,10 @@ class Trial:
             metrics = self._handle.model.metrics
             metrics.intermediates.append(value)
             engine, step = self._engine, len(metrics.intermediates)
-            engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id, value=value,
-                                        step=step))
+            seq = engine._emit(MetricReported(**engine._stamp(), model_id=self.model_id,
+                                              value=value, step=step))
             if self.pruner is not None:  # the engine prunes: see engine._checkpoint
-                self.pruner.reported(step)
+                self.pruner.reported(step, seq)
             engine._heard(self._handle, step, value)
 
     def final(self, value: MetricValue) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -130,6 +131,12 @@ class Journal:
         store while the engine still writes its last events; :meth:`close` ends it."""
         with anyio.CancelScope(shield=True):
             await self.store.serve(task_status=task_status)
+
+    def committed_seq(self) -> int:
+        """The seq of the run file's last committed event; once the writer failed,
+        nothing more will be, and every event counts as committed (so that checkpoint
+        pruning goes on)."""
+        return sys.maxsize if self.failed else self.store.committed_seq
 
     def record_model(self, model_id: int, blob: bytes | None) -> None:
         if not self.failed:

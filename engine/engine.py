@@ -770,7 +770,8 @@ class Engine:
             if handle._may_have_checkpoints:
                 step = self._checkpoints.continue_from(handle.model_id, len(kept))
             trial.checkpoint_dir = folder = self._checkpoint_folder(handle.model_id)
-            trial.pruner = Pruner(folder, seen=step > 0)
+            trial.pruner = Pruner(folder, seen=step > 0, committed=(
+                None if self._journal is None else self._journal.committed_seq))
             handle._may_have_checkpoints = True  # its worker may save from now on
         handle.model.metrics = Metrics(intermediates=kept[:step])
         trial.resume_step = step

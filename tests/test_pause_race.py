@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import Engine, ModelHandle, ModelStatus, ProcessPool
+from engine import Engine, InlinePool, ModelHandle, ModelStatus, ProcessPool
 from engine import events as ev
 from engine._checkpoint import CheckpointRoot, Pruner, prune_reported
-from tests._checkpoint_fixtures import climb_sync, space, value
+from engine.store import RunReader
+from tests._checkpoint_fixtures import climb, climb_sync, space, value
 from tests._pause_race_fixtures import open_fifo, outrun, wait_for_worker
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +91,9 @@ async def test_a_running_model_keeps_the_two_newest_checkpoints_at_its_reported_
         # only the two newest are.
         below.append([s for s in steps_in(folder) if s <= step])
 
-    async with Engine(ProcessPool(1, prefetch=0), journal=tmp_path / "run.nasrun") as engine:
+    # Without a run file: with one, what is kept also waits for the reports' commits
+    # (test_only_committed_reports_count_for_pruning).
+    async with Engine(ProcessPool(1, prefetch=0)) as engine:
         assert engine._checkpoints is not None
         folder = engine._checkpoints.folder(1)
         engine.listen(hear)
@@ -149,3 +152,55 @@ def test_the_pruner_finds_a_folder_that_appears_late(tmp_path: Path) -> None:
     resumed = Pruner(str(folder), seen=True)  # an attempt continued from a checkpoint
     resumed.reported(8)
     assert steps_in(folder) == [7, 8]
+
+
+def test_only_reports_the_run_file_holds_count_for_pruning(tmp_path: Path) -> None:
+    """With a run file the pruner keeps what a resume after a crash needs: the run file
+    holds the reports whose events are committed, and a resumed model continues from
+    its newest checkpoint at or below them, so the checkpoints above the last committed
+    report stay until their reports are committed too."""
+    folder = tmp_path / "5"
+    folder.mkdir()
+    committed = [0]
+    pruner = Pruner(str(folder), seen=True, committed=lambda: committed[0])
+    for step in range(1, 6):  # reports 1-5 are events 11-15; none committed yet
+        (folder / f"step-{step:08d}.pkl").write_bytes(b"state")
+        pruner.reported(step, seq=10 + step)
+    assert steps_in(folder) == [1, 2, 3, 4, 5]  # without the lag: [4, 5]
+    committed[0] = 13  # the batch with reports 1-3 is on disk
+    (folder / "step-00000006.pkl").write_bytes(b"state")
+    pruner.reported(6, seq=16)
+    assert steps_in(folder) == [2, 3, 4, 5, 6]  # a resume continues from step 3
+    committed[0] = 16
+    pruner.reported(7, seq=17)
+    assert steps_in(folder) == [5, 6]  # report 7 is not on disk: 6 is the newest kept
+
+
+async def test_only_committed_reports_count_for_pruning(tmp_path: Path) -> None:
+    """The run file's writer held back (its write lock taken): no report of the model
+    is on disk while it trains, so none of its checkpoints is pruned, as a resume after
+    a crash then would continue from the run file's steps. Its folder still goes when
+    it ends, and the run file gets every event once the writer goes on."""
+    run, epochs = tmp_path / "run.nasrun", 5
+    kept: list[list[int]] = []
+
+    def hear(handle: ModelHandle, step: int, _: float) -> None:
+        kept.append(steps_in(folder))
+
+    async with Engine(InlinePool(1), journal=run) as engine:
+        assert engine._checkpoints is not None
+        assert engine._journal is not None
+        folder = engine._checkpoints.folder(1)
+        watch = engine.subscribe()
+        engine.listen(hear)
+        async with engine._journal.store._write_lock:  # no batch is written meanwhile
+            handle = await engine.submit(space(climb, epochs=epochs).freeze({"x": 1}))
+            async for event in watch:  # not `await handle`: it resolves once committed
+                if isinstance(event, ev.ModelTrained):
+                    break
+            assert not folder.exists()  # trained: its checkpoints are deleted
+        await handle
+    assert kept == [list(range(1, step + 1)) for step in range(1, epochs + 1)]
+    assert handle.status is ModelStatus.Trained
+    with RunReader(run) as reader:
+        assert [m.status for m in reader.models()] == [ModelStatus.Trained]
