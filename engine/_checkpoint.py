@@ -247,16 +247,21 @@ class Pruner:
             prune_reported(self.folder, self._safe)
 
 
-def prune_reported(folder: str, step: int) -> None:
+def prune_reported(folder: str | Path, step: int, *, drop_later: bool = False) -> int | None:
     """The engine accepted the report of ``step``: delete all but the ``KEEP`` newest
-    checkpoints in ``folder`` at or below it. Those after it (saved by a worker that is
-    ahead of the reports the engine has handled) stay: the engine may yet stop taking
-    reports before them (a pause), and then needs the checkpoint of ``step``. One
-    ``scandir`` when the folder exists (a model that saves no checkpoint has none)."""
-    below = sorted((s, p) for s, p in _steps(folder).items() if s <= step)
-    for _, path in below[:-KEEP]:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    checkpoints in ``folder`` at or below it, and return the newest left (None: none).
+    Those after it (saved by a worker that is ahead of the reports the engine has
+    handled) stay, unless ``drop_later`` (a pause: a resume continues from ``step``,
+    never after it): the engine may yet stop taking reports before them (a pause), and
+    then needs the checkpoint of ``step``. One ``scandir`` when the folder exists (a
+    model that saves no checkpoint has none)."""
+    steps = _steps(folder)
+    kept = sorted(s for s in steps if s <= step)[-KEEP:]
+    for found, path in steps.items():
+        if found not in kept and (drop_later or found <= step):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return kept[-1] if kept else None
 
 
 class CheckpointRoot:
@@ -298,15 +303,9 @@ class CheckpointRoot:
 
     def paused(self, model_id: int, step: int) -> int | None:
         """``model_id`` paused at ``step`` (its worker ended the attempt): delete its
-        checkpoints after ``step`` (a resume continues from ``step``, never after it)
-        and all but the ``KEEP`` newest before; the newest left, or None."""
-        steps = _steps(self.folder(model_id))
-        kept = sorted(s for s in steps if s <= step)[-KEEP:]
-        for found, path in steps.items():
-            if found not in kept:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        return kept[-1] if kept else None
+        checkpoints after ``step`` and all but the ``KEEP`` newest before; the newest
+        left, or None."""
+        return prune_reported(self.folder(model_id), step, drop_later=True)
 
     def remove(self, model_id: int) -> None:
         """Delete ``model_id``'s checkpoints (it can no longer be resumed)."""

@@ -135,7 +135,6 @@ class RunStore:
             [] if stored is None else _fingerprints_decoder.decode(stored))
         self._checking = bool(self.fingerprints)  # a resumed run: new spaces must match
         self._admitted: list[object] = []  # the spaces already compared with it
-        self._last_admitted: object | None = None
         self._meta: dict[str, str] = {}  # meta rows to write with the next batch
         self._conn, self._lock = conn, lock
         # Read-backs for subscribers, from worker threads: one at a time on one connection,
@@ -206,9 +205,7 @@ class RunStore:
         matches none of its spaces, unless ``force`` (then it is recorded)."""
         self._check_open()
         key = space_key(model)
-        if key is not None and (key is self._last_admitted
-                                or any(key is seen for seen in self._admitted)):
-            self._last_admitted = key  # the common case: one space, checked once
+        if key is not None and any(key is seen for seen in self._admitted):
             return
         new = fingerprint(model)
         changes = [differences(old, new) for old in self.fingerprints]

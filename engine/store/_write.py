@@ -71,18 +71,6 @@ _UPDATES: dict[type[EventBase], tuple[str, _Update]] = {
         lambda e: (f"{PAUSED_PREFIX} {e.step}", e.checkpoint)),
     ModelResumed: ("status = 'frozen', reason = NULL", lambda e: ()),
 }
-# A model queued, trained from the start and trained within one batch (see _folded).
-_TRAINED = """
-INSERT INTO models (id, sample, status, queued_at, blob, attempts, worker, started_at,
-    attempt_seq, final, duration, ended_at, reason, checkpoint)
-VALUES (?, ?, 'trained', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
-ON CONFLICT (id) DO UPDATE SET sample = excluded.sample, status = 'trained',
-    queued_at = excluded.queued_at, blob = coalesce(excluded.blob, models.blob),
-    attempts = excluded.attempts, worker = excluded.worker,
-    started_at = excluded.started_at, attempt_seq = excluded.attempt_seq,
-    final = excluded.final, duration = excluded.duration, ended_at = excluded.ended_at,
-    reason = excluded.reason, checkpoint = NULL
-"""
 _OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)"
 _SQL = {kind: f"UPDATE models SET {sets} WHERE id = ?" for kind, (sets, _) in _UPDATES.items()}
 _TAGS: dict[Any, str] = {kind: str(kind.__struct_config__.tag) for kind in get_args(Event)}
@@ -104,45 +92,13 @@ def write_batch(conn: sqlite3.Connection, events: Sequence[EventBase],
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", [
             (e.seq, _TAGS[type(e)], getattr(e, "model_id", None), e.time, encode(e).decode())
             for e in events])
-        folded = _folded(events, blobs)
-        if folded:
-            conn.executemany(_TRAINED, folded.values())
         for event in events:
-            # A metric changes no other row; a folded model's row is written already.
-            if type(event) is not MetricReported and (
-                    not folded or getattr(event, "model_id", None) not in folded):
+            if type(event) is not MetricReported:  # a metric changes no other row
                 _apply(conn, event, blobs)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _folded(events: Sequence[EventBase],
-            blobs: Mapping[int, bytes | None]) -> dict[int, tuple[Any, ...]]:
-    """The models whose row events in ``events`` are just queued, training from the
-    start and trained (a trial's whole life in one batch, the common case), each as
-    the one row they leave (parameters of ``_TRAINED``): one statement, not three.
-    Exactly what the three leave in turn: every column but the blob is set by them."""
-    lives: dict[int, list[Any]] = {}
-    for event in events:
-        kind = type(event)
-        if kind is ModelQueued or kind in _UPDATES:
-            lives.setdefault(event.model_id, []).append(event)  # type: ignore[attr-defined]
-    rows: dict[int, tuple[Any, ...]] = {}
-    for model_id, (queued, *rest) in lives.items():
-        if (len(rest) == 2 and type(queued) is ModelQueued
-                and type(rest[0]) is TrainingStarted and rest[0].resume_step == 0
-                and type(rest[1]) is ModelTrained):
-            started, trained = rest
-            reason = (None if trained.stopped_at is None
-                      else f"{STOPPED_PREFIX} {trained.stopped_at}")
-            rows[model_id] = (
-                model_id, _encoder.encode(queued.sample).decode(), queued.time,
-                blobs.get(model_id), started.attempt, started.worker, started.time,
-                started.seq, _final_column(trained.final), trained.duration, trained.time,
-                reason)
-    return rows
 
 
 def _final_column(final: float | dict[str, float]) -> float | str:

@@ -122,7 +122,6 @@ class Worker:
         self.queued: deque[Job] = deque()  # sent to it and not started yet, in order
         self.idle_since = 0.0
         self.retired = anyio.Event()  # the pool stops it: Stop (graceful) or SIGKILL
-        self.retiring = False  # retired is set (a plain flag: dispatching reads it often)
         self.graceful = False
         self.reason = ""  # why the pool stopped it
         self.ended = anyio.Event()  # exited, death reported, its trials settled
@@ -141,7 +140,7 @@ class Worker:
     def usable(self) -> bool:
         """May be given trials. (So may one that has exited unseen: once its exit is
         seen, the trial it was given fails with WorkerLost, the ones queued move.)"""
-        return self.ready and not self.retiring
+        return self.ready and not self.retired.is_set()
 
     def queued_job(self, number: int) -> Job | None:
         return next((job for job in self.queued if job.id == number), None)
@@ -249,7 +248,6 @@ class Worker:
         """Stop this worker: with Stop then a grace period, or with SIGKILL now."""
         self.reason = self.reason or reason
         self.graceful = graceful
-        self.retiring = True
         self.retired.set()
         if not graceful:
             self.kill()

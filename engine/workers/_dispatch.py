@@ -227,7 +227,7 @@ class Dispatcher:
             raise ProtocolBroken("it reported a trial while it had none")
         job = worker.queued[0]
         job.answered()
-        if worker.retiring and not ended:
+        if worker.retired.is_set() and not ended:
             return False
         worker.running = worker.queued.popleft()
         if not job.detached:
@@ -242,7 +242,7 @@ class Dispatcher:
         that one waits for an answer to a Skip, or the worker is being stopped (then the
         next one waits for another worker)."""
         if (worker.running is None and worker.queued and not worker.queued[0].awaits_answer
-                and not worker.retiring):
+                and not worker.retired.is_set()):
             worker.running = worker.queued.popleft()
             self._start(worker, worker.running)
         if worker.idle:
