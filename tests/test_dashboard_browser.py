@@ -226,6 +226,12 @@ def test_best_so_far_ranks_stopped_and_paused_models_at_their_step(
             trials = [1, 2, 4] if full else [1, 3]
             assert [p[0] for p in points] == trials
             assert [p[2] for p in points] == best
+            # The parallel coordinates draw only models trained to their end: model 2's
+            # final is its step-1 value, counted in the caption instead.
+            drawn = page.evaluate("() => parallelModels([...state.models.values()])"
+                                  ".full.map((m) => m.id)")
+            assert drawn == ([1] if full else [])
+            assert page.locator("#parallel-note").inner_text() == "(1 stopped early left out)"
         finally:
             dashboard.close()
     assert errors == []

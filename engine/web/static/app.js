@@ -336,14 +336,24 @@ function renderCurves() {
   if (selected && selected.length) line(plot, selected, "#d64545", 2.5);
 }
 
+// The models the parallel coordinates draw: trained to their end. A model its strategy
+// stopped early has a final from an earlier step: drawn beside full trainings it would
+// look like one (ranking knows fidelity), so it is left out and counted in the caption.
+function parallelModels(models) {
+  const trained = models.filter((m) => m.status === "trained" && Number.isFinite(m.final));
+  const full = trained.filter((m) => m.fidelity === null || m.fidelity === undefined);
+  return { full, early: trained.length - full.length };
+}
+
 // Parallel coordinates: one axis per sample label, the final metric last.
 function renderParallel() {
   const canvas = $("parallel");
-  const models = [...state.models.values()].filter((m) => m.status === "trained" && Number.isFinite(m.final));
+  const { full: models, early } = parallelModels([...state.models.values()]);
+  $("parallel-note").textContent = early ? `(${early} stopped early left out)` : "";
   const { ctx, width, height } = canvasContext(canvas);
   if (!models.length) {
     ctx.fillStyle = "#6b7585";
-    ctx.fillText("no trained model yet", 50, 30);
+    ctx.fillText(early ? "no model trained to its end yet" : "no trained model yet", 50, 30);
     return;
   }
   const labels = [...new Set(models.flatMap((m) => Object.keys(m.sample)))].sort();
