@@ -14,7 +14,9 @@ Both start their workers before the clock starts: they measure steady state; bot
 workers import through the parent's sys.path.
 ``python benchmarks/_process_figures.py [asyncio] [trio]`` prints both for prefetch 0
 and 1, one after the other, with a breakdown (the pool alone, without the engine;
-to_process alone).
+to_process alone), and :func:`cpu_breakdown`: the parent's CPU per no-op trial layer by
+layer (a bare to_process call, the pool alone, + the engine, + a subscriber, + the
+journal).
 
 Measured on an H200 machine (16 vCPUs, load below 1), in the same run as the code
 before prefetch, asyncio / trio: utilization 0.982 / 0.978 with prefetch=1, against
@@ -35,6 +37,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ import engine as e
 from engine import Engine
 from engine.workers.process import ProcessPool
 
-__all__ = ("overhead_ratio", "parent_cpu_us_per_trial", "utilization")
+__all__ = ("cpu_breakdown", "overhead_ratio", "parent_cpu_us_per_trial", "utilization")
 
 
 class Space(e.BaseModelSpace):
@@ -117,18 +120,21 @@ async def overhead_ratio(trials: int = 1000, prefetch: int = 1) -> float:
     return (trials / elapsed) / baseline
 
 
-async def parent_cpu_us_per_trial(trials: int = 1000, rounds: int = 3) -> float:
+async def parent_cpu_us_per_trial(trials: int = 1000, rounds: int = 3, *,
+                                  subscriber: bool = True, journal: bool = True) -> float:
     """CPU microseconds this process spends per no-op trial through ProcessPool(2), with
-    one subscriber and the journal on: from the first submit of a round to its last
-    handle resolving (committed). The median of ``rounds`` rounds in one engine, after a
-    warm-up round; CPU time, unlike wall time, hardly moves with the machine's load."""
+    one subscriber and the journal on (either can be left off, for :func:`cpu_breakdown`):
+    from the first submit of a round to its last handle resolving (committed). The
+    median of ``rounds`` rounds in one engine, after a warm-up round; CPU time, unlike
+    wall time, hardly moves with the machine's load."""
     space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
     per_trial = []
     with tempfile.TemporaryDirectory() as folder:
         async with anyio.create_task_group() as tg:
             engine = Engine(ProcessPool(2), queue_size=64,
-                            journal=Path(folder) / "run.nasrun")
-            tg.start_soon(_drain, engine.subscribe())
+                            journal=Path(folder) / "run.nasrun" if journal else None)
+            if subscriber:
+                tg.start_soon(_drain, engine.subscribe())
             async with engine:
                 for round_ in range(rounds + 1):
                     count = trials if round_ else max(50, trials // 10)
@@ -142,6 +148,46 @@ async def parent_cpu_us_per_trial(trials: int = 1000, rounds: int = 3) -> float:
             if not all(h.status is e.ModelStatus.Trained for h in engine.handles()):
                 raise RuntimeError("a no-op trial did not train")
     return statistics.median(per_trial)
+
+
+async def pool_cpu_us_per_trial(trials: int = 1000, rounds: int = 3) -> float:
+    """CPU microseconds this process spends per no-op trial through ProcessPool(2).run
+    alone (no engine), as many in flight as the pool takes; the median of ``rounds``."""
+    space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
+    pool = ProcessPool(2)
+    per_trial = []
+
+    async def runner(models: Iterator[e.SimplifiedModelSpace]) -> None:
+        for model in models:
+            await pool.run(model, _Trial())
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.serve, _Monitor())
+        for _ in range(rounds):
+            models = iter([space.freeze({"x": i / trials}) for i in range(trials)])
+            start = time.process_time()
+            async with anyio.create_task_group() as runners:
+                for _ in range(pool.capacity + pool.prefetch):
+                    runners.start_soon(runner, models)
+            per_trial.append((time.process_time() - start) / trials * 1e6)
+        tg.cancel_scope.cancel()
+    return statistics.median(per_trial)
+
+
+async def cpu_breakdown(trials: int = 1000) -> dict[str, float]:
+    """Where ``parent_cpu_us_per_trial`` goes, each layer measured on its own in one run:
+    a bare ``anyio.to_process.run_sync`` no-op call (2 in flight, for scale), the pool
+    alone, then the engine around it without a subscriber or a journal, then with one
+    subscriber, then with the journal too (``parent_cpu_us_per_trial``)."""
+    start = time.process_time()
+    await _to_process_calls_per_s(trials, in_flight=2)
+    return {
+        "to_process_call": (time.process_time() - start) / trials * 1e6,
+        "pool_alone": await pool_cpu_us_per_trial(trials),
+        "engine": await parent_cpu_us_per_trial(trials, subscriber=False, journal=False),
+        "engine_subscriber": await parent_cpu_us_per_trial(trials, journal=False),
+        "engine_subscriber_journal": await parent_cpu_us_per_trial(trials),
+    }
 
 
 async def utilization(trials: int = 200, seconds: float = 0.02, prefetch: int = 1) -> float:
@@ -204,6 +250,9 @@ async def _report() -> None:
         elapsed, _ = await _through_engine(models, workers=2, prefetch=prefetch)
         print(f"  prefetch={prefetch}: engine+pool trials/s {round(1000 / elapsed)}, pool "
               f"alone {round(await pool_trials_per_s(1000, prefetch=prefetch))}")
+    breakdown = await cpu_breakdown()
+    print("  parent CPU us per no-op trial: " + ", ".join(
+        f"{name} {value:.0f}" for name, value in breakdown.items()))
     for prefetch in (0, 1):
         print(f"  prefetch={prefetch}: overhead_ratio "
               f"{await overhead_ratio(prefetch=prefetch):.3f}, utilization "
