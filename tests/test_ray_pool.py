@@ -23,10 +23,13 @@ from engine.testing import Check, Feature, check_start_failure, checks
 
 ray = pytest.importorskip("ray", reason="RayPool needs Ray: pip install 'nas-engine[ray]'")
 
-from engine.workers.ray_pool import RayPool  # noqa: E402 - after the skip
+import engine.workers.ray_pool as ray_pool  # noqa: E402 - after the skip
+from engine.workers.ray_pool import RayPool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ray_fixtures as fx  # noqa: E402
+
+import tests._stop_warm_fixtures as warm  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -222,6 +225,83 @@ async def test_cancelled_handle_kills_the_actor(ray_session: Any) -> None:
         assert_exited([pid])
     assert [x.reason for x in rec.of(ev.ModelInterrupted)] == [ev.InterruptReason.cancelled]
     assert [d.pid for d in rec.of(ev.WorkerDied)] == [pid]
+
+
+def at_step(step: int, act: str) -> Any:
+    """A listener that calls ``handle.<act>()`` once, when a model reports ``step``."""
+    done: set[int] = set()
+
+    def hear(handle: e.ModelHandle, reached: int, _: object) -> None:
+        if reached == step and handle.model_id not in done:
+            done.add(handle.model_id)
+            getattr(handle, act)()
+
+    return hear
+
+
+@pytest.mark.anyio
+async def test_a_stopped_model_keeps_its_actor(ray_session: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its strategy's stop ends the trial at its next report: the same actor (same
+    process) runs the next model, and no actor died."""
+    monkeypatch.setattr(ray_pool, "HALT_GRACE", 60.0)  # a kill would not come in time
+    engine = Engine(RayPool(1))
+    async with recording(engine) as rec, engine:
+        engine.listen(at_step(2, "stop"))
+        stopped = await engine.submit(warm.space(warm.keep_reporting).freeze({"x": 1}))
+        await stopped
+        following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
+        await following
+    started = rec.of(ev.WorkerStarted)
+    assert rec.of(ev.WorkerDied) == []
+    assert len(started) == 1
+    assert following.model.metric == float(started[0].pid)
+    assert stopped.status is ModelStatus.Trained
+    assert stopped.model.metrics.intermediates == [1.0, 2.0]
+    assert stopped.model.metrics.stopped_at == 2
+    assert_exited([started[0].pid])
+
+
+@pytest.mark.anyio
+async def test_a_paused_model_keeps_its_actor_and_resumes_from_its_checkpoint(
+        ray_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_pool, "HALT_GRACE", 60.0)
+    engine = Engine(RayPool(1))
+    async with recording(engine) as rec, engine:
+        watch = engine.subscribe()
+        engine.listen(at_step(2, "pause"))
+        paused = await engine.submit(warm.space(warm.pause_me).freeze({"x": 1}))
+        async for event in watch:
+            if isinstance(event, ev.ModelPaused):
+                break
+        await paused.resume()
+        await paused
+    assert rec.of(ev.WorkerDied) == []
+    assert paused.status is ModelStatus.Trained
+    assert paused.model.metrics.intermediates == [1.0, 2.0, 3.0, 4.0]
+    assert paused.model.metric == 2.0  # continued from the checkpoint of epoch 2
+    pause = rec.of(ev.ModelPaused)[0]
+    assert (pause.step, pause.checkpoint) == (2, 2)
+    assert_exited([rec.of(ev.WorkerStarted)[0].pid])
+
+
+@pytest.mark.anyio
+async def test_a_stopped_trial_that_never_reports_again_loses_its_actor(
+        ray_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_pool, "HALT_GRACE", 0.2)
+    engine = Engine(RayPool(1))
+    async with recording(engine) as rec, engine:
+        engine.listen(at_step(2, "stop"))
+        stopped = await engine.submit(warm.space(warm.go_quiet).freeze({"x": 1}))
+        await stopped
+        following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
+        await following
+    first, second = rec.of(ev.WorkerStarted)
+    assert [(d.pid, d.reason) for d in rec.of(ev.WorkerDied)] == [
+        (first.pid, "its trial (model 1) was stopped (actor killed)")]
+    assert following.model.metric == float(second.pid)  # on the replacement
+    assert stopped.model.metrics.stopped_at == 2
+    assert_exited([first.pid, second.pid])
 
 
 @pytest.mark.anyio

@@ -10,7 +10,12 @@ the trial runs.
 Failures map as in the process pool: the model raised -> :class:`TrialFailed`; the
 actor, its process or its node died -> :class:`WorkerLost`, and a new actor takes the
 slot. A cancelled trial (the engine's timeout or ``handle.cancel()``) kills its actor,
-which a new one replaces. Leaving ``serve`` kills every actor of the pool, and shuts
+which a new one replaces. A trial its strategy stopped or paused
+(``trial.ends_cooperatively``) is first asked to end at its next report, as in the
+process pool: the actor (its imports, its GPU memory) stays for the next model unless
+the trial does not report again within ``HALT_GRACE`` seconds. (An actor runs two
+calls at once for that, ``max_concurrency=2``: the trial's stream and the halt.)
+Leaving ``serve`` kills every actor of the pool, and shuts
 Ray down when the pool started it.
 
 Blocking Ray calls run in worker threads (``anyio.to_thread``): the pool works on
@@ -53,9 +58,13 @@ from engine.space import ExecutableModelSpace, dump_model
 from engine.workers._base import PoolMonitor, Trial, TrialOutput
 from engine.workers._gpu import detect_devices, parse_visible_devices
 from engine.workers._wire import Done, Failed, Final, FromWorker, Hello, Intermediate
-from engine.workers.trial_runner import Capture, result_of, run_trial
+from engine.workers.trial_runner import Capture, Halting, result_of, run_trial
 
-__all__ = ("RayPool",)
+__all__ = ("HALT_GRACE", "RayPool")
+
+#: Seconds a trial that its strategy stopped or paused has to reach its next report
+#: (and end there, keeping its actor) before its actor is killed and replaced.
+HALT_GRACE = 5.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_hello = msgspec.msgpack.Decoder(Hello).decode
@@ -100,6 +109,10 @@ class _TrialActor:
         # The driver's import path, so recipes resolve as they do there (entries that
         # do not exist on this node are skipped).
         sys.path.extend(p for p in sys_path if p not in sys.path and os.path.isdir(p))
+        # The running trial's number and Halting: halt() runs beside run() (a threaded
+        # actor), maybe late, so it halts only the trial it names.
+        self._lock = threading.Lock()
+        self._running: tuple[int, Halting] | None = None
         paths = [tempfile.mkstemp(prefix=f"nas-engine-{n}-") for n in ("out", "err")]
         for fd, _ in paths:
             os.close(fd)
@@ -111,24 +124,39 @@ class _TrialActor:
         return _encode(Hello(pid=os.getpid(),
                              visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES")))
 
-    def run(self, model: bytes, checkpoint: str | None = None,
-            resume_step: int = 0) -> Iterator[bytes]:
+    def run(self, model: bytes, checkpoint: str | None = None, resume_step: int = 0,
+            number: int = 0) -> Iterator[bytes]:
         """Execute ``model``; yield each report as it happens, then Done or Failed.
         ``checkpoint``: the folder of its checkpoints, a path on the driver's machine
-        (see the module's note on checkpoints)."""
+        (see the module's note on checkpoints). ``number``: what :meth:`halt` names it by."""
         messages: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         spot = None if checkpoint is None else CheckpointSpot(checkpoint, resume_step)
-        trial = threading.Thread(target=self._trial, args=(model, messages.put, spot),
+        halting = Halting()
+        with self._lock:
+            self._running = (number, halting)
+        trial = threading.Thread(target=self._trial,
+                                 args=(model, messages.put, spot, halting),
                                  name="nas-engine-trial")
         trial.start()
-        while (message := messages.get()) is not None:
-            yield message
-        trial.join()
+        try:
+            while (message := messages.get()) is not None:
+                yield message
+            trial.join()
+        finally:
+            with self._lock:
+                self._running = None
+
+    def halt(self, number: int) -> None:
+        """Have trial ``number``, if it still runs, end at its next report (its Done
+        then ends the stream, and the actor takes the next trial)."""
+        with self._lock:
+            if self._running is not None and self._running[0] == number:
+                self._running[1].set()
 
     def _trial(self, model: bytes, send: Callable[[bytes | None], None],
-               spot: CheckpointSpot | None) -> None:
+               spot: CheckpointSpot | None, halting: Halting) -> None:
         send(_encode(run_trial(model, _QueueReporter(send), self._capture,
-                               checkpoints=spot)))
+                               checkpoints=spot, halting=halting)))
         send(None)
 
 
@@ -149,6 +177,7 @@ class _ThreadGate:
         self._lock = threading.Lock()
         self._began = self._closed = False
         self.ended = threading.Event()
+        self.answered = False  # the thread got the trial's last message (Done or Failed)
 
     def begin(self) -> bool:
         with self._lock:
@@ -215,6 +244,7 @@ class RayPool:
         self._workers = _worker_count(workers, address, num_cpus_per_trial, num_gpus_per_trial)
         self._start_timeout, self._grace = start_timeout, grace
         self._names = (f"nas-engine-{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count())
+        self._numbers = itertools.count(1)  # of trials, for halt()
         self._live: dict[int, _Worker] = {}
         self._dumped: weakref.WeakKeyDictionary[ExecutableModelSpace, bytes] = (
             weakref.WeakKeyDictionary())
@@ -319,7 +349,8 @@ class RayPool:
                 for slot, actor, hello in zip(slots, actors, hellos, strict=True)]
 
     def _create_actors(self, names: list[str], into: list[Any]) -> None:
-        options = {"num_cpus": self._cpus, "num_gpus": self._gpus, "max_restarts": 0}
+        options = {"num_cpus": self._cpus, "num_gpus": self._gpus, "max_restarts": 0,
+                   "max_concurrency": 2}  # a trial's stream, and halt() beside it
         for name in names:
             into.append(self._actor_class.options(name=name, **options).remote(list(sys.path)))
 
@@ -389,18 +420,19 @@ class RayPool:
         return result
 
     async def _stream(self, worker: _Worker, data: bytes, trial: Trial) -> Done | Failed:
-        gate = _ThreadGate()
+        gate, number = _ThreadGate(), next(self._numbers)
         try:
             message = await anyio.to_thread.run_sync(
-                self._pump, worker.actor, data, trial, gate, abandon_on_cancel=True,
+                self._pump, worker.actor, data, trial, gate, number, abandon_on_cancel=True,
                 limiter=self._limiter)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                if gate.close():
+                if not gate.close() or (getattr(trial, "ends_cooperatively", False)
+                                        and await self._halt(worker, gate, number)):
+                    self._give_back(worker)
+                else:
                     reason = f"its trial (model {trial.model_id}) was stopped (actor killed)"
                     await self._retire(worker, gate, reason)
-                else:
-                    self._give_back(worker)
             raise
         except Exception as exc:  # the actor, its process or its node is gone
             reason = _death_reason(exc)
@@ -413,22 +445,33 @@ class RayPool:
         assert message is not None  # None only when the gate closed first: cancelled
         return message
 
-    def _pump(self, actor: Any, data: bytes, trial: Trial,
-              gate: _ThreadGate) -> Done | Failed | None:
+    def _pump(self, actor: Any, data: bytes, trial: Trial, gate: _ThreadGate,
+              number: int) -> Done | Failed | None:
         """Blocking: run the trial on ``actor``, forwarding its reports to the loop."""
         if not gate.begin():
             return None
         try:
             stream = actor.run.options(num_returns="streaming").remote(
-                data, getattr(trial, "checkpoint_dir", None), getattr(trial, "resume_step", 0))
+                data, getattr(trial, "checkpoint_dir", None), getattr(trial, "resume_step", 0),
+                number)
             for ref in stream:
                 message = _decode(self._ray.get(ref))
                 if isinstance(message, Done | Failed):
+                    gate.answered = True
                     return message
                 anyio.from_thread.run_sync(_report, trial, message)
             raise RuntimeError("the actor's stream ended without a result")
         finally:
             gate.ended.set()
+
+    async def _halt(self, worker: _Worker, gate: _ThreadGate, number: int) -> bool:
+        """Ask ``worker``'s actor to end trial ``number`` at its next report; True once
+        the trial's stream ended with its last message within ``HALT_GRACE`` (the actor
+        is whole: it may take the next trial), False otherwise (kill it)."""
+        with contextlib.suppress(Exception):  # a dead actor: its stream says so below
+            await anyio.to_thread.run_sync(worker.actor.halt.remote, number)
+        await anyio.to_thread.run_sync(gate.ended.wait, HALT_GRACE)
+        return gate.answered
 
     async def _retire(self, worker: _Worker, gate: _ThreadGate, reason: str) -> None:
         """Kill ``worker``'s actor, wait for its stream to end, and ask for a new one."""
