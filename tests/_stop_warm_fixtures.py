@@ -68,3 +68,16 @@ def pause_me(model: Counter, epochs: int = 4) -> float:
                 e.report_final(-1.0)
             raise RuntimeError("never halted")
     return float(start)
+
+
+def at_step(step: int, act: str) -> Any:
+    """A listener for ``engine.listen`` that calls ``handle.<act>()`` once per model,
+    when it reports ``step``."""
+    done: set[int] = set()
+
+    def hear(handle: e.ModelHandle, reached: int, _: object) -> None:
+        if reached == step and handle.model_id not in done:
+            done.add(handle.model_id)
+            getattr(handle, act)()
+
+    return hear

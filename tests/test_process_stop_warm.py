@@ -8,23 +8,11 @@ from __future__ import annotations
 import pytest
 
 import engine.workers.process as process
-from engine import Engine, ModelHandle, ModelStatus, ProcessPool
+from engine import Engine, ModelStatus, ProcessPool
 from engine import events as ev
-from tests._stop_warm_fixtures import go_quiet, keep_reporting, pause_me, pid, space
+from tests._stop_warm_fixtures import at_step, go_quiet, keep_reporting, pause_me, pid, space
 
 pytestmark = pytest.mark.anyio
-
-
-def at_step(step: int, act: str) -> object:
-    """A listener that calls ``handle.<act>()`` once, when a model reports ``step``."""
-    done: set[int] = set()
-
-    def hear(handle: ModelHandle, reached: int, _: object) -> None:
-        if reached == step and handle.model_id not in done:
-            done.add(handle.model_id)
-            getattr(handle, act)()
-
-    return hear
 
 
 def workers(events: list[ev.Event]) -> tuple[list[int | None], list[ev.WorkerDied]]:
@@ -38,7 +26,7 @@ async def test_a_stopped_model_keeps_its_worker_for_the_next(
     engine = Engine(ProcessPool(1, prefetch=0))
     log = engine.subscribe()  # before it starts: its workers' events too
     async with engine:
-        engine.listen(at_step(2, "stop"))  # type: ignore[arg-type]
+        engine.listen(at_step(2, "stop"))
         stopped = await engine.submit(space(keep_reporting).freeze({"x": 1}))
         await stopped
         following = await engine.submit(space(pid).freeze({"x": 2}))
@@ -65,7 +53,7 @@ async def test_a_paused_model_keeps_its_worker_and_resumes_from_its_checkpoint(
     log = engine.subscribe()  # before it starts: its workers' events too
     async with engine:
         watch = engine.subscribe()
-        engine.listen(at_step(2, "pause"))  # type: ignore[arg-type]
+        engine.listen(at_step(2, "pause"))
         paused = await engine.submit(space(pause_me).freeze({"x": 1}))
         async for event in watch:
             if isinstance(event, ev.ModelPaused):
@@ -93,7 +81,7 @@ async def test_a_stopped_trial_that_never_reports_again_is_killed_after_the_grac
     engine = Engine(ProcessPool(1, prefetch=0))
     log = engine.subscribe()  # before it starts: its workers' events too
     async with engine:
-        engine.listen(at_step(2, "stop"))  # type: ignore[arg-type]
+        engine.listen(at_step(2, "stop"))
         stopped = await engine.submit(space(go_quiet).freeze({"x": 1}))
         await stopped
         following = await engine.submit(space(pid).freeze({"x": 2}))
@@ -117,7 +105,7 @@ async def test_a_cancel_or_a_timeout_still_kills_the_worker(
     log = engine.subscribe()  # before it starts: its workers' events too
     async with engine:
         if ending == "cancel":
-            engine.listen(at_step(2, "cancel"))  # type: ignore[arg-type]
+            engine.listen(at_step(2, "cancel"))
         ended = await engine.submit(space(keep_reporting).freeze({"x": 1}))
         await ended
     events = [event async for event in log]

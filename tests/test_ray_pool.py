@@ -227,18 +227,6 @@ async def test_cancelled_handle_kills_the_actor(ray_session: Any) -> None:
     assert [d.pid for d in rec.of(ev.WorkerDied)] == [pid]
 
 
-def at_step(step: int, act: str) -> Any:
-    """A listener that calls ``handle.<act>()`` once, when a model reports ``step``."""
-    done: set[int] = set()
-
-    def hear(handle: e.ModelHandle, reached: int, _: object) -> None:
-        if reached == step and handle.model_id not in done:
-            done.add(handle.model_id)
-            getattr(handle, act)()
-
-    return hear
-
-
 @pytest.mark.anyio
 async def test_a_stopped_model_keeps_its_actor(ray_session: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +235,7 @@ async def test_a_stopped_model_keeps_its_actor(ray_session: Any,
     monkeypatch.setattr(ray_pool, "HALT_GRACE", 60.0)  # a kill would not come in time
     engine = Engine(RayPool(1))
     async with recording(engine) as rec, engine:
-        engine.listen(at_step(2, "stop"))
+        engine.listen(warm.at_step(2, "stop"))
         stopped = await engine.submit(warm.space(warm.keep_reporting).freeze({"x": 1}))
         await stopped
         following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
@@ -269,7 +257,7 @@ async def test_a_paused_model_keeps_its_actor_and_resumes_from_its_checkpoint(
     engine = Engine(RayPool(1))
     async with recording(engine) as rec, engine:
         watch = engine.subscribe()
-        engine.listen(at_step(2, "pause"))
+        engine.listen(warm.at_step(2, "pause"))
         paused = await engine.submit(warm.space(warm.pause_me).freeze({"x": 1}))
         async for event in watch:
             if isinstance(event, ev.ModelPaused):
@@ -291,7 +279,7 @@ async def test_a_stopped_trial_that_never_reports_again_loses_its_actor(
     monkeypatch.setattr(ray_pool, "HALT_GRACE", 0.2)
     engine = Engine(RayPool(1))
     async with recording(engine) as rec, engine:
-        engine.listen(at_step(2, "stop"))
+        engine.listen(warm.at_step(2, "stop"))
         stopped = await engine.submit(warm.space(warm.go_quiet).freeze({"x": 1}))
         await stopped
         following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
