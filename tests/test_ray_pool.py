@@ -227,19 +227,26 @@ async def test_cancelled_handle_kills_the_actor(ray_session: Any) -> None:
     assert [d.pid for d in rec.of(ev.WorkerDied)] == [pid]
 
 
+async def stop_then_next(trains: Any) -> tuple[Recorder, e.ModelHandle, e.ModelHandle]:
+    """On one actor: a model of ``trains`` that its strategy stops at step 2, then a
+    model that returns the pid of its actor's process."""
+    engine = Engine(RayPool(1))
+    async with recording(engine) as rec, engine:
+        engine.listen(warm.at_step(2, "stop"))
+        stopped = await engine.submit(warm.space(trains).freeze({"x": 1}))
+        await stopped
+        following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
+        await following
+    return rec, stopped, following
+
+
 @pytest.mark.anyio
 async def test_a_stopped_model_keeps_its_actor(ray_session: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Its strategy's stop ends the trial at its next report: the same actor (same
     process) runs the next model, and no actor died."""
     monkeypatch.setattr(ray_pool, "HALT_GRACE", 60.0)  # a kill would not come in time
-    engine = Engine(RayPool(1))
-    async with recording(engine) as rec, engine:
-        engine.listen(warm.at_step(2, "stop"))
-        stopped = await engine.submit(warm.space(warm.keep_reporting).freeze({"x": 1}))
-        await stopped
-        following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
-        await following
+    rec, stopped, following = await stop_then_next(warm.keep_reporting)
     started = rec.of(ev.WorkerStarted)
     assert rec.of(ev.WorkerDied) == []
     assert len(started) == 1
@@ -277,13 +284,7 @@ async def test_a_paused_model_keeps_its_actor_and_resumes_from_its_checkpoint(
 async def test_a_stopped_trial_that_never_reports_again_loses_its_actor(
         ray_session: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray_pool, "HALT_GRACE", 0.2)
-    engine = Engine(RayPool(1))
-    async with recording(engine) as rec, engine:
-        engine.listen(warm.at_step(2, "stop"))
-        stopped = await engine.submit(warm.space(warm.go_quiet).freeze({"x": 1}))
-        await stopped
-        following = await engine.submit(warm.space(warm.pid).freeze({"x": 2}))
-        await following
+    rec, stopped, following = await stop_then_next(warm.go_quiet)
     first, second = rec.of(ev.WorkerStarted)
     assert [(d.pid, d.reason) for d in rec.of(ev.WorkerDied)] == [
         (first.pid, "its trial (model 1) was stopped (actor killed)")]
