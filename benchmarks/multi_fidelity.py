@@ -222,6 +222,21 @@ def promotion(setup: Setup, proposer: BaseStrategy) -> PromotionASHA:
                          reduction_factor=setup.eta)
 
 
+def hyperband(setup: Setup, proposer: BaseStrategy, seed: int) -> Hyperband:
+    """Asynchronous Hyperband, stopping variant: every bracket, the most aggressive's
+    first rung at min_resource; ``seed`` draws each model's bracket."""
+    return Hyperband(proposer, min_resource=setup.min_resource, max_resource=setup.epochs,
+                     reduction_factor=setup.eta, seed=seed)
+
+
+def hyperband_promotion(setup: Setup, proposer: BaseStrategy,
+                        seed: int) -> PromotionHyperband:
+    """Asynchronous Hyperband, promotion variant (brackets of promotion ASHA)."""
+    return PromotionHyperband(proposer, min_resource=setup.min_resource,
+                              max_resource=setup.epochs, reduction_factor=setup.eta,
+                              seed=seed)
+
+
 def median(setup: Setup, proposer: BaseStrategy) -> MedianStopping:
     return MedianStopping(proposer, grace_steps=setup.grace_steps,
                           min_samples=setup.min_samples)
@@ -242,12 +257,15 @@ METHODS: dict[str, Method] = {
         lambda setup, seed: asha(setup, model_based(setup, seed))),
     "asha-promotion-model-based": engine_method(
         lambda setup, seed: promotion(setup, model_based(setup, seed))),
-    "hyperband": engine_method(lambda setup, seed: Hyperband(
-        RandomSearch(seed), min_resource=setup.min_resource, max_resource=setup.epochs,
-        reduction_factor=setup.eta, seed=seed)),
-    "hyperband-promotion": engine_method(lambda setup, seed: PromotionHyperband(
-        RandomSearch(seed), min_resource=setup.min_resource, max_resource=setup.epochs,
-        reduction_factor=setup.eta, seed=seed)),
+    "hyperband": engine_method(lambda setup, seed: hyperband(setup, RandomSearch(seed), seed)),
+    "hyperband-promotion": engine_method(
+        lambda setup, seed: hyperband_promotion(setup, RandomSearch(seed), seed)),
+    "hyperband-bayes-opt": engine_method(
+        lambda setup, seed: hyperband(setup, bayes_opt(setup, seed), seed)),
+    "hyperband-model-based": engine_method(
+        lambda setup, seed: hyperband(setup, model_based(setup, seed), seed)),
+    "hyperband-promotion-model-based": engine_method(
+        lambda setup, seed: hyperband_promotion(setup, model_based(setup, seed), seed)),
     "median-random": engine_method(lambda setup, seed: median(setup, RandomSearch(seed))),
     "median-evolution": engine_method(
         lambda setup, seed: median(setup, evolution(setup, seed))),
