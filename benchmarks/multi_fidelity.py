@@ -86,7 +86,12 @@ the surrogate lines at ``--min-resource 3`` but ``hyperband-model-based``, at
 rule picks ``asha-promotion-evolution`` at the defaults (0.00167 at 50, within 0.0002 of
 ``asha-promotion-model-based``'s 0.00171, and a mean margin of 0.00299 against
 0.00166), so no default changed. Every margin at 50 is below the spread across seeds
-(``regret_std`` 0.002-0.005): not a win by that measure, on these seeds either.
+(``regret_std`` 0.002-0.005): not a win by that measure, on these seeds either. Run
+once on seeds 0-19 after the choice, ``asha-promotion-evolution`` had 0.00699 / 0.00515
+/ 0.0048 against ``optuna-sha``'s 0.0065 / 0.00386 / 0.00421 and ``optuna-hyperband``'s
+0.00744 / 0.00706 / 0.00581: behind ``optuna-sha`` at every budget. With some 30
+candidates within the spread of each other, the best on 20 tuning seeds was mostly the
+luckiest.
 The first line prints the settings and says so. Optuna's pruners run with their
 documented defaults (SuccessiveHalvingPruner: ``min_resource="auto"``, reduction factor
 4; HyperbandPruner: rungs from 1 step, ``max_resource="auto"``, reduction factor 3)
