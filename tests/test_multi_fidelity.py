@@ -34,9 +34,11 @@ def test_the_registry_holds_the_issue_methods_and_one_line_adds_one(tmp_path: Pa
 
 
 SURROGATE_METHODS = ("asha-bayes-opt", "asha-model-based", "asha-promotion-model-based")
+HYPERBAND_METHODS = ("hyperband", "hyperband-promotion", "hyperband-bayes-opt",
+                     "hyperband-model-based", "hyperband-promotion-model-based")
 
 
-@pytest.mark.parametrize("name", ISSUE_METHODS + SURROGATE_METHODS)
+@pytest.mark.parametrize("name", ISSUE_METHODS + SURROGATE_METHODS + HYPERBAND_METHODS)
 def test_each_method_searches_within_the_horizon(tmp_path: Path, name: str) -> None:
     if name.startswith("optuna-"):
         pytest.importorskip("optuna")
@@ -55,7 +57,8 @@ def test_each_method_searches_within_the_horizon(tmp_path: Path, name: str) -> N
         assert metric == accuracies[steps - 1]  # what the table says at that epoch
     if name in ("random", "evolution"):
         assert all(p[3] == math.inf for p in picks)  # full trainings only
-    if (name.startswith("asha-") and "promotion" not in name) or name.startswith("optuna-"):
+    if (name.startswith(("asha-", "hyperband")) and "promotion" not in name) \
+            or name.startswith("optuna-"):
         assert any(p[3] != math.inf for p in picks)  # some stopped early
 
 
