@@ -37,7 +37,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,25 +153,8 @@ async def parent_cpu_us_per_trial(trials: int = 1000, rounds: int = 3, *,
 async def pool_cpu_us_per_trial(trials: int = 1000, rounds: int = 3) -> float:
     """CPU microseconds this process spends per no-op trial through ProcessPool(2).run
     alone (no engine), as many in flight as the pool takes; the median of ``rounds``."""
-    space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
-    pool = ProcessPool(2)
-    per_trial = []
-
-    async def runner(models: Iterator[e.SimplifiedModelSpace]) -> None:
-        for model in models:
-            await pool.run(model, _Trial())
-
-    async with anyio.create_task_group() as tg:
-        await tg.start(pool.serve, _Monitor())
-        for _ in range(rounds):
-            models = iter([space.freeze({"x": i / trials}) for i in range(trials)])
-            start = time.process_time()
-            async with anyio.create_task_group() as runners:
-                for _ in range(pool.capacity + pool.prefetch):
-                    runners.start_soon(runner, models)
-            per_trial.append((time.process_time() - start) / trials * 1e6)
-        tg.cancel_scope.cancel()
-    return statistics.median(per_trial)
+    spent = await _pool_rounds(ProcessPool(2), trials, rounds, time.process_time)
+    return statistics.median(s / trials * 1e6 for s in spent)
 
 
 async def cpu_breakdown(trials: int = 1000) -> dict[str, float]:
@@ -223,23 +206,34 @@ async def pool_trials_per_s(trials: int = 400, workers: int = 2, prefetch: int =
     """No-op trials per second through ProcessPool.run alone (no engine), as many in
     flight as the pool takes: where the engine's share of the overhead ends and the
     pool's begins."""
-    space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
-    models = iter([space.freeze({"x": i / trials}) for i in range(trials)])
     pool = ProcessPool(workers, prefetch=prefetch)
+    (elapsed,) = await _pool_rounds(pool, trials, 1, time.perf_counter)
+    return trials / elapsed
 
-    async def runner() -> None:
+
+async def _pool_rounds(pool: ProcessPool, trials: int, rounds: int,
+                       clock: Callable[[], float]) -> list[float]:
+    """Serve ``pool`` and run ``rounds`` rounds of ``trials`` no-op models through its
+    run() alone, as many in flight as it takes; what ``clock`` measured of each round
+    (the models are made before a round's clock starts)."""
+    space = e.SimplifiedModelSpace.from_model(Space(), e.FunctionEvaluator(noop_trial))
+    spent = []
+
+    async def runner(models: Iterator[e.SimplifiedModelSpace]) -> None:
         for model in models:
             await pool.run(model, _Trial())
 
     async with anyio.create_task_group() as tg:
         await tg.start(pool.serve, _Monitor())
-        start = time.perf_counter()
-        async with anyio.create_task_group() as runners:
-            for _ in range(pool.capacity + pool.prefetch):
-                runners.start_soon(runner)
-        elapsed = time.perf_counter() - start
+        for _ in range(rounds):
+            models = iter([space.freeze({"x": i / trials}) for i in range(trials)])
+            start = clock()
+            async with anyio.create_task_group() as runners:
+                for _ in range(pool.capacity + pool.prefetch):
+                    runners.start_soon(runner, models)
+            spent.append(clock() - start)
         tg.cancel_scope.cancel()
-    return trials / elapsed
+    return spent
 
 
 async def _report() -> None:

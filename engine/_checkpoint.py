@@ -250,11 +250,11 @@ class Pruner:
 def prune_reported(folder: str | Path, step: int, *, drop_later: bool = False) -> int | None:
     """The engine accepted the report of ``step``: delete all but the ``KEEP`` newest
     checkpoints in ``folder`` at or below it, and return the newest left (None: none).
-    Those after it (saved by a worker that is ahead of the reports the engine has
-    handled) stay, unless ``drop_later`` (a pause: a resume continues from ``step``,
-    never after it): the engine may yet stop taking reports before them (a pause), and
-    then needs the checkpoint of ``step``. One ``scandir`` when the folder exists (a
-    model that saves no checkpoint has none)."""
+    Those after it, saved by a worker that is ahead of the reports the engine handled,
+    stay (the engine may yet stop taking reports before them, and then needs the
+    checkpoint of ``step``), unless ``drop_later``: a pause, whose resume continues from
+    ``step``, never after it. One ``scandir`` when the folder exists (a model that
+    saves no checkpoint has none)."""
     steps = _steps(folder)
     kept = sorted(s for s in steps if s <= step)[-KEEP:]
     for found, path in steps.items():
