@@ -1,89 +1,32 @@
-"""The pool conformance kit, and a fake pool for strategy tests.
-
-Every pool keeps the same promises (the :class:`~engine.workers._base.WorkerPool`
-protocol): a trial's reports reach its Trial while it runs; an exception fails only its
-trial, with the trial's output; a worker that dies is reported, its trial fails with
-:class:`~engine.errors.WorkerLost` and a new worker takes its place; a cancelled or
-timed-out ``run()`` has stopped its trial when it returns; leaving ``serve()`` leaves no
-worker behind, nor any process a trial started. The ``check_*`` coroutines drive a
-fresh pool through one promise each with real trials, the way
-``trio.testing.check_*_stream`` drive a stream. A new pool (Dask, Slurm) runs those that
-apply to it::
-
-    @pytest.mark.anyio
-    @pytest.mark.parametrize("check", checks(Feature.EXCEPTION | Feature.CANCEL), ids=name)
-    async def test_my_pool(check: Check) -> None:
-        await check(lambda: MyPool(2))
-
-The trials are functions of this module, so a pool whose workers rebuild models by
-recipe (a process, a Ray actor) finds them wherever ``engine`` imports. A check raises
-AssertionError naming the broken promise.
-
-:class:`MockPool` runs each model through a function of yours on the event loop, the
-way httpx's ``MockTransport`` answers requests: strategy tests need no thread, no
-process and no torch.
-"""
+"""The checks of the conformance kit: each drives a fresh pool through one promise
+with the probe trials, and raises AssertionError naming the promise it broke."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
-import inspect
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
-import anyio.lowlevel
 
-from engine._checkpoint import spot_for, use_checkpoints
-from engine._context import report_intermediate, use_reporter
-from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
-from engine.evaluator import FunctionEvaluator
-from engine.mutable import Categorical, SampleValidationError
-from engine.space import (
-    BaseModelSpace,
-    ExecutableModelSpace,
-    SimplifiedModelSpace,
-    ensure_frozen,
-)
-from engine.workers._base import PoolMonitor, Trial, TrialOutput, WorkerPool
+from engine.space import ExecutableModelSpace
+from engine.testing._probe import probe
+from engine.testing._recording import RecordingMonitor, RecordingTrial, process_gone
+from engine.workers._base import TrialOutput, WorkerPool
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
 
-__all__ = (
-    "Check",
-    "Feature",
-    "MockPool",
-    "ProbeSpace",
-    "RecordingMonitor",
-    "RecordingTrial",
-    "check_cancel",
-    "check_child_process",
-    "check_exception",
-    "check_exit",
-    "check_output",
-    "check_pool",
-    "check_segfault",
-    "check_sigkill",
-    "check_start_failure",
-    "check_stop",
-    "check_timeout",
-    "checks",
-    "probe",
-    "probe_trial",
-    "process_gone",
-)
+__all__ = ("Check", "Feature", "check_cancel", "check_child_process", "check_exception",
+           "check_exit", "check_output", "check_pool", "check_segfault", "check_sigkill",
+           "check_start_failure", "check_stop", "check_timeout", "checks")
 
 Check: TypeAlias = Callable[[Callable[[], WorkerPool]], Awaitable[None]]
 
@@ -106,145 +49,6 @@ class Feature(enum.Flag):
     ALL = (EXCEPTION | OUTPUT | EXIT | SIGKILL | SEGFAULT | CANCEL | TIMEOUT | CHILD_PROCESS
            | STOP)
 
-
-# -- the trials (run in the pool's workers) ------------------------------------------------
-
-
-class ProbeSpace(BaseModelSpace):
-    """The model space of the probe trials: one frozen choice."""
-
-    def __init__(self) -> None:
-        self.x = ensure_frozen(Categorical([1, 2], label="x"))
-
-
-def probe(action: str, flag: str = "") -> SimplifiedModelSpace:
-    """A frozen model whose trial does ``action`` (see :func:`probe_trial`)."""
-    evaluator = FunctionEvaluator(probe_trial, action=action, flag=flag)
-    return SimplifiedModelSpace.from_model(ProbeSpace(), evaluator).freeze({"x": 1})
-
-
-def probe_trial(model: ProbeSpace, action: str, flag: str) -> float:
-    """``ok``: prints to stdout and stderr, reports 0.5, returns 1.0. ``raise``: prints,
-    then raises ValueError. ``invalid``: raises SampleValidationError. ``exit``,
-    ``sigkill``, ``segfault``: prints, then ends its process so. ``hang``: reports its
-    pid, then waits until ``flag`` exists. ``spawn``: starts a child process, reports the
-    child's pid, then waits for ``flag``. ``spawn-exit``: starts a child, reports its
-    pid, then exits its process."""
-    if action in ("ok", "raise", "exit", "sigkill", "segfault"):
-        for name, stream in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            stream.write(f"probe {action} {name}\n")
-            stream.flush()
-    if action == "ok":
-        report_intermediate(0.5)
-        return 1.0
-    if action == "raise":
-        raise ValueError("the probe failed")
-    if action == "invalid":
-        raise SampleValidationError("the probe cannot be built", ["model", "x"])
-    if action in ("exit", "sigkill", "segfault"):
-        _die(action)
-    if action.startswith("spawn"):
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
-        report_intermediate(float(child.pid))
-        if action == "spawn-exit":
-            time.sleep(0.2)  # let the report leave first
-            os._exit(3)
-    else:
-        report_intermediate(float(os.getpid()))
-    while not os.path.exists(flag):  # "hang" and "spawn"
-        time.sleep(0.005)
-    return 2.0
-
-
-def _die(how: str) -> None:
-    if how == "exit":
-        os._exit(3)
-    if how == "sigkill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    ctypes.string_at(0)
-
-
-# -- recording a pool's calls ----------------------------------------------------------------
-
-
-class RecordingTrial:
-    """A :class:`~engine.workers._base.Trial` that records every call in ``calls``;
-    ``reported`` is set at the first intermediate report."""
-
-    def __init__(self, model_id: int = 1, attempt: int = 1) -> None:
-        self.model_id, self.attempt = model_id, attempt
-        self.calls: list[tuple[Any, ...]] = []
-        self.reported = anyio.Event()
-
-    def loading(self) -> None:
-        pass
-
-    def started(self, worker: str, gpus: tuple[int, ...] = (), setup: float = 0.0) -> None:
-        self.calls.append(("started", worker, tuple(gpus)))
-
-    def intermediate(self, value: MetricValue) -> None:
-        self.calls.append(("intermediate", value))
-        self.reported.set()
-
-    def final(self, value: MetricValue) -> None:
-        self.calls.append(("final", value))
-
-    @property
-    def first_report(self) -> float:
-        return float(next(c[1] for c in self.calls if c[0] == "intermediate"))
-
-
-class RecordingMonitor:
-    """A :class:`~engine.workers._base.PoolMonitor` that records, and lets a test wait
-    for a number of calls."""
-
-    def __init__(self) -> None:
-        self.started: list[tuple[str, int | None, tuple[int, ...]]] = []
-        self.died: list[tuple[str, int | None, int | None, int | None, str]] = []
-        self._changed = anyio.Event()
-
-    def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:
-        self.started.append((worker, pid, gpus))
-        self._notify()
-
-    def worker_died(self, worker: str, pid: int | None, exitcode: int | None,
-                    signal: int | None, reason: str) -> None:
-        self.died.append((worker, pid, exitcode, signal, reason))
-        self._notify()
-
-    async def wait_started(self, count: int) -> None:
-        while len(self.started) < count:
-            await self._changed.wait()
-
-    async def wait_died(self, count: int) -> None:
-        while len(self.died) < count:
-            await self._changed.wait()
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    def worker_pids(self) -> list[int]:
-        """The pids of the workers started in processes other than this one."""
-        return [pid for _, pid, _ in self.started if pid is not None and pid != os.getpid()]
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def process_gone(pid: int) -> bool:
-    """Whether process ``pid`` has exited (a zombie has: it waits only to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
-    except FileNotFoundError:
-        return True
-    except OSError:  # no /proc here
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
 
 
 def _wait_gone(pids: list[int], timeout: float) -> list[int]:
@@ -540,60 +344,3 @@ async def check_pool(make_pool: Callable[[], WorkerPool], features: Feature = Fe
     if make_broken_pool is not None:
         await check_start_failure(make_broken_pool)
 
-
-# -- a fake pool ---------------------------------------------------------------------------
-
-Handler: TypeAlias = Callable[[ExecutableModelSpace], "float | Awaitable[float | None] | None"]
-
-
-class MockPool:
-    """A pool that trains nothing: ``handler(model)`` is each model's trial, called on
-    the event loop; it returns the final metric (or an awaitable of it), may call
-    ``report_intermediate`` / ``report_final``, and raises to fail the model. Runs
-    ``capacity`` models at once, each ``run()`` a checkpoint. For strategy tests: no
-    thread, no process, no torch; passes :func:`check_exception`. The handler may keep
-    checkpoints (``save_checkpoint`` / ``load_checkpoint``), so a paused model resumes
-    where its last checkpoint left it."""
-
-    name = "mock"
-    prefetch = 0
-
-    def __init__(self, handler: Handler, capacity: int = 1) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
-        self._handler, self._capacity = handler, capacity
-        self._free = [f"mock-{i}" for i in reversed(range(capacity))]
-        self.models: list[ExecutableModelSpace] = []  # every model run, in order
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    def check(self, model: ExecutableModelSpace) -> None:
-        """Any model will do: the handler decides what it means."""
-
-    async def serve(self, monitor: PoolMonitor, *,
-                    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        for name in reversed(self._free):
-            monitor.worker_started(name, None, ())
-        task_status.started()
-        await anyio.sleep_forever()
-
-    async def run(self, model: ExecutableModelSpace, trial: Trial) -> TrialOutput:
-        await anyio.lowlevel.checkpoint()
-        worker = self._free.pop()
-        try:
-            trial.started(worker)
-            self.models.append(model)
-            try:
-                with use_reporter(trial), use_checkpoints(spot_for(trial)):
-                    value = self._handler(model)
-                    if inspect.isawaitable(value):
-                        value = await value
-            except Exception as exc:
-                raise TrialFailed.from_exception(exc) from None
-            if value is not None:
-                trial.final(float(value))
-        finally:
-            self._free.append(worker)
-        return TrialOutput()
