@@ -16,14 +16,16 @@ __all__ = ("WORKER_MARK", "check_bool", "check_count", "check_positive", "refuse
 WORKER_MARK = "NAS_ENGINE_WORKER_PID"
 
 
-def check_count(name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> None:
+def check_count(name: str, value: Any, *, minimum: int = 1, optional: bool = False,
+                meaning: str = "") -> None:
     """``value`` is an int (never a bool) >= ``minimum`` (or None when ``optional``);
-    ValueError naming ``name`` otherwise."""
+    ValueError naming ``name`` (and saying what it counts, ``meaning``) otherwise."""
     if optional and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         extra = " or None" if optional else ""
-        raise ValueError(f"{name} must be an int >= {minimum}{extra}, got {value!r}")
+        raise ValueError(f"{name} must be an int >= {minimum}{extra}{_aside(meaning)}, "
+                         f"got {value!r}")
 
 
 def check_bool(name: str, value: Any) -> None:
@@ -33,15 +35,22 @@ def check_bool(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
-def check_positive(name: str, value: Any, *, optional: bool = False) -> None:
-    """``value`` is a finite int or float (never a bool) > 0 (or None when
-    ``optional``); ValueError naming ``name`` otherwise."""
+def check_positive(name: str, value: Any, *, optional: bool = False, zero: bool = False,
+                   meaning: str = "") -> None:
+    """``value`` is a finite int or float (never a bool) > 0, or >= 0 with ``zero`` (or
+    None when ``optional``); ValueError naming ``name`` (and saying what it measures,
+    ``meaning``) otherwise."""
     if optional and value is None:
         return
     if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or not value > 0):
+            or not math.isfinite(value) or value < 0 or (value == 0 and not zero)):
+        kind = "a finite number >= 0" if zero else "a positive, finite number"
         extra = " or None" if optional else ""
-        raise ValueError(f"{name} must be a positive, finite number{extra}, got {value!r}")
+        raise ValueError(f"{name} must be {kind}{extra}{_aside(meaning)}, got {value!r}")
+
+
+def _aside(meaning: str) -> str:
+    return f" ({meaning})" if meaning else ""
 
 
 def refuse_in_worker() -> None:

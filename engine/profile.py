@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from engine._checks import check_count
 from engine._context import check_metric, current_reporter, use_reporter
 from engine._objective import MetricValue, Objective
 from engine._recipe import RecipeError, Symbol
@@ -170,9 +171,8 @@ class Profiler:
         if shape is not None and (not shape or not all(
                 isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
             raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
-        for name, count, least in (("warmup", warmup, 0), ("runs", runs, 1)):
-            if isinstance(count, bool) or not isinstance(count, int) or count < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {count!r}")
+        check_count("warmup", warmup, minimum=0)
+        check_count("runs", runs)
         checked = tuple(c if isinstance(c, Constraint) else Constraint.parse(c)
                         for c in ([constraints] if isinstance(constraints, str) else constraints))
         for constraint in checked:

@@ -86,6 +86,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from engine._checks import check_count
 from engine.mutable import Sample
 from engine.space import ExecutableModelSpace
 from strategies._gp import (
@@ -136,8 +137,7 @@ class BayesOpt(SurrogateStrategy):
                                    ("double_mutations", double_mutations, 0),
                                    ("random_candidates", random_candidates, 0),
                                    ("max_points", max_points, 2)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+            check_count(name, value, minimum=least)
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
         self.max_points = max_points

@@ -102,6 +102,7 @@ import statistics
 from collections.abc import Iterator
 from typing import Any
 
+from engine._checks import check_bool, check_count, check_positive
 from engine.mutable import Categorical, Numerical, Sample
 from engine.space import ExecutableModelSpace
 from strategies._surrogate import (
@@ -155,13 +156,9 @@ class ModelBased(SurrogateStrategy):
                                    ("random_candidates", random_candidates, 0),
                                    ("restart_pool", restart_pool, 1), ("tabu", tabu, 0),
                                    ("bins", bins, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-        if isinstance(beta, bool) or not isinstance(beta, int | float) or not (
-                math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-        if not isinstance(restart, bool):
-            raise TypeError(f"restart must be True or False, got {restart!r}")
+            check_count(name, value, minimum=least)
+        check_positive("beta", beta, zero=True)
+        check_bool("restart", restart)
         self.n_initial, self.parents = n_initial, parents
         self.double_mutations, self.random_candidates = double_mutations, random_candidates
         self.beta, self.bins = float(beta), bins

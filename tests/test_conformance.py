@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import engine.workers
 from engine import ExecutableModelSpace, InlinePool
 from engine.testing import Check, Feature, MockPool, check_start_failure, checks
 from engine.workers.process import ProcessPool
+from engine.workers.ray_pool import RayPool
 from tests.process_fixtures import children
 
 pytestmark = pytest.mark.timeout(120)
@@ -72,11 +74,35 @@ async def test_mock_pool(check: Check) -> None:
     (lambda v: ProcessPool(1, start_timeout=v), "start_timeout"),
     (lambda v: ProcessPool(1, gpus_per_trial=v), "gpus_per_trial"),
     (lambda v: MockPool(execute, capacity=v), "capacity"),
+    (lambda v: RayPool(v), "workers"),
+    (lambda v: RayPool(1, num_cpus_per_trial=v), "num_cpus_per_trial"),
+    (lambda v: RayPool(1, grace=v), "grace"),
 ])
 @pytest.mark.parametrize("value", [True, False])
 def test_counts_refuse_bools(make: Any, argument: str, value: bool) -> None:
     with pytest.raises(ValueError, match=f"^{argument} must be .*got {value}"):
         make(value)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: ProcessPool(1, prefetch=-1), "prefetch must be an int >= 0 (models each worker "
+                                          "holds besides the one it runs), got -1"),
+    (lambda: ProcessPool(1, recycle_after=0), "recycle_after must be an int >= 1 or None "
+                                              "(trials a worker runs before a fresh one "
+                                              "takes its place), got 0"),
+    (lambda: ProcessPool(1, start_timeout=float("nan")),
+     "start_timeout must be a positive, finite number (seconds), got nan"),
+    (lambda: InlinePool(1, grace=float("inf")),
+     "grace must be a finite number >= 0 (seconds), got inf"),
+    (lambda: RayPool(1, num_gpus_per_trial=-0.5),
+     "num_gpus_per_trial must be a finite number >= 0, got -0.5"),
+    (lambda: RayPool(1, grace=0), "grace must be a positive, finite number (seconds), got 0"),
+])
+def test_pool_arguments_share_one_check(make: Any, message: str) -> None:
+    """Every pool's counts and durations go through engine._checks: one wording, which
+    names the argument, the bound and what it measures."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        make()
 
 
 # -- one trial runner: no pool reaches into another ------------------------------------------

@@ -10,6 +10,7 @@ import anyio
 import anyio.lowlevel
 
 from engine._checkpoint import spot_for, use_checkpoints
+from engine._checks import check_count
 from engine._context import use_reporter
 from engine.errors import TrialFailed
 from engine.space import ExecutableModelSpace
@@ -36,8 +37,7 @@ class MockPool:
     prefetch = 0
 
     def __init__(self, handler: Handler, capacity: int = 1) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity must be an int >= 1, got {capacity!r}")
+        check_count("capacity", capacity)
         self._handler, self._capacity = handler, capacity
         self._free = [f"mock-{i}" for i in reversed(range(capacity))]
         self.models: list[ExecutableModelSpace] = []  # every model run, in order

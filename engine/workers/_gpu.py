@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from engine._checks import check_count
+
 __all__ = ("Device", "Placement", "detect_devices", "parse_nvidia_smi", "parse_visible_devices")
 
 _SMI_LINE = re.compile(r"^GPU (\d+):", re.MULTILINE)
@@ -141,8 +143,7 @@ class Placement:
 def _worker_count(workers: int | None, default: int) -> int:
     if workers is None:
         return default
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    check_count("workers", workers)
     return workers
 
 

@@ -35,6 +35,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
 from engine._checkpoint import spot_for, use_checkpoints
+from engine._checks import check_count, check_positive
 from engine._context import use_reporter
 from engine._objective import MetricValue
 from engine.errors import TrialFailed
@@ -160,12 +161,8 @@ class InlinePool:
     prefetch = 0
 
     def __init__(self, workers: int = 1, *, grace: float = 5.0) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an int >= 1 (models run at once), got "
-                             f"{workers!r}")
-        if (isinstance(grace, bool) or not isinstance(grace, int | float)
-                or not grace >= 0 or grace == float("inf")):
-            raise ValueError(f"grace must be a finite number of seconds >= 0, got {grace!r}")
+        check_count("workers", workers, meaning="models run at once")
+        check_positive("grace", grace, zero=True, meaning="seconds")
         self._workers = workers
         self._free = [f"inline-{i}" for i in reversed(range(workers))]
         self._grace = grace

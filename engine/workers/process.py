@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from engine._checks import check_count, check_positive
 from engine._recipe import RecipeError, Symbol
 from engine.errors import WorkerLost, WorkerStartFailed
 from engine.evaluator import FunctionEvaluator
@@ -150,17 +151,11 @@ class ProcessPool:
         preload: Iterable[str | Callable[[], Any]] | None = None, echo: bool | None = None,
     ) -> None:
         self._placement = Placement.plan(workers, gpus_per_trial, gpus)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an int >= 0 (models each worker holds "
-                             f"besides the one it runs), got {prefetch!r}")
-        if recycle_after is not None and (isinstance(recycle_after, bool) or not isinstance(
-                recycle_after, int) or recycle_after < 1):
-            raise ValueError(f"recycle_after must be a positive int or None, got "
-                             f"{recycle_after!r}")
-        if (isinstance(start_timeout, bool) or not isinstance(start_timeout, int | float)
-                or not start_timeout > 0):
-            raise ValueError(f"start_timeout must be a positive number of seconds, got "
-                             f"{start_timeout!r}")
+        check_count("prefetch", prefetch, minimum=0,
+                    meaning="models each worker holds besides the one it runs")
+        check_count("recycle_after", recycle_after, optional=True,
+                    meaning="trials a worker runs before a fresh one takes its place")
+        check_positive("start_timeout", start_timeout, meaning="seconds")
         self._prefetch, self._recycle_after = prefetch, recycle_after
         self._start_timeout = float(start_timeout)
         self._env = dict(env or {})

@@ -52,6 +52,7 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from engine._checkpoint import CheckpointSpot
+from engine._checks import check_count, check_positive
 from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.space import ExecutableModelSpace, dump_model
@@ -232,13 +233,13 @@ class RayPool:
         grace: float = 10.0,
     ) -> None:
         self._ray = _import_ray()
-        _check_number("num_cpus_per_trial", num_cpus_per_trial, zero=True)
-        _check_number("num_gpus_per_trial", num_gpus_per_trial, zero=True)
+        check_positive("num_cpus_per_trial", num_cpus_per_trial, zero=True)
+        check_positive("num_gpus_per_trial", num_gpus_per_trial, zero=True)
         if num_gpus_per_trial > 1 and num_gpus_per_trial != int(num_gpus_per_trial):
             raise ValueError(f"num_gpus_per_trial above 1 must be a whole number of GPUs, "
                              f"got {num_gpus_per_trial!r}")
-        _check_number("start_timeout", start_timeout)
-        _check_number("grace", grace)
+        check_positive("start_timeout", start_timeout, meaning="seconds")
+        check_positive("grace", grace, meaning="seconds")
         self._address, self._init_kwargs = address, dict(init_kwargs or {})
         self._cpus, self._gpus = num_cpus_per_trial, num_gpus_per_trial
         self._workers = _worker_count(workers, address, num_cpus_per_trial, num_gpus_per_trial)
@@ -499,17 +500,9 @@ class RayPool:
                 self._quiet = None
 
 
-def _check_number(name: str, value: float, *, zero: bool = False) -> None:
-    if (isinstance(value, bool) or not isinstance(value, int | float)
-            or not math.isfinite(value) or value < 0 or (value == 0 and not zero)):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-
-
 def _worker_count(workers: int | None, address: str | None, cpus: float, gpus: float) -> int:
     if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        check_count("workers", workers)
         return workers
     if address is not None:
         raise ValueError(f"pass workers=N with address={address!r}: how many trials the "

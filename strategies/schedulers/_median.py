@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from engine._checks import check_count
 from strategies.base import BaseStrategy, HandleLike
 from strategies.schedulers._base import Scheduler
 
@@ -26,10 +27,8 @@ class MedianStopping(Scheduler):
                  min_samples: int = 3, max_trials: int | None = None,
                  seed: int | None = None) -> None:
         super().__init__(proposer, max_trials=max_trials, seed=seed)
-        if isinstance(grace_steps, bool) or not isinstance(grace_steps, int) or grace_steps < 1:
-            raise ValueError(f"grace_steps must be an int >= 1, got {grace_steps!r}")
-        if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
-            raise ValueError(f"min_samples must be an int >= 1, got {min_samples!r}")
+        check_count("grace_steps", grace_steps)
+        check_count("min_samples", min_samples)
         self.grace_steps, self.min_samples = grace_steps, min_samples
         self.running_means: dict[int, list[float]] = {}  # step -> each model's mean to it
 
