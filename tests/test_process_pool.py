@@ -305,7 +305,8 @@ async def test_the_next_pool_removes_a_dead_pools_scratch_folder(
                                    {"start_timeout": True}])
 def test_bad_arguments_are_value_errors(value: dict[str, Any]) -> None:
     name = next(iter(value))
-    with pytest.raises(ValueError, match=f"^{name} must be a positive"):
+    with pytest.raises(ValueError,
+                       match=f"^{name} must be (an int >= 1|a positive, finite number)"):
         ProcessPool(**value)
 
 

@@ -404,12 +404,12 @@ def test_check_refuses_what_cannot_leave() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"workers": 0}, "workers must be a positive int, got 0"),
-     ({"workers": True}, "workers must be a positive int"),
+    [({"workers": 0}, "workers must be an int >= 1, got 0"),
+     ({"workers": True}, "workers must be an int >= 1, got True"),
      ({"address": "auto"}, "pass workers=N with address='auto'"),
      ({"workers": 1, "num_cpus_per_trial": -1}, "num_cpus_per_trial must be a finite number"),
      ({"workers": 1, "num_gpus_per_trial": 1.5}, "whole number of GPUs, got 1.5"),
-     ({"workers": 1, "start_timeout": 0}, "start_timeout must be a finite number > 0")],
+     ({"workers": 1, "start_timeout": 0}, "start_timeout must be a positive, finite number")],
 )
 def test_bad_configuration(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
