@@ -9,15 +9,17 @@ Instrument counts ``before_io_wait`` (loop iterations) and ``before_task_step``.
 layer is counted from its pool's start to its end, warm-up round included, so the
 figures carry a little start-up; divide by the trials run.
 
-What it found (issue 13, item 5), on asyncio and trio alike: with one subscriber and
-the journal, 5.0-5.9 task steps and about 2.1 loop iterations per no-op trial; a step
-costs 13-16 us of CPU where one task wakes another through an Event, a bare
-checkpoint 8-10 us. Per trial: 2 steps are the benchmark's own submit and await
-(each public await is a checkpoint), about 1 the trial's runner (woken when its job
-settles), 0.7-1.0 the subscriber, 0.55-0.85 the pool's reader (one read often brings
-two trials' messages), 0.2-0.25 the journal's writer and resolver (a batch per 10 ms).
-The pool's rebalancer woke 0.1-0.3 times per trial to look at imbalances that had
-already ended; it now sleeps REBALANCE_AFTER first (0.03).
+What it found (issue 13, item 5), the journal and one subscriber on, 2000 trials:
+5.4-5.9 task steps and 2.0-2.1 loop iterations per no-op trial on both backends, where
+a step costs 13-16 us of CPU when one task wakes another through an Event and a bare
+checkpoint 8-10 us (so the steps alone are 70-90 us of the 300-450). Per trial: 2
+steps are the benchmark's own submit and await (each public await is a checkpoint);
+1.1-1.8 the runners (one when a trial's job settles, the rest when a runner finds the
+queue empty and is woken by the next submit); 0.7-1.05 the subscriber; 0.55-1.0 the
+pool's reader (one read often brings two trials' messages; on asyncio each read is a
+callback as well); 0.02-0.2 the journal's writer and resolver (a batch per 10 ms).
+The pool's rebalancer woke 0.26-0.30 times per trial on asyncio (0.04-0.06 on trio)
+to look at imbalances that had already ended; it now sleeps REBALANCE_AFTER first.
 """
 
 from __future__ import annotations
