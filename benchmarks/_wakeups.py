@@ -10,7 +10,7 @@ layer is counted from its pool's start to its end, warm-up round included, so th
 figures carry a little start-up; divide by the trials run.
 
 What it found (issue 13, item 5), the journal and one subscriber on, 2000 trials:
-5.4-5.9 task steps and 2.0-2.1 loop iterations per no-op trial on both backends, where
+5.1-5.9 task steps and 2.0-2.1 loop iterations per no-op trial on both backends, where
 a step costs 13-16 us of CPU when one task wakes another through an Event and a bare
 checkpoint 8-10 us (so the steps alone are 70-90 us of the 300-450). Per trial: 2
 steps are the benchmark's own submit and await (each public await is a checkpoint);
