@@ -80,7 +80,7 @@ from engine.workers._child import (
     collect_output,
     describe_exit,
 )
-from engine.workers._dispatch import Dispatcher
+from engine.workers._dispatch import REBALANCE_AFTER, Dispatcher
 from engine.workers._gpu import Placement
 from engine.workers._wire import FromWorker, Halt, Hello, Preload, Setup, Stop
 
@@ -352,15 +352,18 @@ class ProcessPool:
 
     @staticmethod
     async def _keep_balance(jobs: Dispatcher) -> None:
-        """Wake when a worker is idle while another holds jobs; give it one of them if
-        it stays idle (see ``Dispatcher.rebalance``)."""
+        """Wake when a worker went idle while another holds jobs; give it one of them if
+        it stays idle (see ``Dispatcher.rebalance``). It first sleeps the
+        ``REBALANCE_AFTER`` that worker must stay idle, then looks: most imbalances end
+        sooner (the worker's next model comes in the same turn of the loop), and looking
+        at each cost a wake-up every few no-op trials; now it is two per look."""
         while True:
             await jobs.unbalanced.wait()
-            jobs.unbalanced = anyio.Event()
-            delay = jobs.rebalance()
-            if delay is not None:  # look again then
-                jobs.unbalanced.set()
+            jobs.unbalanced = anyio.Event()  # set again by what happens meanwhile
+            delay: float | None = REBALANCE_AFTER
+            while delay is not None:  # look again then
                 await anyio.sleep(delay)
+                delay = jobs.rebalance()
 
     @staticmethod
     async def _stop_when_retired(worker: Worker) -> None:
