@@ -3,81 +3,30 @@ and better than random search on a small synthetic table (issue 17)."""
 
 from __future__ import annotations
 
-import itertools
 import os
-import random
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import pytest
 
 import engine as e
-from engine import Engine, InlinePool, ModelStatus
-from engine.testing import MockPool
-from strategies import ModelBased, RandomSearch, StopReason, sample_key
+from engine import Engine, InlinePool
+from strategies import ModelBased, sample_key
 from strategies._surrogate import MISSING, Encoder, Surrogate, quantile, value_at
-from strategies.base import BaseStrategy
 from strategies.evolution import Reevaluation
+from tests._surrogate_fixtures import (
+    LABELS,
+    TARGET,
+    Cell,
+    Mixed,
+    mixed_score,
+    run,
+    samples,
+)
 
 pytestmark = pytest.mark.anyio
-
-LABELS = [f"op{i}" for i in range(6)]
-TARGET = {label: (2 * i + 1) % 5 for i, label in enumerate(LABELS)}
-
-
-class Cell(e.BaseModelSpace):
-    """Six labels of five values (15625 samples)."""
-
-    def __init__(self) -> None:
-        self.ops = e.ensure_frozen(e.MutableList(
-            e.Categorical(list(range(5)), label=label) for label in LABELS))
-
-
-class Mixed(e.BaseModelSpace):
-    """A Categorical, a log-scale Numerical and a quantized one."""
-
-    def __init__(self) -> None:
-        self.kind = e.ensure_frozen(e.Categorical(["a", "b", "c"], label="kind"))
-        self.lr = e.ensure_frozen(e.Numerical(1e-5, 1.0, log=True, label="lr"))
-        self.dropout = e.ensure_frozen(e.Numerical(0.0, 0.5, quantize=0.1, label="dropout"))
-
-
-def table_score(ops: list[int]) -> float:
-    """A synthetic table with interactions: matches to TARGET, plus a bonus for each
-    adjacent pair of labels that both match, minus a penalty for op 0 ("none")."""
-    hits = [op == TARGET[label] for op, label in zip(ops, LABELS, strict=True)]
-    pairs = sum(a and b for a, b in itertools.pairwise(hits))
-    return float(sum(hits) + 0.5 * pairs - 2.0 * ops.count(0))
-
-
-async def cell_score(model: Cell) -> float:
-    return table_score(list(model.ops))
-
-
-async def mixed_score(model: Mixed) -> float:
-    return -abs(model.lr - 1e-3) * 100 - abs(model.dropout - 0.2) + (model.kind == "b")
-
-
-def cell() -> e.RawFormatModelSpace:
-    return e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(cell_score))
-
-
-async def run(strategy: BaseStrategy, space: e.ExecutableModelSpace, trials: int,
-              workers: int = 1) -> list[e.ModelHandle]:
-    async with Engine(InlinePool(workers), max_trials=trials) as engine:
-        await strategy.run(engine, space)
-    assert all(h.status is ModelStatus.Trained for h in engine.handles())
-    return engine.handles()
-
-
-def samples(handles: list[e.ModelHandle]) -> list[dict[str, Any]]:
-    return [dict(h.model.sample or {}) for h in handles]
-
 
 async def test_proposals_are_valid_samples_of_a_mixed_space() -> None:
     space = e.RawFormatModelSpace.from_model(Mixed(), e.FunctionEvaluator(mixed_score))
@@ -91,102 +40,6 @@ async def test_proposals_are_valid_samples_of_a_mixed_space() -> None:
     dropouts = {s["dropout"] for s in samples(handles)}
     assert all(abs(d * 10 - round(d * 10)) < 1e-9 for d in dropouts)
     assert len({sample_key(s) for s in samples(handles)}) == 40
-
-
-async def test_four_workers_never_train_the_same_sample_at_once() -> None:
-    flying: list[bytes] = []
-    overlaps: list[int] = []
-    rng = random.Random(0)
-
-    async def trial(model: e.ExecutableModelSpace) -> float:
-        key = sample_key(model.sample or {})
-        assert key not in flying, f"{model.sample} is already in flight"
-        flying.append(key)
-        overlaps.append(len(flying))
-        for _ in range(rng.randrange(20, 60)):  # finish in a random order
-            await anyio.lowlevel.checkpoint()
-        flying.remove(key)
-        return table_score([(model.sample or {})[label] for label in LABELS])
-
-    strategy = ModelBased(n_initial=4, reevaluate=Reevaluation(share=0.3, evaluations=3),
-                          seed=2)
-    async with Engine(MockPool(trial, capacity=4), max_trials=60) as engine:
-        await strategy.run(engine, cell())
-    assert len(engine.handles()) == 60
-    assert max(overlaps) == 4  # four were in flight together, never one sample twice
-    assert len({sample_key(s) for s in samples(engine.handles())}) < 60  # re-evaluations
-
-
-async def test_same_seed_and_one_worker_give_the_same_samples() -> None:
-    first = samples(await run(ModelBased(seed=5), cell(), 40))
-    again = samples(await run(ModelBased(seed=5), cell(), 40))
-    other = samples(await run(ModelBased(seed=6), cell(), 40))
-    assert first == again
-    assert first != other
-
-
-async def test_deterministic_ignores_the_completion_order() -> None:
-    async def once(salt: int) -> list[dict[str, Any]]:
-        order = random.Random(salt)
-
-        async def trial(model: e.ExecutableModelSpace) -> float:
-            for _ in range(order.randrange(10)):
-                await anyio.lowlevel.checkpoint()
-            return table_score([(model.sample or {})[label] for label in LABELS])
-
-        strategy = ModelBased(n_initial=4, seed=3, deterministic=True)
-        async with Engine(MockPool(trial, capacity=3), max_trials=30) as engine:
-            await strategy.run(engine, cell())
-        return samples(engine.handles())
-
-    assert await once(1) == await once(2)
-
-
-async def test_a_resumed_journal_continues_the_search(tmp_path: Path) -> None:
-    journal = tmp_path / "run.nasrun"
-    noisy = random.Random(0)
-
-    async def noisy_score(model: Cell) -> float:
-        return table_score(list(model.ops)) + noisy.gauss(0.0, 0.5)
-
-    space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(noisy_score))
-    make = lambda: ModelBased(n_initial=4, reevaluate=Reevaluation(share=0.3), seed=4)  # noqa: E731
-    async with Engine(InlinePool(1), max_trials=12, journal=journal) as engine:
-        await make().run(engine, space)
-    async with Engine(InlinePool(1), max_trials=24, journal=journal) as engine:
-        found = engine.handles()
-        assert len(found) == 12
-        resumed = make()
-        await resumed.run(engine, space)
-    handles = engine.handles()
-    assert len(handles) == 24
-    assert resumed.stop_reason is StopReason.budget
-    for handle in found:  # every result of the journal is known, with its repeats
-        metrics = [h.model.metric for h in found if h.model.sample == handle.model.sample]
-        assert resumed.metrics_of(handle.model.sample or {})[:len(metrics)] == metrics
-    assert not any(resumed.is_new(sample) for sample in samples(found))
-    distinct = {sample_key(s): s for s in samples(handles)}.values()
-    assert sum(len(resumed.metrics_of(s)) for s in distinct) == 24  # every result, once
-
-
-async def test_it_minimizes() -> None:
-    async def loss(model: Cell) -> float:
-        return -table_score(list(model.ops))
-
-    space = e.RawFormatModelSpace.from_model(Cell(), e.FunctionEvaluator(loss))
-    handles = await run(ModelBased(n_initial=5, seed=0, mode="min"), space, 60)
-    assert min(h.model.metric or 0.0 for h in handles) <= -6.0
-
-
-async def test_it_beats_random_search_on_a_small_table() -> None:
-    """With fixed seeds: the best value found in 40 trials, over 8 searches each."""
-    ours, theirs = [], []
-    for seed in range(8):
-        for strategy, found in ((ModelBased(seed=seed), ours), (RandomSearch(seed), theirs)):
-            handles = await run(strategy, cell(), 40)
-            found.append(max(h.model.metric or 0.0 for h in handles))
-    assert statistics.fmean(ours) > statistics.fmean(theirs) + 1.0
-    assert sum(a >= b for a, b in zip(ours, theirs, strict=True)) >= 7
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
