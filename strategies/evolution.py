@@ -10,10 +10,16 @@ A child is proposed the moment a worker is free, so no worker waits for a genera
   oldest member leaves once the population is over ``population_size`` (aging, not the
   worst).
 
-A member's metric is the mean over all trained models of its sample: when a sample is
-trained again (a re-evaluation, or a repeated child without ``deduplicate``) its mean is
-updated wherever it stands, its age is kept, and it never joins twice; once aged out it
-stays out. Tournaments compare these means.
+A member's metric is the mean over the trained models of its sample at the highest
+fidelity it reached: when a sample is trained again (a re-evaluation, or a repeated child
+without ``deduplicate``) its mean is updated wherever it stands, its age is kept, and it
+never joins twice; once aged out it stays out. Tournaments and the re-evaluation
+standings compare members as :func:`strategies.rank` ranks samples: highest fidelity
+first, then the best mean. Fidelity matters under a scheduler (``ASHA(proposer=...)``),
+whose proposer hears models stopped or paused early (:func:`strategies.base.fidelity`:
+``metrics.stopped_at``, ``math.inf`` for a model trained to its end): a value after one
+epoch never outranks one after a full training. Without a scheduler every model is at
+full fidelity and members compare by their means alone.
 
 With ``reevaluate`` (a :class:`Reevaluation`) the strategy spends a bounded share of the
 budget training the best samples again, so that its best, and :func:`strategies.rank`'s,
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import math
 import random
 import statistics
 from typing import Any
@@ -53,7 +60,7 @@ import msgspec
 from engine._objective import is_score
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
-from strategies.base import BaseStrategy, Leaves, NotYet
+from strategies.base import BaseStrategy, Leaves, NotYet, fidelity
 from strategies.random_search import UnseenSampler
 
 __all__ = ("Individual", "Reevaluation", "RegularizedEvolution", "default_sample_size", "mutate")
@@ -64,24 +71,28 @@ MAX_MUTATIONS = 100
 
 class Individual(msgspec.Struct, frozen=True, kw_only=True):
     """A trained sample as evolution remembers it. In the population ``metric`` is the mean
-    over its ``evaluations`` trained models; in the history, one model's own metric."""
+    over its ``evaluations`` trained models at ``fidelity``, the highest fidelity any of
+    its models reached (:func:`strategies.base.fidelity`: ``math.inf`` when trained to
+    the end); in the history, one model's own metric and fidelity."""
 
     sample: dict[str, Any]
     metric: float
     evaluations: int = 1
+    fidelity: float = math.inf
 
 
 class Reevaluation(msgspec.Struct, frozen=True, kw_only=True):
     """When :class:`RegularizedEvolution` trains a sample it trained before again.
 
-    Each time a worker is free, before a child is proposed: of the ``top_k`` samples with
-    the best mean metric, the best one that never failed and has fewer than
-    ``evaluations`` trained models (its models in flight included) is proposed again,
-    provided the models of repeated samples would stay within ``share`` of all the models
-    the strategy knows of. So each new leader is trained again until it has
-    ``evaluations`` results or a better-evidenced sample overtakes it, and the final best
-    is the best mean of several trainings, not one lucky value. When training is
-    deterministic this is waste: pass ``reevaluate=None``.
+    Each time a worker is free, before a child is proposed: of the ``top_k`` samples
+    first in the standings (the highest fidelity reached, then the best mean there, as
+    :func:`strategies.rank` orders them), the best one that never failed and has fewer
+    than ``evaluations`` trained models at its highest fidelity (its models in flight
+    included) is proposed again, provided the models of repeated samples would stay
+    within ``share`` of all the models the strategy knows of. So each new leader is
+    trained again until it has ``evaluations`` results or a better-evidenced sample
+    overtakes it, and the final best is the best mean of several trainings, not one
+    lucky value. When training is deterministic this is waste: pass ``reevaluate=None``.
 
     The defaults did best of those tried on NAS-Bench-201 at 300 evaluations
     (benchmarks/search_quality.py, tuned on seeds 1000-1119, not on the reported 0-19).
@@ -102,24 +113,25 @@ class Reevaluation(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Standings:
-    """Every trained sample's mean metric, kept sorted best first (ties: first trained
-    first)."""
+    """Every trained sample's fidelity and mean metric there, kept sorted best first:
+    highest fidelity first, then best mean (ties: first trained first)."""
 
     def __init__(self, sign: float) -> None:
         self._sign = sign
-        self._order: list[tuple[float, int, bytes]] = []
-        self._entries: dict[bytes, tuple[float, int, bytes]] = {}
+        self._order: list[tuple[float, float, int, bytes]] = []
+        self._entries: dict[bytes, tuple[float, float, int, bytes]] = {}
 
-    def update(self, key: bytes, mean: float) -> None:
+    def update(self, key: bytes, fidelity: float, mean: float) -> None:
         old = self._entries.get(key)
         if old is not None:
             del self._order[bisect.bisect_left(self._order, old)]
-        entry = (self._sign * mean, len(self._entries) if old is None else old[1], key)
+        entry = (-fidelity, self._sign * mean, len(self._entries) if old is None else old[2],
+                 key)
         bisect.insort(self._order, entry)
         self._entries[key] = entry
 
     def top(self, k: int) -> list[bytes]:
-        return [key for _, _, key in self._order[:k]]
+        return [key for _, _, _, key in self._order[:k]]
 
 
 def _other_value(leaf: LabeledMutable, current: Any, rng: random.Random) -> Any:
@@ -213,39 +225,48 @@ class RegularizedEvolution(BaseStrategy):
         self.history: list[Individual] = []
         self._member_keys: collections.deque[bytes] = collections.deque()  # population's
         self._metrics: dict[bytes, list[float]] = {}
+        self._fidelities: dict[bytes, list[float]] = {}  # of each metric in _metrics
         self._samples: dict[bytes, dict[str, Any]] = {}
         self._standings = _Standings(-1.0 if self.mode == "max" else 1.0)
         self._failed: set[bytes] = set()
         self._sampler: UnseenSampler | None = None
 
     def metrics_of(self, sample: Sample) -> list[float]:
-        """The metric of each trained model of ``sample``, in the order they finished."""
+        """The metric of each trained model of ``sample``, in the order they finished,
+        whatever fidelity each reached (:attr:`history` has each one's)."""
         return list(self._metrics.get(self.key_of(sample), ()))
 
     def observe(self, model: ExecutableModelSpace) -> None:
         """Called once per finished model (the journal's at resume, then in completion
-        order). A trained one adds its metric to its sample's mean: a sample trained for
-        the first time joins the population as its youngest member (the oldest leaves when
-        it is full); one already there keeps its place with the new mean. Any other model
-        marks its sample as failed: it is never proposed again."""
+        order). A trained one adds its metric, at the fidelity it reached, to its sample's
+        record: a sample trained for the first time joins the population as its youngest
+        member (the oldest leaves when it is full); one already there keeps its place with
+        the new mean at its highest fidelity. Any other model marks its sample as failed:
+        it is never proposed again."""
         metric, key = model.metric, self.key_of(model.sample or {})
         if model.status is not ModelStatus.Trained or not is_score(metric):  # dicts too
             self._failed.add(key)
             return
         sample = dict(model.sample or {})
-        self.history.append(Individual(sample=sample, metric=float(metric)))
+        reached = fidelity(model)
+        self.history.append(Individual(sample=sample, metric=float(metric), fidelity=reached))
+        new = key not in self._metrics
         metrics = self._metrics.setdefault(key, [])
+        fidelities = self._fidelities.setdefault(key, [])
         metrics.append(float(metric))
+        fidelities.append(reached)
         self._samples.setdefault(key, sample)
-        member = Individual(sample=self._samples[key], metric=statistics.fmean(metrics),
-                            evaluations=len(metrics))
-        self._standings.update(key, member.metric)
-        self._join(key, member)
+        top = max(fidelities)
+        at_top = [m for m, f in zip(metrics, fidelities, strict=True) if f == top]
+        member = Individual(sample=self._samples[key], metric=statistics.fmean(at_top),
+                            evaluations=len(at_top), fidelity=top)
+        self._standings.update(key, member.fidelity, member.metric)
+        self._join(key, member, new)
 
-    def _join(self, key: bytes, member: Individual) -> None:
+    def _join(self, key: bytes, member: Individual, new: bool) -> None:
         """Put ``member`` in the population: in its sample's place when it is there, as the
-        youngest when it is new; a sample that aged out stays out."""
-        if member.evaluations > 1:
+        youngest when it is ``new``; a sample that aged out stays out."""
+        if not new:
             if key in self._member_keys:
                 self.population[self._member_keys.index(key)] = member
             return
@@ -283,8 +304,9 @@ class RegularizedEvolution(BaseStrategy):
             return None
         flying = self.in_flight_counts()
         for key in self._standings.top(policy.top_k):
-            if key not in self._failed and (
-                    len(self._metrics[key]) + flying[key] < policy.evaluations):
+            fidelities = self._fidelities[key]
+            done = fidelities.count(max(fidelities))  # results at its highest fidelity
+            if key not in self._failed and done + flying[key] < policy.evaluations:
                 return dict(self._samples[key])
         return None
 
@@ -295,12 +317,14 @@ class RegularizedEvolution(BaseStrategy):
         return self.key_of(sample) not in self._failed
 
     def tournament(self) -> Individual:
-        """The best of ``sample_size`` members drawn without replacement (the first drawn
-        wins a tie)."""
+        """The best of ``sample_size`` members drawn without replacement: the highest
+        fidelity, then the best mean there (the first drawn wins a tie)."""
         size = min(self.sample_size, len(self.population))
         best: Individual | None = None
         for member in self.rng.sample(list(self.population), size):
-            if best is None or self.better(member.metric, best.metric):
+            if best is None or member.fidelity > best.fidelity or (
+                    member.fidelity == best.fidelity
+                    and self.better(member.metric, best.metric)):
                 best = member
         if best is None:
             raise RuntimeError("tournament() needs a non-empty population")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from pathlib import Path
 
@@ -17,10 +18,13 @@ from strategies import (
     ASHA,
     MedianStopping,
     RandomSearch,
+    Reevaluation,
     RegularizedEvolution,
     rank,
+    sample_key,
     search,
 )
+from strategies.base import ranked_samples
 from strategies.schedulers import quantile, rung_levels
 
 pytestmark = pytest.mark.anyio
@@ -134,6 +138,55 @@ async def test_asha_with_an_evolution_proposer_feeds_it_every_model() -> None:
     assert len(proposer.population) == 8
     check_asha_decisions(strategy, engine.handles())
     assert any(h.model.metrics.stopped_at is not None for h in engine.handles())
+
+
+class NoisyCurves:
+    """:func:`value` plus Gaussian noise at every step, from its own seeded stream: a
+    model stopped early can show a value above what a better one ends at."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    async def __call__(self, model: e.ExecutableModelSpace) -> float:
+        sample = dict(model.sample or {})
+        reported = 0.0
+        for step in range(1, STEPS + 1):
+            reported = value(sample, step) / 6 + self.rng.gauss(0.0, 2.0)
+            e.report_intermediate(reported)
+            await anyio.lowlevel.checkpoint()
+        return reported
+
+
+async def test_asha_evolution_reevaluates_the_leader_at_the_highest_fidelity() -> None:
+    """Evolution under ASHA re-evaluates exactly the sample ``ranked_samples`` puts first
+    (models trained to their end above the stopped ones, then the mean there), while it
+    has fewer than ``evaluations`` results at that fidelity; never a stopped model whose
+    early value beats the full trainings' means."""
+    policy = Reevaluation(top_k=1, evaluations=3, share=0.3)
+    proposer = RegularizedEvolution(6, sample_size=3, seed=2, reevaluate=policy)
+    strategy = ASHA(proposer, max_resource=STEPS, max_trials=60)
+    async with Engine(MockPool(NoisyCurves(3), capacity=1)) as engine:
+        await strategy.run(engine, cell())
+    models = [h.model for h in sorted(engine.handles(), key=lambda h: h.model_id)]
+    seen: set[bytes] = set()
+    repeats = 0
+    for index, model in enumerate(models):
+        key = sample_key(model.sample or {})
+        if index:
+            leader = ranked_samples(models[:index])[0]
+            due = (leader.count < policy.evaluations
+                   and repeats + 1 <= policy.share * (index + 1))
+            assert (key in seen) is due, f"model {index}"
+            if due:
+                assert model.sample == leader.model.sample, f"model {index}"
+        repeats += key in seen
+        seen.add(key)
+    assert repeats >= 3
+    # the rule was put to the test: some stopped model's value beat a full one's
+    finals = [float(m.metric) for m in models if m.metrics.stopped_at is None]  # type: ignore[arg-type]
+    stopped = [float(m.metric) for m in models if m.metrics.stopped_at is not None]  # type: ignore[arg-type]
+    assert finals
+    assert max(stopped) > min(finals)
 
 
 async def test_asha_never_waits_for_a_rung_to_fill() -> None:

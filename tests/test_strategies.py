@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import statistics
@@ -573,3 +574,73 @@ async def test_reevaluation_resumes_from_the_models_found(tmp_path: Path, where:
     assert any(index >= 30 for index in repeats)
     for entry in ranked_samples(h.model for h in handles):
         assert resumed.metrics_of(entry.model.sample or {}) == list(entry.metrics)
+
+
+class Found:
+    """A finished model as ``engine.handles()`` lists it (what ``resume`` reads)."""
+
+    def __init__(self, model_id: int, model: e.ExecutableModelSpace) -> None:
+        self.model_id, self.model, self.done = model_id, model, True
+
+
+class Journal:
+    """An engine that knows finished models only: enough for ``BaseStrategy.resume``."""
+
+    def __init__(self, models: list[e.ExecutableModelSpace]) -> None:
+        self._handles = [Found(i, model) for i, model in enumerate(models)]
+
+    def handles(self) -> list[Found]:
+        return self._handles
+
+
+def trained(sample: dict[str, Any], curve: list[float],
+            stopped_at: int | None = None) -> e.ExecutableModelSpace:
+    """A model of ``Small`` trained along ``curve``: to its end, or stopped by a
+    scheduler at ``stopped_at`` (its metric then that step's value)."""
+    model = space(Small(), small_score).freeze(sample)
+    steps = curve if stopped_at is None else curve[:stopped_at]
+    model.status = ModelStatus.Trained
+    model.metrics = e.Metrics(intermediates=list(steps), final=steps[-1],
+                              stopped_at=stopped_at)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_evolution_compares_members_at_the_highest_fidelity_first(mode: str) -> None:
+    """Under a scheduler a model stopped after one epoch is no rival for one trained to its
+    end, however good its early value: the tournament and the standings that choose
+    re-evaluations rank by fidelity first, then by the mean there, as ``rank`` does."""
+    sign = 1.0 if mode == "max" else -1.0
+    full, sprinter = {"x": 1, "y": "a"}, {"x": 2, "y": "b"}
+    models = [trained(full, [sign * v for v in (0.5, 0.7, 0.8)]),
+              trained(sprinter, [sign * v for v in (0.9, 0.95, 0.99)], stopped_at=1)]
+    evolution = RegularizedEvolution(2, 2, seed=0, mode=mode,
+                                     reevaluate=Reevaluation(evaluations=2, share=0.5))
+    evolution.resume(Journal(models))  # type: ignore[arg-type]
+    for _ in range(5):  # both members are drawn: the full one wins every time
+        assert evolution.tournament().sample == full
+    assert rank(models, mode)[0] is models[0]
+    leaves = space(Small(), small_score).simplify()
+    assert evolution.propose(leaves) == full  # the leader trained again, not the sprinter
+    assert [(m.fidelity, m.metric) for m in evolution.population] == [
+        (math.inf, sign * 0.8), (1.0, sign * 0.9)]
+
+
+def test_a_reevaluation_stopped_early_leaves_the_mean_at_full_fidelity() -> None:
+    """A sample trained to its end and again, stopped at a rung the second time: its mean
+    and its count of evaluations stay those of its full trainings, as ``rank``'s."""
+    sample = {"x": 3, "y": "c"}
+    models = [trained(sample, [0.5, 0.6, 0.7]),
+              trained(sample, [0.95, 0.96, 0.97], stopped_at=1),
+              trained({"x": 1, "y": "a"}, [0.6, 0.68, 0.69])]
+    evolution = RegularizedEvolution(3, 2, seed=0,
+                                     reevaluate=Reevaluation(evaluations=2, share=0.5))
+    evolution.resume(Journal(models))  # type: ignore[arg-type]
+    member = evolution.population[0]
+    assert (member.metric, member.evaluations) == (0.7, 1)
+    assert ranked_samples(models)[0].mean == member.metric
+    # 0.7 after one full training still leads (0.69 is the other's) and is due again
+    assert evolution.propose(space(Small(), small_score).simplify()) == sample
+    assert evolution.metrics_of(sample) == [0.7, 0.95]  # every model's, as they came
+    assert member.fidelity == math.inf
+    assert [m.fidelity for m in evolution.history] == [math.inf, 1.0, math.inf]
