@@ -57,6 +57,7 @@ from typing import Any
 
 import msgspec
 
+from engine._checks import check_count
 from engine._objective import is_score
 from engine.mutable import Categorical, LabeledMutable, Sample
 from engine.space import ExecutableModelSpace, ModelStatus
@@ -104,9 +105,7 @@ class Reevaluation(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         for name in ("top_k", "evaluations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Reevaluation.{name} must be a positive int, got {value!r}")
+            check_count(f"Reevaluation.{name}", getattr(self, name))
         if not 0 < self.share < 1:
             raise ValueError(f"Reevaluation.share must be in (0, 1) (the part of the budget "
                              f"re-evaluations may use), got {self.share!r}")
@@ -346,14 +345,10 @@ def default_sample_size(population_size: int) -> int:
 def _check_sizes(population_size: int, sample_size: int | None) -> int:
     """The sample size to use (see :class:`RegularizedEvolution`); ValueError when a size
     is not a positive int or ``sample_size`` exceeds the population."""
-    if isinstance(population_size, bool) or not isinstance(population_size, int) \
-            or population_size < 1:
-        raise ValueError(f"population_size must be a positive int, got {population_size!r}")
+    check_count("population_size", population_size)
     if sample_size is None:
         return default_sample_size(population_size)
-    if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
-        raise ValueError(f"sample_size must be a positive int or None (a third of the "
-                         f"population), got {sample_size!r}")
+    check_count("sample_size", sample_size, meaning="or None: a third of the population")
     if sample_size > population_size:
         raise ValueError(f"sample_size ({sample_size}) must not exceed population_size "
                          f"({population_size}); leave it out to take a third of the "

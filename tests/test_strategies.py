@@ -144,15 +144,15 @@ def test_bad_arguments_say_what_to_pass() -> None:
         RandomSearch(0, mode="maximize")
     with pytest.raises(ValueError, match=r"sample_size \(6\) must not exceed population_size"):
         RegularizedEvolution(5, 6)
-    with pytest.raises(ValueError, match=r"population_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"population_size must be an int >= 1, got 0"):
         RegularizedEvolution(0, 1)
     with pytest.raises(ValueError, match=r"mutation_prob must be in \(0, 1\]"):
         RegularizedEvolution(5, 2, mutation_prob=0.0)
     with pytest.raises(ValueError, match="max_trials must be a non-negative int"):
         GridSearch(max_trials=-1)
-    with pytest.raises(ValueError, match=r"Reevaluation.top_k must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"Reevaluation.top_k must be an int >= 1, got 0"):
         Reevaluation(top_k=0)
-    with pytest.raises(ValueError, match=r"Reevaluation.evaluations must be a positive int, "
+    with pytest.raises(ValueError, match=r"Reevaluation.evaluations must be an int >= 1, "
                        r"got True"):
         Reevaluation(evaluations=True)
     with pytest.raises(ValueError, match=r"Reevaluation.share must be in \(0, 1\).*got 1.0"):

@@ -25,9 +25,9 @@ def test_the_defaults_stay_the_tuned_ones() -> None:
 
 @pytest.mark.parametrize(("sample_size", "message"), [
     (5, r"sample_size \(5\) must not exceed population_size \(4\); leave it out"),
-    (0, r"sample_size must be a positive int or None .* got 0"),
-    (True, r"sample_size must be a positive int or None .* got True"),
-    (2.5, r"sample_size must be a positive int or None .* got 2.5"),
+    (0, r"sample_size must be an int >= 1 \(or None: a third of the population\), got 0"),
+    (True, r"sample_size must be an int >= 1 \(or None: a third of the population\), got True"),
+    (2.5, r"sample_size must be an int >= 1 \(or None: a third of the population\), got 2.5"),
 ])
 def test_an_explicit_bad_sample_size_is_refused(sample_size: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -35,9 +35,9 @@ def test_an_explicit_bad_sample_size_is_refused(sample_size: Any, message: str) 
 
 
 def test_a_bad_population_is_refused_before_the_sample_size_is_derived() -> None:
-    with pytest.raises(ValueError, match=r"population_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"population_size must be an int >= 1, got 0"):
         RegularizedEvolution(0)
-    with pytest.raises(ValueError, match=r"population_size must be a positive int, got '4'"):
+    with pytest.raises(ValueError, match=r"population_size must be an int >= 1, got '4'"):
         RegularizedEvolution("4")  # type: ignore[arg-type]
 
 
