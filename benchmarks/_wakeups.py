@@ -82,7 +82,7 @@ class _TrioCounter:
         _counts.steps["task " + task.name.rsplit(".", 1)[-1]] += 1
 
 
-async def _layers(trials: int) -> list[tuple[str, int, Callable[[], Awaitable[Any]]]]:
+def _layers(trials: int) -> list[tuple[str, int, Callable[[], Awaitable[Any]]]]:
     warm = max(50, trials // 10)  # parent_cpu_us_per_trial's warm-up round
 
     def engine(subscriber: bool, journal: bool) -> Callable[[], Awaitable[Any]]:
@@ -100,7 +100,7 @@ async def _layers(trials: int) -> list[tuple[str, int, Callable[[], Awaitable[An
 
 async def wakeup_breakdown(trials: int = 2000) -> None:
     """Print, per layer, loop iterations and task steps per trial, and the busiest."""
-    for name, count, measure in await _layers(trials):
+    for name, count, measure in _layers(trials):
         _counts.iterations, _counts.steps = 0, collections.Counter()
         await measure()
         steps = sum(_counts.steps.values())

@@ -223,9 +223,9 @@ class RegularizedEvolution(BaseStrategy):
         self.population: collections.deque[Individual] = collections.deque()
         self.history: list[Individual] = []
         self._member_keys: collections.deque[bytes] = collections.deque()  # population's
-        self._metrics: dict[bytes, list[float]] = {}
-        self._fidelities: dict[bytes, list[float]] = {}  # of each metric in _metrics
-        self._samples: dict[bytes, dict[str, Any]] = {}
+        # (fidelity, metric) of each trained model of a sample, in the order they finished
+        self._results: dict[bytes, list[tuple[float, float]]] = {}
+        self._records: dict[bytes, Individual] = {}  # each trained sample as it stands
         self._standings = _Standings(-1.0 if self.mode == "max" else 1.0)
         self._failed: set[bytes] = set()
         self._sampler: UnseenSampler | None = None
@@ -233,7 +233,7 @@ class RegularizedEvolution(BaseStrategy):
     def metrics_of(self, sample: Sample) -> list[float]:
         """The metric of each trained model of ``sample``, in the order they finished,
         whatever fidelity each reached (:attr:`history` has each one's)."""
-        return list(self._metrics.get(self.key_of(sample), ()))
+        return [metric for _, metric in self._results.get(self.key_of(sample), ())]
 
     def observe(self, model: ExecutableModelSpace) -> None:
         """Called once per finished model (the journal's at resume, then in completion
@@ -249,16 +249,15 @@ class RegularizedEvolution(BaseStrategy):
         sample = dict(model.sample or {})
         reached = fidelity(model)
         self.history.append(Individual(sample=sample, metric=float(metric), fidelity=reached))
-        new = key not in self._metrics
-        metrics = self._metrics.setdefault(key, [])
-        fidelities = self._fidelities.setdefault(key, [])
-        metrics.append(float(metric))
-        fidelities.append(reached)
-        self._samples.setdefault(key, sample)
-        top = max(fidelities)
-        at_top = [m for m, f in zip(metrics, fidelities, strict=True) if f == top]
-        member = Individual(sample=self._samples[key], metric=statistics.fmean(at_top),
-                            evaluations=len(at_top), fidelity=top)
+        new = key not in self._results
+        results = self._results.setdefault(key, [])
+        results.append((reached, float(metric)))
+        top = max(f for f, _ in results)
+        at_top = [m for f, m in results if f == top]
+        member = Individual(sample=sample if new else self._records[key].sample,
+                            metric=statistics.fmean(at_top), evaluations=len(at_top),
+                            fidelity=top)
+        self._records[key] = member
         self._standings.update(key, member.fidelity, member.metric)
         self._join(key, member, new)
 
@@ -303,10 +302,9 @@ class RegularizedEvolution(BaseStrategy):
             return None
         flying = self.in_flight_counts()
         for key in self._standings.top(policy.top_k):
-            fidelities = self._fidelities[key]
-            done = fidelities.count(max(fidelities))  # results at its highest fidelity
-            if key not in self._failed and done + flying[key] < policy.evaluations:
-                return dict(self._samples[key])
+            record = self._records[key]  # evaluations: its results at its top fidelity
+            if key not in self._failed and record.evaluations + flying[key] < policy.evaluations:
+                return dict(record.sample)
         return None
 
     def _allowed(self, sample: Sample) -> bool:

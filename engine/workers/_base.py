@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from engine._objective import MetricValue
     from engine.space import ExecutableModelSpace
 
-__all__ = ("PoolMonitor", "Trial", "TrialOutput", "WorkerPool")
+__all__ = ("HALT_GRACE", "PoolMonitor", "Trial", "TrialOutput", "WorkerPool",
+           "ends_cooperatively")
+
+#: Seconds a trial that its strategy stopped or paused (:func:`ends_cooperatively`) gets
+#: to reach its next report, checkpoint save or end, where it ends and its worker lives
+#: on; a trial that does not has its worker killed, as a cancelled trial does. Each pool
+#: reads its own module's binding (a test may set one pool's).
+HALT_GRACE = 5.0
 
 
 class TrialOutput(msgspec.Struct, kw_only=True):
@@ -38,7 +45,10 @@ class Trial(Protocol):
     0 afresh). A pool that runs training code hands both to it
     (``engine._checkpoint.spot_for`` / ``use_checkpoints``), so ``save_checkpoint`` and
     ``load_checkpoint`` work there; a pool that runs no training code (a simulation)
-    sets ``resumes_from_step = True`` on itself and reports from ``resume_step + 1``."""
+    sets ``resumes_from_step = True`` on itself and reports from ``resume_step + 1``.
+    ``ends_cooperatively`` (bool) says its strategy stopped or paused it: a pool whose
+    workers outlive a trial asks it to end at its next report instead of killing its
+    worker (see :func:`ends_cooperatively`)."""
 
     @property
     def model_id(self) -> int: ...
@@ -61,6 +71,12 @@ class Trial(Protocol):
 
     def final(self, value: MetricValue) -> None:
         """The model reported its final metric (the last call wins)."""
+
+
+def ends_cooperatively(trial: Trial) -> bool:
+    """Whether ``trial``, cancelled now, was stopped or paused by its strategy (so it may
+    end at its next report and keep its worker): False for a trial that does not say."""
+    return bool(getattr(trial, "ends_cooperatively", False))
 
 
 class PoolMonitor(Protocol):

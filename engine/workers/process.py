@@ -70,7 +70,7 @@ from engine._recipe import RecipeError, Symbol
 from engine.errors import WorkerLost, WorkerStartFailed
 from engine.evaluator import FunctionEvaluator
 from engine.space import SimplifiedModelSpace, dump_model
-from engine.workers._base import PoolMonitor, Trial, TrialOutput
+from engine.workers._base import HALT_GRACE, PoolMonitor, Trial, TrialOutput, ends_cooperatively
 from engine.workers._child import (
     EXIT_GRACE,
     PIPE_GONE,
@@ -95,10 +95,6 @@ _WORKER_MODULE = "engine.workers._worker"
 #: Seconds a cancelled run() waits for its worker's answer to a Skip (a trial that holds
 #: the GIL delays it); after that the answer is handled when it comes.
 ANSWER_GRACE = 1.0
-#: Seconds a trial that its strategy stopped or paused (``trial.ends_cooperatively``)
-#: gets to reach its next report, checkpoint save or end, where it ends and its worker
-#: lives on; a trial that does not has its worker killed, as a cancelled trial does.
-HALT_GRACE = 5.0
 #: Seconds a run() whose model never started waits to be cancelled by serve()'s error.
 FAILURE_GRACE = 5.0
 _SCRATCH_PREFIX = "nas-workers-"
@@ -355,8 +351,8 @@ class ProcessPool:
         """Wake when a worker went idle while another holds jobs; give it one of them if
         it stays idle (see ``Dispatcher.rebalance``). It first sleeps the
         ``REBALANCE_AFTER`` that worker must stay idle, then looks: most imbalances end
-        sooner (the worker's next model comes in the same turn of the loop), and looking
-        at each cost a wake-up every few no-op trials; now it is two per look."""
+        sooner (the worker's next model comes in the same turn of the loop), so looking
+        at once would wake the loop for nothing every few trials."""
         while True:
             await jobs.unbalanced.wait()
             jobs.unbalanced = anyio.Event()  # set again by what happens meanwhile
@@ -437,7 +433,7 @@ class ProcessPool:
                 await answer.wait()
         worker = job.worker
         if (worker is not None and worker.running is job
-                and getattr(job.trial, "ends_cooperatively", False)):
+                and ends_cooperatively(job.trial)):
             worker.post(Halt(id=job.id))  # after its Run, should that still wait
             with anyio.move_on_after(HALT_GRACE):  # Done, Failed, or the worker's death
                 await job.wait_over()

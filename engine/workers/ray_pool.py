@@ -56,16 +56,13 @@ from engine._checks import check_count, check_positive
 from engine._objective import MetricValue
 from engine.errors import TrialFailed, WorkerLost, WorkerStartFailed
 from engine.space import ExecutableModelSpace, dump_model
-from engine.workers._base import PoolMonitor, Trial, TrialOutput
+from engine.workers._base import HALT_GRACE, PoolMonitor, Trial, TrialOutput, ends_cooperatively
 from engine.workers._gpu import detect_devices, parse_visible_devices
 from engine.workers._wire import Done, Failed, Final, FromWorker, Hello, Intermediate
 from engine.workers.trial_runner import Capture, Halting, result_of, run_trial
 
 __all__ = ("HALT_GRACE", "RayPool")
 
-#: Seconds a trial that its strategy stopped or paused has to reach its next report
-#: (and end there, keeping its actor) before its actor is killed and replaced.
-HALT_GRACE = 5.0
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode_hello = msgspec.msgpack.Decoder(Hello).decode
@@ -428,7 +425,7 @@ class RayPool:
                 limiter=self._limiter)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                if not gate.close() or (getattr(trial, "ends_cooperatively", False)
+                if not gate.close() or (ends_cooperatively(trial)
                                         and await self._halt(worker, gate, number)):
                     self._give_back(worker)
                 else:
