@@ -10,7 +10,8 @@ import random as _random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from engine.mutable import LabeledMutable, _canonical, _same_value, check_weights
+from engine.mutable import LabeledMutable, check_weights
+from engine.mutable._sample import _canonical, _same_value
 
 __all__ = ("CategoricalMultiple",)
 
