@@ -26,18 +26,18 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 import anyio
 import anyio.lowlevel
-import msgspec
 from anyio.abc import TaskGroup
 
 from engine._checkpoint import CheckpointRoot, Pruner
 from engine._checks import check_bool, check_count, check_positive, refuse_in_worker
+from engine._engine._unwrap import is_cancel, unwrapped
 from engine._eventlog import EventLog, Subscription
 from engine._handle import ModelHandle, Monitor, Signal, Trial
 from engine._journal import (
@@ -45,6 +45,7 @@ from engine._journal import (
     Journal,
     RestoredModel,
     blob_of,
+    check_storable,
     is_duplicate_reason,
     rebuild,
     restore_finished,
@@ -101,8 +102,6 @@ IntermediateListener: TypeAlias = Callable[["ModelHandle", int, MetricValue], No
 
 #: Characters of each output stream (stdout, stderr) a handle keeps: the tail.
 OUTPUT_TAIL = 64 * 1024
-
-_json_encode = msgspec.json.Encoder().encode
 
 # The package's logger: one warning line per failed model. No handler is installed:
 # the program decides where log lines go (logging's last resort prints warnings).
@@ -225,7 +224,7 @@ class Engine:
                 await self._tg.__aexit__(None, None, None)
                 raise
         except BaseException as exc:
-            await self._close_outer("cancelled" if _is_cancel(exc) else "error")
+            await self._close_outer("cancelled" if is_cancel(exc) else "error")
             raise
         for _ in range(self._slots):
             self._tg.start_soon(self._runner)
@@ -351,7 +350,7 @@ class Engine:
                     await self._journal.close()
             finally:
                 self._outer.cancel_scope.cancel()
-                await _unwrapped(self._outer.__aexit__(None, None, None))
+                await unwrapped(self._outer.__aexit__(None, None, None))
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -362,9 +361,9 @@ class Engine:
             if exc_type is None:
                 await self._drain()
             else:
-                reason = "cancelled" if _is_cancel(exc) else "error"
+                reason = "cancelled" if is_cancel(exc) else "error"
         except BaseException as error:
-            reason = "cancelled" if _is_cancel(error) else "error"
+            reason = "cancelled" if is_cancel(error) else "error"
             raise
         finally:
             await self._stop(reason)
@@ -382,7 +381,7 @@ class Engine:
             self._queue.close()
             self._tg.cancel_scope.cancel()
             try:
-                await _unwrapped(self._tg.__aexit__(None, None, None))
+                await unwrapped(self._tg.__aexit__(None, None, None))
             finally:
                 self._running = False
                 try:
@@ -691,7 +690,7 @@ class Engine:
         if self._profiler is not None:
             self._runnable(model)  # a TypeError now (an async evaluator), not in a worker
         if self._journal is not None:
-            _check_storable(model.sample or {})
+            check_storable(model.sample or {})
             self._journal.store.admit(model, force=self.allow_changed_space)
 
     def _exhausted_reason(self) -> str:
@@ -998,56 +997,3 @@ def _tail(text: str) -> str:
         return text
     dropped = len(text) - OUTPUT_TAIL
     return f"[... {dropped} earlier characters dropped ...]\n{text[-OUTPUT_TAIL:]}"
-
-
-def _check_storable(sample: Mapping[str, Any]) -> None:
-    """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
-    try:
-        _json_encode(sample)  # the whole sample at once: one call in the common case
-        return
-    except (TypeError, msgspec.EncodeError):
-        pass
-    for label, value in sample.items():
-        try:
-            _json_encode(value)
-        except (TypeError, msgspec.EncodeError) as exc:
-            raise TypeError(
-                f"the run journal cannot store the value of {label!r} "
-                f"({type(value).__module__}.{type(value).__qualname__}: {value!r}): a sample "
-                "holds JSON values only (str, int, float, bool, None, lists and dicts of "
-                f"them); convert the choices of {label!r} to plain Python values ({exc})"
-            ) from None
-
-
-async def _unwrapped(leaving: Awaitable[object]) -> None:
-    """Await a task group's ``__aexit__``; a failure of one task comes out as itself
-    (e.g. one WorkerStartFailed), not wrapped in an ExceptionGroup of one."""
-    error: BaseException | None = None
-    try:
-        await leaving
-    except BaseExceptionGroup as group:
-        error = _root_cause(group)
-    if error is not None:  # raised out here to keep its own __context__
-        raise error
-
-
-def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error a failed task group holds (cancellations aside), else the group."""
-    errors = [e for e in _leaves(group) if not _is_cancel(e)]
-    return errors[0] if len(errors) == 1 else group
-
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for e in error.exceptions for leaf in _leaves(e)]
-    return [error]
-
-
-def _is_cancel(exc: BaseException | None) -> bool:
-    if exc is None:
-        return False
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_is_cancel(e) for e in exc.exceptions)
-    return False
