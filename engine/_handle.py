@@ -16,7 +16,7 @@ from engine.space import ExecutableModelSpace, ModelStatus
 from engine.workers._base import TrialOutput
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine._engine._base import EngineBase
 
 __all__ = ("ModelHandle", "Monitor", "Signal", "Trial")
 
@@ -29,7 +29,7 @@ class ModelHandle:
     stream is kept, after a line saying how much was dropped. ``error`` says why the
     model failed."""
 
-    def __init__(self, engine: Engine, model: ExecutableModelSpace, model_id: int) -> None:
+    def __init__(self, engine: EngineBase, model: ExecutableModelSpace, model_id: int) -> None:
         self._engine = engine
         self.model = model
         self.model_id = model_id
@@ -148,7 +148,7 @@ class ModelHandle:
 class Trial:
     """The engine's side of one attempt: what the pool reports through."""
 
-    def __init__(self, engine: Engine, handle: ModelHandle) -> None:
+    def __init__(self, engine: EngineBase, handle: ModelHandle) -> None:
         self._engine, self._handle = engine, handle
         self.model_id, self.attempt = handle.model_id, handle.attempts
         #: The step this attempt continues from (its checkpoint's; 0: from the start).
@@ -201,7 +201,7 @@ class Trial:
 
 
 class Monitor:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineBase) -> None:
         self._engine = engine
 
     def worker_started(self, worker: str, pid: int | None, gpus: tuple[int, ...]) -> None:

@@ -11,11 +11,12 @@ import contextlib
 import logging
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 from anyio.abc import TaskStatus
 
 from engine._recipe import RecipeError
@@ -23,11 +24,13 @@ from engine.errors import NotRebuildable, TrialError
 from engine.space import ExecutableModelSpace, ModelStatus, SimplifiedModelSpace, dump_model
 from engine.store import RunStore, RunStoreClosed, StoredModel
 
-__all__ = ("Journal", "RestoredModel", "is_duplicate_reason", "restore_finished")
+__all__ = ("Journal", "RestoredModel", "check_storable", "is_duplicate_reason", "restore_finished")
 
 logger = logging.getLogger("engine")
 
 DUPLICATE_PREFIX = "duplicate of model"
+
+_json_encode = msgspec.json.Encoder().encode
 
 
 def is_duplicate_reason(reason: str | None) -> bool:
@@ -94,6 +97,25 @@ def rebuild(stored: StoredModel) -> SimplifiedModelSpace | str:
         return f"its recipe no longer loads: {exc}"
     model.status = ModelStatus.Frozen
     return model
+
+
+def check_storable(sample: Mapping[str, Any]) -> None:
+    """TypeError naming the label when the journal cannot store ``sample`` as JSON."""
+    try:
+        _json_encode(sample)  # the whole sample at once: one call in the common case
+        return
+    except (TypeError, msgspec.EncodeError):
+        pass
+    for label, value in sample.items():
+        try:
+            _json_encode(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(
+                f"the run journal cannot store the value of {label!r} "
+                f"({type(value).__module__}.{type(value).__qualname__}: {value!r}): a sample "
+                "holds JSON values only (str, int, float, bool, None, lists and dicts of "
+                f"them); convert the choices of {label!r} to plain Python values ({exc})"
+            ) from None
 
 
 def blob_of(model: ExecutableModelSpace) -> bytes | None:
