@@ -55,7 +55,6 @@ from engine._objective import (
     declare_objectives,
     objectives_meta,
 )
-from engine._objective import sample_key as _sample_key  # noqa: F401 (tests import it here)
 from engine._queue import ModelQueue
 from engine.errors import EngineClosed
 from engine.events import EngineStarted

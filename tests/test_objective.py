@@ -84,10 +84,11 @@ def test_the_objective_round_trips_through_meta() -> None:
 
 
 def test_the_engine_and_the_strategies_share_one_sample_key() -> None:
-    from engine.engine import _sample_key
+    from engine._engine import _restoring, _submission
     from strategies import sample_key as strategies_key
 
-    assert _sample_key is sample_key is strategies_key
+    # submit's deduplication and a resumed run's both key samples as strategies do
+    assert _submission.sample_key is _restoring.sample_key is sample_key is strategies_key
     assert sample_key({"a": 1, "b": (1, 2)}) == sample_key({"b": [1, 2], "a": 1})
     assert sample_key({"kind": int}) == sample_key({"kind": int}) != sample_key({"kind": float})
 
